@@ -1,0 +1,214 @@
+"""Records: what a window (a cell or a ``track()`` block) cost, and how costs add up.
+
+Records are frozen: once a window closes its record never changes. ``Tally`` is the one mutable
+accumulator, owned by the Session under its lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Mapping
+
+from .meters.base import Measurement, Usage
+
+__all__ = ["MeterTotals", "Tally", "WindowInfo", "WindowRecord", "compact_meter", "money"]
+
+ZERO = Decimal(0)
+
+
+def money(value: Decimal | None) -> str | None:
+    """A Decimal as the plain decimal string nbcost writes to disk (never float, never 1E-7)."""
+    if value is None:
+        return None
+    return format(value.normalize(), "f") if value else "0"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowInfo:
+    """A span of time that costs accrue to: a notebook cell or a ``track()`` block.
+
+    Attributes:
+        start, end: ``time.time()`` seconds (UTC epoch); ``end`` is None while it runs.
+        parent_id: the enclosing window's id; None for a top-level window.
+    """
+
+    id: str
+    kind: str
+    start: float
+    label: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    cell_id: str | None = None
+    execution_count: int | None = None
+    parent_id: str | None = None
+    end: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MeterTotals:
+    """One meter's figures for a window or a session.
+
+    ``cost_usd`` sums the priced parts; ``unpriced`` says some usage had no price, so the true
+    cost is higher than ``cost_usd`` by an unknown amount.
+    """
+
+    quantities: Mapping[str, float]
+    cost_usd: Decimal = ZERO
+    unpriced: bool = False
+    by_key: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_measurement(cls, m: Measurement) -> MeterTotals:
+        return cls(
+            quantities=dict(m.quantities),
+            cost_usd=m.cost_usd or ZERO,
+            unpriced=m.cost_usd is None,
+            by_key={k: dict(v) for k, v in m.breakdown.items()},
+            flags=tuple(m.flags),
+            detail=dict(m.detail),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "quantities": dict(self.quantities),
+            "cost_usd": money(self.cost_usd),
+            "unpriced": self.unpriced,
+            "by_key": {
+                k: {q: (money(v) if isinstance(v, Decimal) else v) for q, v in figures.items()}
+                for k, figures in self.by_key.items()
+            },
+            "flags": list(self.flags),
+            "detail": dict(self.detail),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MeterTotals:
+        return cls(
+            quantities=dict(data.get("quantities") or {}),
+            cost_usd=Decimal(data.get("cost_usd") or 0),
+            unpriced=bool(data.get("unpriced")),
+            by_key={
+                k: {q: (Decimal(v) if q == "cost_usd" and v is not None else v) for q, v in f.items()}
+                for k, f in (data.get("by_key") or {}).items()
+            },
+            flags=tuple(data.get("flags") or ()),
+            detail=dict(data.get("detail") or {}),
+        )
+
+
+class Tally:
+    """Running sums of one meter's discrete usage (per window and per session)."""
+
+    __slots__ = ("quantities", "cost_usd", "unpriced", "by_key", "flags")
+
+    def __init__(self) -> None:
+        self.quantities: dict[str, float] = {}
+        self.cost_usd = ZERO
+        self.unpriced = False
+        self.by_key: dict[str, dict[str, Any]] = {}
+        self.flags: set[str] = set()
+
+    def add(self, usage: Usage) -> None:
+        per_key = self.by_key.setdefault(usage.key, {"cost_usd": ZERO})
+        for name, amount in usage.quantities.items():
+            self.quantities[name] = self.quantities.get(name, 0) + amount
+            per_key[name] = per_key.get(name, 0) + amount
+        if usage.cost_usd is None:
+            self.unpriced = True
+            per_key["unpriced"] = True
+        else:
+            self.cost_usd += usage.cost_usd
+            per_key["cost_usd"] += usage.cost_usd
+        self.flags.update(usage.flags)
+
+    def freeze(self) -> MeterTotals:
+        return MeterTotals(
+            quantities=dict(self.quantities),
+            cost_usd=self.cost_usd,
+            unpriced=self.unpriced,
+            by_key={k: dict(v) for k, v in self.by_key.items()},
+            flags=tuple(sorted(self.flags)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRecord:
+    """What one finished window cost. ``meters`` maps a meter's name to its figures."""
+
+    info: WindowInfo
+    wall_s: float
+    status: str
+    meters: Mapping[str, MeterTotals]
+    session_id: str
+    flags: tuple[str, ...] = ()
+
+    @property
+    def cost_usd(self) -> Decimal:
+        """The priced cost of every meter together (see ``unpriced``)."""
+        return sum((m.cost_usd for m in self.meters.values()), ZERO)
+
+    @property
+    def unpriced(self) -> bool:
+        return any(m.unpriced for m in self.meters.values())
+
+    @property
+    def gpu(self) -> MeterTotals | None:
+        return self.meters.get("gpu")
+
+    @property
+    def llm(self) -> MeterTotals | None:
+        return self.meters.get("llm")
+
+    def compact(self) -> dict[str, Any]:
+        """The small JSON record a saved notebook carries in ``cell.metadata.nbcost``."""
+        return compact_record(self.info, self.wall_s, self.status, self.meters, self.session_id,
+                              self.flags)
+
+
+_GPU_KEYS = ("held_s", "busy_s", "sm_s", "energy_j", "mem_peak_bytes")
+_LLM_KEYS = ("calls", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+             "reasoning_tokens")
+
+
+def compact_meter(name: str, totals: MeterTotals) -> dict[str, Any]:
+    """A meter's figures in the compact shape: the headline quantities and the cost."""
+    keys = {"gpu": _GPU_KEYS, "llm": _LLM_KEYS}.get(name, tuple(totals.quantities))
+    out: dict[str, Any] = {k: _round(totals.quantities[k]) for k in keys if k in totals.quantities}
+    out["cost_usd"] = money(totals.cost_usd)
+    if totals.unpriced:
+        out["unpriced"] = True
+    if name == "llm" and totals.by_key:
+        out["by_model"] = {
+            model: {k: (money(v) if isinstance(v, Decimal) else v) for k, v in figures.items()}
+            for model, figures in totals.by_key.items()
+        }
+    return out
+
+
+def compact_record(info: WindowInfo, wall_s: float, status: str,
+                   meters: Mapping[str, MeterTotals], session_id: str,
+                   flags: tuple[str, ...] = ()) -> dict[str, Any]:
+    cost = sum((m.cost_usd for m in meters.values()), ZERO)
+    out: dict[str, Any] = {
+        "v": 1,
+        "session_id": session_id,
+        "execution_count": info.execution_count,
+        "cell_id": info.cell_id,
+        "label": info.label,
+        "start": info.start,
+        "end": info.end,
+        "wall_s": round(wall_s, 6),
+        "cost_usd": money(cost),
+        "unpriced": any(m.unpriced for m in meters.values()),
+        "status": status,
+        "flags": sorted(set(flags).union(*(m.flags for m in meters.values()))),
+    }
+    for name, totals in meters.items():
+        out[name] = compact_meter(name, totals)
+    return out
+
+
+def _round(value: float) -> float:
+    return round(value, 6) if isinstance(value, float) else value

@@ -1,0 +1,431 @@
+"""The Session: the one place where costs add up.
+
+Meters report usage to the Session; the Session attributes it to the windows open at that moment,
+appends every event to the spend log, and keeps the finished records. Nothing here knows IPython,
+NVML or an SDK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from .config import Settings, load_settings
+from .errors import BudgetExceeded
+from .ledger import Ledger, iso_utc
+from .meters.base import Meter, Usage
+from .records import ZERO, MeterTotals, Tally, WindowInfo, WindowRecord, compact_record, money
+
+__all__ = ["Session", "notebook_identity"]
+
+Listener = Callable[[dict], None]
+BUDGET_THRESHOLDS = (Decimal("0.8"), Decimal("1"))
+
+
+def notebook_identity(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """The notebook this kernel runs, as far as the environment tells.
+
+    Jupyter Server sets JPY_SESSION_NAME to the notebook's path; ``nbcost run`` sets
+    NBCOST_NOTEBOOK and NBCOST_NOTEBOOK_ID.
+    """
+    env = os.environ if environ is None else environ
+    path = env.get("NBCOST_NOTEBOOK") or env.get("JPY_SESSION_NAME") or None
+    return {"notebook_path": path, "notebook_id": env.get("NBCOST_NOTEBOOK_ID") or None}
+
+
+class _Window:
+    """A window while it is open: its info, its tallies and its budget state."""
+
+    __slots__ = ("info", "tallies", "started_perf", "budget_usd", "budget_hard", "warned", "flags")
+
+    def __init__(self, info: WindowInfo) -> None:
+        self.info = info
+        self.tallies: dict[str, Tally] = {}
+        self.started_perf = time.perf_counter()
+        self.budget_usd: Decimal | None = None
+        self.budget_hard = False
+        self.warned: set[Decimal] = set()
+        self.flags: set[str] = set()
+
+
+class Session:
+    """A kernel's (or script's) spend: its windows, meters, records and spend log.
+
+    Examples
+    --------
+    ::
+
+        In [1]: s = nbcost.session()
+        In [2]: with nbcost.track("embed corpus") as t:
+           ...:     embed(corpus)
+        In [3]: t.cost_usd, s.total_usd
+        Out[3]: (Decimal('0.0132'), Decimal('0.0132'))
+    """
+
+    def __init__(self, settings: Settings | None = None, meters: list[Meter] | None = None,
+                 notebook: Mapping[str, str | None] | None = None,
+                 session_id: str | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.notebook = dict(notebook or notebook_identity())
+        self.enabled = True  # `%cost off` stops recording cells; meters' usage is still logged
+        self._lock = threading.RLock()
+        self._listeners: list[Listener] = []
+        self._warned: set[str] = set()
+        self.meters: dict[str, Meter] = {}
+        self._open: dict[str, _Window] = {}
+        self._begin(session_id or os.environ.get("NBCOST_SESSION_ID") or uuid.uuid4().hex)
+        for meter in meters if meters is not None else _default_meters():
+            self.add_meter(meter)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def _begin(self, session_id: str) -> None:
+        self.id = session_id
+        self.started_at = time.time()
+        self.ended_at: float | None = None
+        self.records: list[WindowRecord] = []
+        self.usages: list[Usage] = []
+        self._tallies: dict[str, Tally] = {}
+        self._budget_warned: set[Decimal] = set()
+        day = iso_utc(self.started_at)[:10]
+        self.ledger_path = self.settings.data_dir / "spend" / day / f"{self.id}.jsonl"
+        self._ledger = Ledger(self.ledger_path, {
+            "session_id": self.id,
+            **self.notebook,
+            "user": self.settings.user,
+            "team": self.settings.team,
+            "project": self.settings.project,
+        })
+        self._emit("session_start", {
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
+            "tags": dict(self.settings.default_tags),
+            "started_at": iso_utc(self.started_at),
+        })
+
+    def close(self) -> None:
+        """End the session: close open windows, stop the meters, write ``session_end``."""
+        if self.ended_at is not None:
+            return
+        for window_id in reversed(list(self._open)):
+            self.close_window(window_id, status="interrupted")
+        for meter in list(self.meters.values()):
+            self._safely(f"stopping the {meter.name} meter", meter.stop)
+        self._write_session_end()
+        self._ledger.close()
+
+    def reset(self) -> None:
+        """``%cost reset``: end this session's log and start a fresh session, meters kept."""
+        self._write_session_end()
+        self._ledger.close()
+        self._open.clear()
+        self._begin(uuid.uuid4().hex)
+
+    def _write_session_end(self) -> None:
+        self.ended_at = time.time()
+        totals = self.totals(self.ended_at)
+        self._emit("session_end", {
+            "ended_at": iso_utc(self.ended_at),
+            "wall_s": self.ended_at - self.started_at,
+            "cost_usd": money(sum((t.cost_usd for t in totals.values()), ZERO)),
+            "meters": {name: t.to_json() for name, t in totals.items()},
+        })
+
+    # -- meters -------------------------------------------------------------------------------
+
+    def add_meter(self, meter: Meter) -> None:
+        if meter.name in self.meters:
+            raise ValueError(f"a meter named {meter.name!r} is already part of this session")
+        self.meters[meter.name] = meter
+        self._safely(f"starting the {meter.name} meter", lambda: meter.start(self))
+
+    def remove_meter(self, name: str) -> None:
+        meter = self.meters.pop(name, None)
+        if meter is not None:
+            self._safely(f"stopping the {name} meter", meter.stop)
+
+    # MeterSink ------------------------------------------------------------------------------
+
+    def record(self, usage: Usage) -> None:
+        """Attribute one piece of usage to every open window and log it at once."""
+        with self._lock:
+            self.usages.append(usage)
+            self._tallies.setdefault(usage.meter, Tally()).add(usage)
+            window_ids = []
+            for window in self._open.values():
+                window.tallies.setdefault(usage.meter, Tally()).add(usage)
+                window_ids.append(window.info.id)
+            self._emit(usage.event, {
+                **self.current_cell(),
+                "window_ids": window_ids,
+                "meter": usage.meter,
+                "key": usage.key,
+                "quantities": dict(usage.quantities),
+                "cost_usd": money(usage.cost_usd),
+                "attributes": dict(usage.attributes),
+                "flags": list(usage.flags),
+            }, at=usage.at)
+        self._check_soft_budgets()
+
+    def log(self, event: str, fields: Mapping[str, Any]) -> None:
+        self._emit(event, {**self.current_cell(), **fields})
+
+    def warn_once(self, key: str, message: str) -> None:
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        print(message, file=sys.stderr, flush=True)
+
+    def check_budget(self, meter: str) -> None:
+        """Refuse to start new spend when a hard budget (session or window) is used up."""
+        spent = self.total_usd
+        scopes = [("session", spent, self.settings.budget_usd, self.settings.budget_hard)]
+        with self._lock:
+            for window in self._open.values():
+                scopes.append((f"cell {window.info.label or window.info.execution_count or ''}".strip(),
+                               self._window_cost(window), window.budget_usd, window.budget_hard))
+        for scope, used, budget, hard in scopes:
+            if hard and budget is not None and used >= budget:
+                self._emit("budget", {**self.current_cell(), "action": "refused", "meter": meter,
+                                      "scope": scope, "budget_usd": money(budget),
+                                      "spent_usd": money(used)})
+                raise BudgetExceeded(used, budget, scope)
+
+    def current_cell(self) -> dict[str, Any]:
+        with self._lock:
+            for window in self._open.values():
+                if window.info.kind == "cell":
+                    return {"cell_id": window.info.cell_id,
+                            "execution_count": window.info.execution_count}
+        return {}
+
+    # -- windows ------------------------------------------------------------------------------
+
+    def open_window(self, kind: str, label: str | None = None, tags: Mapping[str, str] | None = None,
+                    cell_id: str | None = None, execution_count: int | None = None) -> WindowInfo:
+        with self._lock:
+            parent = next(reversed(self._open.values()), None)
+            info = WindowInfo(
+                id=uuid.uuid4().hex, kind=kind, start=time.time(), label=label,
+                tags={**self.settings.default_tags, **(tags or {})}, cell_id=cell_id,
+                execution_count=execution_count, parent_id=parent.info.id if parent else None,
+            )
+            self._open[info.id] = _Window(info)
+        for meter in list(self.meters.values()):
+            self._safely(f"the {meter.name} meter", lambda m=meter: m.window_started(info))
+        self._emit(f"{kind}_start", _window_fields(info))
+        return info
+
+    def annotate_window(self, window_id: str, *, label: str | None = None,
+                        tags: Mapping[str, str] | None = None, budget_usd: Decimal | None = None,
+                        budget_hard: bool = False) -> WindowInfo:
+        """Give an open window a label, tags or a budget (what ``%%cost`` does to its cell)."""
+        with self._lock:
+            window = self._open[window_id]
+            window.info = replace(window.info, label=label if label is not None else window.info.label,
+                                  tags={**window.info.tags, **(tags or {})})
+            if budget_usd is not None:
+                window.budget_usd, window.budget_hard = budget_usd, budget_hard
+            return window.info
+
+    def close_window(self, window_id: str, status: str = "ok") -> WindowRecord:
+        end = time.time()
+        with self._lock:
+            window = self._open.pop(window_id)
+            info = replace(window.info, end=end)
+        wall_s = time.perf_counter() - window.started_perf
+        for meter in list(self.meters.values()):
+            self._safely(f"the {meter.name} meter", lambda m=meter: m.window_ended(info))
+        meters = self._measure(window, info.start, end)
+        record = WindowRecord(info=info, wall_s=wall_s, status=status, meters=meters,
+                              session_id=self.id, flags=tuple(sorted(window.flags)))
+        with self._lock:
+            self.records.append(record)
+        self._emit(f"{info.kind}_end", {
+            **_window_fields(info),
+            "ended_at": iso_utc(end),
+            "wall_s": wall_s,
+            "status": status,
+            "cost_usd": money(record.cost_usd),
+            "unpriced": record.unpriced,
+            "meters": {name: totals.to_json() for name, totals in meters.items()},
+            "flags": list(record.flags),
+        })
+        self._check_window_budget(window, record.cost_usd)
+        self._check_soft_budgets()
+        return record
+
+    def open_windows(self) -> list[WindowInfo]:
+        with self._lock:
+            return [w.info for w in self._open.values()]
+
+    def flag_open_windows(self, flag: str) -> None:
+        """Mark every open window (``internal_error`` when nbcost itself failed)."""
+        with self._lock:
+            for window in self._open.values():
+                window.flags.add(flag)
+
+    def live_totals(self, window_id: str | None = None) -> dict[str, Any]:
+        """Running totals of an open window, or of the whole session: the compact shape."""
+        now = time.time()
+        if window_id is None:
+            info = WindowInfo(id=self.id, kind="session", start=self.started_at, end=now)
+            return compact_record(info, now - self.started_at, "running", self.totals(now), self.id)
+        with self._lock:
+            window = self._open.get(window_id)
+        if window is None:
+            raise KeyError(f"no open window {window_id!r}")
+        meters = self._measure(window, window.info.start, now)
+        return compact_record(window.info, time.perf_counter() - window.started_perf, "running",
+                              meters, self.id, tuple(window.flags))
+
+    # -- totals -------------------------------------------------------------------------------
+
+    def totals(self, end: float | None = None) -> dict[str, MeterTotals]:
+        """Session-wide figures per meter, including what no window saw (GPU idle between cells)."""
+        end = end or time.time()
+        with self._lock:
+            totals = {name: tally.freeze() for name, tally in self._tallies.items()}
+        for name, meter in list(self.meters.items()):
+            measured = self._safely(f"the {name} meter",
+                                    lambda m=meter: m.session_measurement(self.started_at, end))
+            if measured is not None:
+                totals[name] = MeterTotals.from_measurement(measured)
+        return totals
+
+    @property
+    def total_usd(self) -> Decimal:
+        """What the session has cost so far (priced parts; see ``unpriced``)."""
+        return sum((t.cost_usd for t in self.totals().values()), ZERO)
+
+    @property
+    def unpriced(self) -> bool:
+        return any(t.unpriced for t in self.totals().values())
+
+    def to_dataframe(self):
+        """The session's spend log as the flat export table (one row per window)."""
+        from .export import session_dataframe
+
+        return session_dataframe(self)
+
+    # -- listeners ----------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(event)`` after every spend-log event; returns the undo."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _measure(self, window: _Window, start: float, end: float) -> dict[str, MeterTotals]:
+        with self._lock:
+            meters = {name: tally.freeze() for name, tally in window.tallies.items()}
+        for name, meter in list(self.meters.items()):
+            measured = self._safely(f"the {name} meter", lambda m=meter: m.measure(start, end))
+            if measured is not None:
+                meters[name] = MeterTotals.from_measurement(measured)
+        return meters
+
+    def _window_cost(self, window: _Window) -> Decimal:
+        return sum((t.cost_usd for t in self._measure(window, window.info.start, time.time()).values()),
+                   ZERO)
+
+    def _emit(self, event: str, fields: Mapping[str, Any], at=None) -> None:
+        try:
+            line = self._ledger.append(event, fields, at=at)
+        except Exception as exc:  # noqa: BLE001 - a full disk must not break the user's cell
+            self.warn_once("ledger", f"nbcost: could not write the spend log ({exc}); "
+                                     f"costs are still shown but not saved.")
+            return
+        if self._listeners:
+            payload = json.loads(line)
+            for listener in list(self._listeners):
+                self._safely("a display listener", lambda fn=listener: fn(payload))
+
+    def _check_soft_budgets(self) -> None:
+        budget = self.settings.budget_usd
+        if budget is None or budget <= 0:
+            return
+        spent = self.total_usd
+        for threshold in BUDGET_THRESHOLDS:
+            if spent >= budget * threshold and threshold not in self._budget_warned:
+                self._budget_warned.add(threshold)
+                self._warn_budget("session", spent, budget, threshold)
+
+    def _check_window_budget(self, window: _Window, spent: Decimal) -> None:
+        if window.budget_usd is None or window.budget_usd <= 0:
+            return
+        for threshold in BUDGET_THRESHOLDS:
+            if spent >= window.budget_usd * threshold and threshold not in window.warned:
+                window.warned.add(threshold)
+                self._warn_budget("cell", spent, window.budget_usd, threshold)
+
+    def _warn_budget(self, scope: str, spent: Decimal, budget: Decimal, threshold: Decimal) -> None:
+        self._emit("budget", {**self.current_cell(), "action": "warning", "scope": scope,
+                              "threshold": money(threshold), "budget_usd": money(budget),
+                              "spent_usd": money(spent)})
+        word = "spent" if threshold >= 1 else f"{threshold:.0%} used"
+        print(f"nbcost: {scope} budget ${budget} {word} (${spent:.4f} so far).", file=sys.stderr,
+              flush=True)
+
+    def _safely(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run nbcost's own work; a failure becomes one warning and a flagged record."""
+        try:
+            return action()
+        except BudgetExceeded:
+            raise
+        except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
+            self.flag_open_windows("internal_error")
+            self.warn_once(f"internal:{what}:{type(exc).__name__}",
+                           f"nbcost: {what} failed ({type(exc).__name__}: {exc}); "
+                           f"your code is unaffected, this record is flagged.")
+            return None
+
+    @contextmanager
+    def window(self, kind: str = "track", label: str | None = None,
+               tags: Mapping[str, str] | None = None) -> Iterator[WindowInfo]:
+        info = self.open_window(kind, label=label, tags=tags)
+        status = "ok"
+        try:
+            yield info
+        except BaseException:
+            status = "error"
+            raise
+        finally:
+            self.close_window(info.id, status)
+
+
+def _window_fields(info: WindowInfo) -> dict[str, Any]:
+    return {
+        "window_id": info.id,
+        "parent_id": info.parent_id,
+        "kind": info.kind,
+        "label": info.label,
+        "tags": dict(info.tags),
+        "cell_id": info.cell_id,
+        "execution_count": info.execution_count,
+        "started_at": iso_utc(info.start),
+    }
+
+
+def _default_meters() -> list[Meter]:
+    from .meters import default_meters
+
+    return default_meters()
