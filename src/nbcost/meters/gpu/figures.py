@@ -1,0 +1,185 @@
+"""Turning the sampler's series into a window's figures, cost and waste. Reads memory only.
+
+Per GPU over ``[start, end]``:
+
+* ``held_s``: seconds this process had a context (the billing basis, × the hourly rate);
+* ``busy_s``: seconds some kernel ran (utilization buffer, device-wide);
+* ``sm_s``: SM-weighted seconds (GPM SM utilization), "full-GPU-equivalent seconds";
+* ``energy_j``, ``power_avg_w``: from the energy counter;
+* ``mem_peak_bytes``: this process's peak memory on the device;
+* waste: ``stall_s`` = held − busy (the GPU waited on the host), ``underfill_s`` = busy − SM
+  (kernels too small for the GPU), and, per session, ``idle_between_s`` (held, no cell running).
+
+A figure NVML cannot give (no GPM, MIG, no energy counter) is left out, never reported as 0,
+and the reason is a flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Iterable
+
+from ...pricing.gpu import RateQuote, gpu_rate
+from ..base import Measurement
+from .series import DeviceSeries
+
+__all__ = ["DeviceFigures", "device_figures", "measurement"]
+
+#: NVML's energy counter updates about every 100 ms: the error of an edge.
+ENERGY_PERIOD_S = 0.1
+_MICRO_USD = Decimal("0.00000001")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFigures:
+    """One GPU's figures over one span; None where NVML could not give the figure."""
+
+    key: str
+    name: str
+    held_s: float
+    busy_s: float | None
+    sm_s: float | None
+    energy_j: float | None
+    mem_peak_bytes: float | None
+    uncertainty_s: float  # of busy_s (and sm_s): one sample period per edge, plus unread tail
+    energy_uncertainty_j: float
+    flags: tuple[str, ...]
+    stall_s: float | None = None  # held − busy: the GPU waited on the host
+    underfill_s: float | None = None  # busy − SM-weighted: kernels too small for the GPU
+    idle_between_s: float | None = None  # session figures only: held while no cell ran
+
+
+def device_figures(s: DeviceSeries, start: float, end: float) -> DeviceFigures:
+    d = s.device
+    wall_s = max(end - start, 0.0)
+    flags = []
+    if d.mig:
+        flags.append("mig")
+    if s.errors.overlaps(start, end) or s.lost:
+        flags.append("partial")
+    if s.shared.overlaps(start, end):
+        flags.append("shared")
+    if s.device_wide.overlaps(start, end):
+        flags.append("device_wide")
+    if s.unattributed.overlaps(start, end):
+        flags.append("unattributed")
+    busy = uncertainty = None
+    if s.has_util:
+        busy = min(s.busy.between(start, end), wall_s)
+        tail = _unread_tail(s.busy.last_time, start, end)
+        uncertainty = min(2 * s.sample_period_s + tail, wall_s)
+    elif not d.mig:
+        flags.append("no_util")
+    sm = min(s.sm.between(start, end), wall_s) if s.has_sm else None
+    if not s.has_sm and not d.mig:
+        flags.append("no_sm")
+    energy = None
+    energy_uncertainty = 0.0
+    if s.has_energy:
+        energy = s.energy.between(start, end)
+        power = energy / wall_s if wall_s else 0.0
+        energy_uncertainty = power * (2 * ENERGY_PERIOD_S + _unread_tail(s.energy.last_time, start, end))
+    elif not d.mig:
+        flags.append("no_energy")
+    held = min(s.held.between(start, end), wall_s)
+    return DeviceFigures(
+        key=d.key,
+        name=d.name,
+        held_s=held,
+        busy_s=busy,
+        sm_s=sm,
+        energy_j=energy,
+        mem_peak_bytes=s.memory.peak_between(start, end),
+        uncertainty_s=uncertainty or 0.0,
+        energy_uncertainty_j=energy_uncertainty,
+        flags=tuple(flags),
+        stall_s=None if busy is None else max(held - busy, 0.0),
+        underfill_s=None if busy is None or sm is None else max(busy - sm, 0.0),
+    )
+
+
+def _unread_tail(last_time: float | None, start: float, end: float) -> float:
+    """The end of the span the sampler has not read yet (samples arrive after their period)."""
+    if last_time is None:
+        return end - start
+    return max(end - max(last_time, start), 0.0)
+
+
+def _sum(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def _usd(seconds: float, quote: RateQuote, fraction: float | None) -> Decimal | None:
+    if quote.usd_per_hour is None or fraction is None:
+        return None
+    hours = Decimal(repr(round(seconds, 6))) / 3600
+    return (hours * quote.usd_per_hour * Decimal(repr(fraction))).quantize(_MICRO_USD)
+
+
+def measurement(
+    figures: list[tuple[DeviceSeries, DeviceFigures]], start: float, end: float, settings: Any
+) -> Measurement:
+    """Sum the held GPUs' figures, price them at ``settings``' rates and name the waste."""
+    held = [(s, f) for s, f in figures if f.held_s > 0]
+    flags = sorted({flag for _, f in figures for flag in f.flags if flag == "unattributed"}
+                   | {flag for _, f in held for flag in f.flags})
+    wall_s = max(end - start, 0.0)
+    quantities: dict[str, float] = {"held_s": sum(f.held_s for _, f in held), "gpus": len(held)}
+    optional = {
+        "busy_s": _sum(f.busy_s for _, f in held),
+        "sm_s": _sum(f.sm_s for _, f in held),
+        "energy_j": _sum(f.energy_j for _, f in held),
+        "mem_peak_bytes": _sum(f.mem_peak_bytes for _, f in held),
+        "stall_s": _sum(f.stall_s for _, f in held),
+        "underfill_s": _sum(f.underfill_s for _, f in held),
+        "idle_between_s": _sum(f.idle_between_s for _, f in held),
+    }
+    if optional["energy_j"] is not None and wall_s > 0:
+        optional["power_avg_w"] = optional["energy_j"] / wall_s
+    quantities.update({k: v for k, v in optional.items() if v is not None})
+    if held and any(f.idle_between_s is not None for _, f in figures):
+        quantities.setdefault("idle_between_s", 0.0)
+
+    cost: Decimal | None = Decimal(0)
+    waste: dict[str, Decimal | None] = {"idle_between": Decimal(0), "stall": Decimal(0),
+                                        "underfill": Decimal(0)}
+    rates: dict[str, Any] = {}
+    breakdown: dict[str, dict[str, Any]] = {}
+    for s, f in held:
+        quote = gpu_rate(f.name, settings)
+        fraction = s.device.mig_fraction
+        rates[f.key] = {**quote.as_json(), "fraction": fraction}
+        device_cost = _usd(f.held_s, quote, fraction)
+        row: dict[str, Any] = {"held_s": f.held_s, "cost_usd": device_cost}
+        for name in ("busy_s", "sm_s", "energy_j", "mem_peak_bytes", "stall_s", "underfill_s",
+                     "idle_between_s"):
+            if getattr(f, name) is not None:
+                row[name] = getattr(f, name)
+        breakdown[f.key] = row
+        if device_cost is None:  # one unpriced GPU makes the total unpriced, never $0
+            row["unpriced"] = True
+            cost = None
+            waste = dict.fromkeys(waste)
+            continue
+        if cost is not None:
+            cost += device_cost
+        for kind, seconds in (("idle_between", f.idle_between_s), ("stall", f.stall_s),
+                              ("underfill", f.underfill_s)):
+            if waste[kind] is not None and seconds:
+                waste[kind] += _usd(seconds, quote, fraction)
+    if cost is None:
+        flags.append("unpriced")
+    detail = {
+        "uncertainty_s": sum(f.uncertainty_s for _, f in held),
+        "energy_uncertainty_j": sum(f.energy_uncertainty_j for _, f in held),
+        "sample_period_s": max((s.sample_period_s for s, _ in held), default=None),
+        "devices": [f.name for _, f in held],
+        "rates": rates,
+        "waste_usd": {k: None if v is None else str(v) for k, v in waste.items()},
+        "waste_s": {k: v for k, v in (("idle_between", optional["idle_between_s"]),
+                                      ("stall", optional["stall_s"]),
+                                      ("underfill", optional["underfill_s"])) if v is not None},
+    }
+    return Measurement(quantities, cost, breakdown, tuple(flags), detail)

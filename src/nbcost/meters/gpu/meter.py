@@ -1,0 +1,197 @@
+"""``GpuMeter``: the Session's view of the GPU sampler.
+
+``start`` maps the visible GPUs and starts the sampler thread (or says once that there is no
+GPU); the window hooks note when top-level cells run; ``measure`` and ``session_measurement``
+read the sampler's series. While a GPU is held, a ``gpu_checkpoint`` event with the session's
+running figures goes to the spend log at least every ``checkpoint_s`` seconds, so a killed
+kernel loses at most that much.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+from ..base import Measurement, Meter, MeterSink
+from .backend import GpuError, NullBackend, load_backend
+from .devices import visible_devices
+from .figures import device_figures, measurement
+from .sampler import Sampler
+
+__all__ = ["GpuMeter"]
+
+NO_GPU_MESSAGE = "nbcost: no NVIDIA GPU visible ({reason}); GPU figures are off, everything else works."
+
+
+class GpuMeter(Meter):
+    """Held, busy and SM-weighted GPU time, energy and memory, per window and per session.
+
+    Args:
+        nvml: a pynvml-like module to use instead of the real ``pynvml`` (tests pass a fake).
+        environ: the environment to read ``CUDA_VISIBLE_DEVICES`` from (default ``os.environ``).
+        clock: ``time.time``-like; tests script it.
+        pid: the process whose contexts count as held (default: this one).
+        threaded: run the sampler in its thread; tests drive ``meter.sampler.poll()`` by hand.
+    """
+
+    name = "gpu"
+
+    def __init__(
+        self,
+        nvml: Any = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        pid: int | None = None,
+        threaded: bool = True,
+        tick_s: float = 0.1,
+        checkpoint_s: float = 5.0,
+        **sampler_options: Any,
+    ) -> None:
+        self._nvml = nvml
+        self._environ = environ
+        self._clock = clock
+        self._pid = pid
+        self._threaded = threaded
+        self._tick_s = tick_s
+        self._checkpoint_s = checkpoint_s
+        self._sampler_options = sampler_options
+        self._sink: MeterSink | None = None
+        self._backend: Any = None
+        self.sampler: Sampler | None = None
+        self.reason_off: str | None = None
+        self._session_start = 0.0
+        self._open_cells: dict[str, float] = {}
+        self._cells: list[tuple[float, float]] = []
+        self._cells_lock = threading.Lock()
+        self._last_checkpoint = 0.0
+        self._was_held = False
+        self._stopped = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self, sink: MeterSink) -> None:
+        self._sink = sink
+        self._session_start = self._clock()
+        backend = load_backend(self._nvml)
+        try:
+            backend.init()
+            devices, notes = visible_devices(backend, self._environ)
+        except GpuError as error:
+            reason = backend.reason if isinstance(backend, NullBackend) else str(error)
+            self._switch_off(reason, backend)
+            return
+        if not devices:
+            self._switch_off("CUDA_VISIBLE_DEVICES hides every GPU", backend)
+            return
+        self._backend = backend
+        for note in notes:
+            sink.warn_once(f"gpu:devices:{note[:40]}", f"nbcost: {note}")
+        if any(d.mig for d in devices):
+            sink.warn_once("gpu:mig", "nbcost: this kernel uses a MIG slice; NVML gives no "
+                           "utilization or energy for slices, so only held time and memory are "
+                           "measured (flag 'mig').")
+        self.sampler = Sampler(backend, devices, notify=sink.warn_once, clock=self._clock,
+                               pid=self._pid, tick_s=self._tick_s, on_tick=self._on_tick,
+                               **self._sampler_options)
+        if self._threaded:
+            self.sampler.start()
+
+    def _switch_off(self, reason: str, backend: Any) -> None:
+        self.reason_off = reason
+        try:
+            backend.shutdown()
+        except GpuError:
+            pass
+        if self._sink is not None:
+            self._sink.warn_once("gpu:none", NO_GPU_MESSAGE.format(reason=reason))
+
+    def stop(self) -> None:
+        """Stop the sampler and close NVML; the series stay readable. Idempotent."""
+        if self.sampler is None or self._stopped:
+            return
+        self._stopped = True
+        self.sampler.stop()
+        if self._was_held:
+            self._checkpoint(self._clock(), final=True)
+        try:
+            self._backend.shutdown()
+        except GpuError:
+            pass
+
+    # --- windows ------------------------------------------------------------------------------
+    def window_started(self, window: Any) -> None:
+        if window.kind == "cell" and window.parent_id is None:
+            self._open_cells[window.id] = window.start
+
+    def window_ended(self, window: Any) -> None:
+        start = self._open_cells.pop(window.id, None)
+        if start is not None:
+            end = window.end if window.end is not None else self._clock()
+            with self._cells_lock:
+                self._cells.append((start, end))
+
+    def _cell_spans(self, now: float) -> list[tuple[float, float]]:
+        with self._cells_lock:
+            spans = list(self._cells)
+        return spans + [(start, now) for start in list(self._open_cells.values())]
+
+    # --- figures ------------------------------------------------------------------------------
+    def measure(self, start: float, end: float) -> Measurement | None:
+        if self.sampler is None:
+            return self._off_measurement()
+        figures = [(s, device_figures(s, start, end)) for s in self.sampler.series]
+        return measurement(figures, start, end, self._settings())
+
+    def session_measurement(self, start: float, end: float) -> Measurement | None:
+        if self.sampler is None:
+            return self._off_measurement()
+        cells = [(max(a, start), min(b, end)) for a, b in self._cell_spans(end)]
+        cells = [(a, b) for a, b in cells if b > a]
+        figures = []
+        for s in self.sampler.series:
+            f = device_figures(s, start, end)
+            held_in_cells = sum(s.held.between(a, b) for a, b in cells)
+            stall = f.stall_s
+            if f.busy_s is not None:
+                busy_in_cells = sum(s.busy.between(a, b) for a, b in cells)
+                stall = max(held_in_cells - busy_in_cells, 0.0)
+            figures.append((s, replace(f, idle_between_s=max(f.held_s - held_in_cells, 0.0),
+                                       stall_s=stall)))
+        return measurement(figures, start, end, self._settings())
+
+    def _off_measurement(self) -> Measurement | None:
+        if self.reason_off is None:
+            return None  # not started
+        return Measurement({}, Decimal(0), flags=("no_gpu",), detail={"reason": self.reason_off})
+
+    def _settings(self) -> Any:
+        return getattr(self._sink, "settings", None)
+
+    # --- spend-log checkpoints (sampler thread) -----------------------------------------------
+    def _on_tick(self, now: float) -> None:
+        held = any(s.held_now for s in self.sampler.series) if self.sampler else False
+        due = now - self._last_checkpoint >= self._checkpoint_s
+        if (held and due) or (held != self._was_held):
+            self._checkpoint(now, final=not held)
+        self._was_held = held
+
+    def _checkpoint(self, now: float, final: bool = False) -> None:
+        if self._sink is None or self.sampler is None:
+            return
+        self._last_checkpoint = now
+        m = self.session_measurement(self._session_start, now)
+        if m is None:
+            return
+        fields: dict[str, Any] = {k: round(v, 6) for k, v in m.quantities.items()}
+        fields.update(
+            since=self._session_start,
+            until=now,
+            held_now=not final,
+            cost_usd=None if m.cost_usd is None else str(m.cost_usd),
+            flags=list(m.flags),
+            sampler_cpu_s=round(self.sampler.cpu_s, 6),
+        )
+        self._sink.log("gpu_checkpoint", fields)

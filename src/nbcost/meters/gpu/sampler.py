@@ -1,0 +1,272 @@
+"""The one background thread that reads NVML for the whole kernel.
+
+Every ``tick_s`` (100 ms) it reads each visible GPU's process list (held? our memory?) and,
+while the GPU is held, its energy counter (~4 ms a read, so never on the main thread). Every
+second tick it drains the utilization sample buffer from the last timestamp it saw (nothing is
+lost as long as that happens within ~14 s) and takes a GPM sample for SM utilization.
+Cell edges are timestamps; ``measure`` reads these series and never NVML.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from .backend import GpuError, GpuLost, GpuNoData, GpuNotSupported
+from .devices import GpuDevice
+from .series import DeviceSeries, HeldState
+
+__all__ = ["Sampler"]
+
+Notify = Callable[[str, str], None]
+
+#: How often the energy counter is read while the GPU is not held (it is only context then).
+IDLE_ENERGY_EVERY_TICKS = 10
+
+
+class _CudaInProcess:
+    """Whether this process has loaded libcuda (no context is possible without it).
+
+    Only consulted when NVML lists pids we cannot see (a container without the host pid
+    namespace), to avoid claiming another container's process as ours.
+    """
+
+    def __init__(self) -> None:
+        self._loaded = False
+        self._checked_at = -1e9
+
+    def __call__(self, now: float) -> bool:
+        if self._loaded or now - self._checked_at < 2.0:
+            return self._loaded
+        self._checked_at = now
+        try:
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+                self._loaded = any("libcuda.so" in line for line in maps)
+        except OSError:  # not Linux: trust the process list alone
+            self._loaded = True
+        return self._loaded
+
+
+def _pid_exists_here(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+class Sampler:
+    """Reads NVML into one :class:`DeviceSeries` per device, in a daemon thread or by hand.
+
+    Tests call :meth:`probe` and :meth:`poll` directly with a scripted clock.
+    """
+
+    def __init__(
+        self,
+        backend: Any,
+        devices: list[GpuDevice],
+        *,
+        notify: Notify,
+        clock: Callable[[], float] = time.time,
+        pid: int | None = None,
+        tick_s: float = 0.1,
+        on_tick: Callable[[float], None] | None = None,
+        pid_exists_here: Callable[[int], bool] = _pid_exists_here,
+        cuda_in_process: Callable[[float], bool] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.series = [DeviceSeries(d) for d in devices]
+        self.notify = notify
+        self.clock = clock
+        self.pid = os.getpid() if pid is None else pid
+        self.tick_s = tick_s
+        self.on_tick = on_tick
+        self.pid_exists_here = pid_exists_here
+        self.cuda_in_process = cuda_in_process or _CudaInProcess()
+        self.cpu_s = 0.0  # this thread's CPU time, for the overhead benchmark
+        self.ticks = 0
+        self._gpm_prev: dict[int, tuple[Any, float]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- the thread -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="nbcost-gpu-sampler", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop the thread (idempotent) and free GPM samples."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+        for sample, _ in self._gpm_prev.values():
+            try:
+                self.backend.gpm_free(sample)
+            except GpuError:
+                pass
+        self._gpm_prev.clear()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        started = time.thread_time()
+        self._guarded(self.probe)
+        self.cpu_s += time.thread_time() - started
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            started = time.thread_time()
+            self._guarded(self.poll)
+            self.cpu_s += time.thread_time() - started
+            next_at += self.tick_s
+            delay = next_at - time.monotonic()
+            if delay < 0:  # we fell behind (a slow read): don't burst to catch up
+                next_at, delay = time.monotonic(), 0.0
+            self._stop.wait(delay)
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception as error:  # nbcost must never take the kernel down
+            self.notify("gpu:sampler", f"nbcost: the GPU sampler hit an error ({error!r}); "
+                        "GPU figures from now on may be partial.")
+            for s in self.series:
+                s.add_error(self.clock() - self.tick_s, self.clock())
+
+    # --- one round ----------------------------------------------------------------------------
+    def probe(self) -> None:
+        """Find out once what each device offers, and read its buffer's history."""
+        for s in self.series:
+            if s.has_energy:
+                self._read_energy(s)
+            if s.has_util:
+                self._read_util(s)
+            if not s.device.mig:
+                try:
+                    s.has_sm = self.backend.gpm_supported(s.device.handle)
+                except GpuError:
+                    s.has_sm = False
+        self.poll()
+
+    def poll(self) -> None:
+        now = self.clock()
+        for s in self.series:
+            if s.lost:
+                continue
+            self._read_processes(s, now)
+            if s.has_energy and (s.held_now or self.ticks % IDLE_ENERGY_EVERY_TICKS == 0):
+                self._read_energy(s)
+            if self.ticks % 2 == 0:
+                if s.has_util:
+                    self._read_util(s)
+                if s.has_sm and s.held_now:
+                    self._read_gpm(s)
+        self.ticks += 1
+        if self.on_tick is not None:
+            self.on_tick(now)
+
+    # --- reads --------------------------------------------------------------------------------
+    def _failed(self, s: DeviceSeries, what: str, error: GpuError) -> None:
+        now = self.clock()
+        s.add_error(now - 2 * self.tick_s, now)
+        if isinstance(error, GpuLost):
+            s.lost = True
+        self.notify(
+            f"gpu:error:{s.device.ordinal}",
+            f"nbcost: reading {what} of GPU {s.device.key} failed ({error}); the GPU figures of "
+            "cells running now are marked partial.",
+        )
+
+    def _read_processes(self, s: DeviceSeries, now: float) -> None:
+        try:
+            processes = self.backend.compute_processes(s.device.handle)
+        except GpuNoData:
+            processes = []
+        except GpuError as error:
+            self._failed(s, "the process list", error)
+            return
+        pids = {pid: used for pid, used in processes}
+        if self.pid in pids:
+            s.add_process_poll(now, HeldState.OWN, pids[self.pid], others=len(pids) > 1)
+            return
+        if not pids or any(self.pid_exists_here(pid) for pid in pids):
+            # Nobody, or only processes of our own pid namespace: not held by us.
+            s.add_process_poll(now, HeldState.NONE, None, others=bool(pids))
+            return
+        # NVML lists host pids we cannot see: a container without the host pid namespace.
+        if not self.cuda_in_process(now):
+            s.add_process_poll(now, HeldState.NONE, None, others=True)
+        elif len(pids) == 1:
+            s.add_process_poll(now, HeldState.DEVICE_WIDE, next(iter(pids.values())), others=False)
+            self.notify(
+                "gpu:pid_not_visible",
+                "nbcost: this kernel's process id is not in NVML's process list (a container "
+                "without the host pid namespace?); it is the only process on the GPU, so nbcost "
+                "counts the whole GPU's figures as this kernel's (flag 'device_wide').",
+            )
+        else:
+            s.add_process_poll(now, HeldState.UNATTRIBUTED, None, others=True)
+            self.notify(
+                "gpu:unattributed",
+                f"nbcost: this kernel's process id is not in NVML's process list and "
+                f"{len(pids)} processes use GPU {s.device.key}, so its GPU time cannot be "
+                "attributed to this kernel (flag 'unattributed'); run the container with "
+                "--pid=host to fix this.",
+            )
+
+    def _read_energy(self, s: DeviceSeries) -> None:
+        before = self.clock()
+        try:
+            energy_mj = self.backend.energy_mj(s.device.handle)
+        except GpuNotSupported:
+            s.has_energy = False
+            self.notify(
+                "gpu:no_energy",
+                f"nbcost: GPU {s.device.key} has no energy counter (older than Volta?); "
+                "energy and power are not reported for it (flag 'no_energy').",
+            )
+            return
+        except GpuNoData:
+            return
+        except GpuError as error:
+            self._failed(s, "the energy counter", error)
+            return
+        # The read takes milliseconds; stamp it in the middle.
+        s.add_energy((before + self.clock()) / 2, energy_mj)
+
+    def _read_util(self, s: DeviceSeries) -> None:
+        try:
+            samples = self.backend.utilization_samples(s.device.handle, s.last_util_us)
+        except GpuNoData:
+            return
+        except GpuNotSupported:
+            s.has_util = False
+            return
+        except GpuError as error:
+            self._failed(s, "the utilization buffer", error)
+            return
+        s.add_utilization(samples)
+
+    def _read_gpm(self, s: DeviceSeries) -> None:
+        index = s.device.ordinal
+        try:
+            sample = self.backend.gpm_sample(s.device.handle)
+        except GpuError as error:
+            self._failed(s, "GPM", error)
+            return
+        taken_at = self.clock()
+        previous = self._gpm_prev.get(index)
+        self._gpm_prev[index] = (sample, taken_at)
+        if previous is None:
+            return
+        older, older_at = previous
+        try:
+            if taken_at - older_at > 0.1:  # GPM needs samples > 100 ms apart
+                s.add_sm(older_at, taken_at, self.backend.gpm_sm_util_percent(older, sample))
+        except GpuError as error:
+            self._failed(s, "GPM", error)
+        finally:
+            try:
+                self.backend.gpm_free(older)
+            except GpuError:
+                pass
