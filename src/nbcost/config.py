@@ -121,6 +121,23 @@ def default_user() -> str:
         return "unknown"
 
 
+def profile_config() -> NbCost:
+    """The ``c.NbCost`` settings of the default IPython profile, for tools outside a kernel
+    (``nbcost run`` must look for the spend log where its kernel writes it)."""
+    try:
+        from IPython.paths import locate_profile
+        from traitlets.config.loader import Config, PyFileConfigLoader
+
+        folder = locate_profile("default")
+        merged = Config()
+        for name in ("ipython_config.py", "ipython_kernel_config.py"):
+            if (Path(folder) / name).exists():
+                merged.merge(PyFileConfigLoader(name, path=folder).load_config())
+        return NbCost(config=merged)
+    except Exception:  # no profile, or one that fails to load: the defaults then
+        return NbCost()
+
+
 def load_settings(config: NbCost | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from the traitlets config (if any) and the environment."""
     env = os.environ if environ is None else environ

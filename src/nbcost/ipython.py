@@ -10,6 +10,8 @@ import sys
 import weakref
 from typing import Callable
 
+import IPython
+
 from . import api, display
 from .config import NbCost, load_settings
 from .records import WindowRecord
@@ -18,6 +20,10 @@ from .session import Session
 __all__ = ["CostExtension", "extension_for", "load", "unload"]
 
 _extensions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+# IPython 9.8 moved the execution counter's increment from the end of a cell to before
+# pre_run_cell; the running cell's number is one less there from then on.
+_COUNTER_ADVANCED_BEFORE_PRE_RUN = IPython.version_info >= (9, 8)
 
 
 class CostExtension:
@@ -62,8 +68,12 @@ class CostExtension:
         self.cell_window_id = self.session.open_window(
             "cell",
             cell_id=getattr(info, "cell_id", None),
-            execution_count=self.shell.execution_count,
+            execution_count=self._running_count(info),
         ).id
+
+    def _running_count(self, info) -> int:
+        advanced = _COUNTER_ADVANCED_BEFORE_PRE_RUN and info.store_history
+        return self.shell.execution_count - 1 if advanced else self.shell.execution_count
 
     def post_run_cell(self, result) -> None:
         window_id, self.cell_window_id = self.cell_window_id, None

@@ -30,6 +30,7 @@ from .config import parse_money, parse_tags
 from .display import live_panel
 from .display.summary import SessionSummary, format_usd
 from .errors import ConfigError
+from .export import FORMATS as EXPORT_FORMATS
 
 __all__ = ["CostMagics"]
 
@@ -73,7 +74,7 @@ def _sub_parsers() -> dict[str, _Parser]:
                         help="refuse LLM calls that would start after the budget is spent")
     export = _Parser(prog="%cost export", description="Write the session's spend log as a table.")
     export.add_argument("path", help="the file to write")
-    export.add_argument("--format", choices=("csv", "jsonl", "parquet", "focus"),
+    export.add_argument("--format", choices=EXPORT_FORMATS,
                         help="default: from the file's extension")
     prices = _Parser(prog="%cost prices", description="Show the prices in effect.")
     prices.add_argument("model", nargs="?", help="an LLM model name")
@@ -116,7 +117,7 @@ class CostMagics(Magics):
 
         ``%cost`` shows the session's cells and total. Sub-commands::
 
-            %cost budget USD [--hard] | off     %cost export PATH [--format csv|jsonl|parquet|focus]
+            %cost budget USD [--hard] | off     %cost export PATH [--format csv|jsonl|parquet]
             %cost prices [MODEL]                %cost gpu-rate USD_PER_GPU_HOUR [--model GPU]
             %cost compare [--models A,B]        %cost estimate "TEXT" --model M
             %cost off | on | reset

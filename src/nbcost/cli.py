@@ -1,0 +1,119 @@
+"""The ``nbcost`` command: run notebooks with tracking, report on spend logs, show prices."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import NbcostError
+
+__all__ = ["main"]
+
+
+def _cmd_run(args) -> int:
+    from .runner import run_notebook
+
+    path = Path(args.notebook)
+    if not path.exists():
+        raise NbcostError(f"no notebook at {path}")
+    output = Path(args.output) if args.output else None
+    result = run_notebook(path, output, kernel_name=args.kernel, timeout=args.timeout,
+                          allow_errors=args.allow_errors)
+    print(repr(result.table()))
+    if output:
+        print(f"\nExecuted notebook with its cost record: {output}")
+    if result.ledger_path:
+        print(f"Spend log: {result.ledger_path}")
+    else:
+        print("nbcost: the kernel wrote no spend log (was nbcost importable in it?)", file=sys.stderr)
+        return 1
+    if result.error:
+        print(f"nbcost run: a cell failed: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .config import load_settings, profile_config
+    from .ledger import read_logs
+    from .report import build_report, parse_since
+    from .rows import rows_from_events
+
+    paths = [Path(p) for p in args.paths] or [load_settings(profile_config()).data_dir / "spend"]
+    contents = read_logs(paths)
+    for warning in contents.warnings:
+        print(f"nbcost: {warning}", file=sys.stderr)
+    try:
+        since = parse_since(args.since) if args.since else None
+        report = build_report(rows_from_events(contents.events), args.by, since, contents.warnings)
+    except ValueError as exc:
+        raise NbcostError(str(exc)) from None
+    if args.format == "json":
+        text = json.dumps(report.to_json(), indent=2)
+    elif args.format == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(report.total.to_json()))
+        writer.writeheader()
+        writer.writerows(g.to_json() for g in report.groups)
+        text = out.getvalue().rstrip("\n")
+    else:
+        text = repr(report.table())
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+def _cmd_prices(args) -> int:
+    from .pricing.describe import describe_prices
+
+    print(describe_prices(None, args.model))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    from .report import GROUPINGS
+
+    p = argparse.ArgumentParser(prog="nbcost", description=__doc__)
+    p.add_argument("--version", action="version", version=f"nbcost {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute a notebook headless with tracking; print its costs")
+    run.add_argument("notebook")
+    run.add_argument("-o", "--output", help="write the executed notebook, with its cost record")
+    run.add_argument("--kernel", help="kernel name (default: the notebook's)")
+    run.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
+    run.add_argument("--allow-errors", action="store_true", help="keep going after a failing cell")
+    run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser("report", help="sum spend logs by notebook, day, tag, ...")
+    report.add_argument("paths", nargs="*", help="spend logs or folders (default: your data dir)")
+    report.add_argument("--by", choices=GROUPINGS, default="notebook")
+    report.add_argument("--since", help="only spend from this date (2026-11-01) or ISO time on")
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.add_argument("-o", "--output", help="write to this file instead of the terminal")
+    report.set_defaults(func=_cmd_report)
+
+    prices = sub.add_parser("prices", help="show GPU hourly rates, or an LLM model's prices")
+    prices.add_argument("model", nargs="?")
+    prices.set_defaults(func=_cmd_prices)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NbcostError as exc:
+        print(f"nbcost {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Spend-log events → the flat table every export and report is built from.
+
+One row per window (a cell execution or a ``track()`` block) plus, per session, one
+``between_cells`` row for what no top-level window saw: the GPU held idle between cells and LLM
+calls made outside any cell. So the top-level rows (``parent_id`` empty) of a session add up to the
+session's total. The columns are documented in ``docs/schema.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+
+__all__ = ["BASE_COLUMNS", "METER_COLUMNS", "columns_for", "rows_from_events", "session_totals"]
+
+BASE_COLUMNS = [
+    "session_id", "window_id", "parent_id", "kind", "notebook_path", "notebook_id", "cell_id",
+    "execution_count", "label", "tags", "user", "team", "project", "start", "end", "wall_s",
+    "status", "cost_usd", "unpriced", "flags",
+]
+# The meters' columns: `<meter>_<quantity>` plus `<meter>_cost_usd`, in a fixed order.
+METER_COLUMNS = {
+    "gpu": ["held_s", "busy_s", "sm_s", "energy_j", "mem_peak_bytes", "power_avg_w",
+            "idle_between_s", "stall_s", "underfill_s", "gpus"],
+    "llm": ["calls", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+            "reasoning_tokens", "errors", "estimated_calls"],
+}
+MONEY_COLUMNS = {"cost_usd", "gpu_cost_usd", "llm_cost_usd"}
+TIME_COLUMNS = {"start", "end"}
+ZERO = Decimal(0)
+
+
+def columns_for(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The fixed columns, then any other meter's columns in the order first seen."""
+    columns = list(BASE_COLUMNS)
+    for meter, quantities in METER_COLUMNS.items():
+        columns += [f"{meter}_{q}" for q in quantities] + [f"{meter}_cost_usd"]
+    columns.append("llm_models")
+    known = set(columns)
+    for row in rows:
+        for key in row:
+            if key not in known:
+                known.add(key)
+                columns.append(key)
+    return columns
+
+
+def parse_ts(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _meter_fields(meters: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name, figures in meters.items():
+        for quantity, value in (figures.get("quantities") or {}).items():
+            row[f"{name}_{quantity}"] = value
+        row[f"{name}_cost_usd"] = Decimal(figures.get("cost_usd") or 0)
+        if name == "llm" and figures.get("by_key"):
+            row["llm_models"] = json.dumps(figures["by_key"], sort_keys=True)
+    return row
+
+
+def _base(event: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: event.get(key) for key in ("session_id", "notebook_path", "notebook_id", "user",
+                                            "team", "project")}
+
+
+def _window_row(start: Mapping[str, Any], end: Mapping[str, Any] | None,
+                last_ts: str | None) -> dict[str, Any]:
+    source = end or start
+    row = {
+        **_base(source),
+        "window_id": source.get("window_id"),
+        "parent_id": source.get("parent_id"),
+        "kind": source.get("kind"),
+        "cell_id": source.get("cell_id"),
+        "execution_count": source.get("execution_count"),
+        "label": source.get("label"),
+        "tags": json.dumps(source.get("tags") or {}, sort_keys=True),
+        "start": parse_ts(source.get("started_at")),
+    }
+    if end is not None:
+        row.update(end=parse_ts(end.get("ended_at")), wall_s=end.get("wall_s"),
+                   status=end.get("status"), cost_usd=Decimal(end.get("cost_usd") or 0),
+                   unpriced=bool(end.get("unpriced")), flags=",".join(end.get("flags") or []))
+        row.update(_meter_fields(end.get("meters") or {}))
+    else:  # the kernel died inside this window: what reached the log is all there is
+        row.update(end=parse_ts(last_ts), status="interrupted", cost_usd=ZERO, unpriced=False,
+                   flags="interrupted")
+        row["wall_s"] = (row["end"] - row["start"]).total_seconds() if row["end"] else None
+    return row
+
+
+class _Accumulator:
+    """Sums meter figures: discrete usage adds up, checkpoints replace (they are cumulative)."""
+
+    def __init__(self) -> None:
+        self.quantities: dict[str, dict[str, float]] = defaultdict(dict)
+        self.cost: dict[str, Decimal] = defaultdict(Decimal)
+        self.unpriced: set[str] = set()
+
+    def add(self, meter: str, quantities: Mapping[str, float], cost: str | None) -> None:
+        mine = self.quantities[meter]
+        for q, v in quantities.items():
+            mine[q] = mine.get(q, 0) + v
+        if cost is None:
+            self.unpriced.add(meter)
+        else:
+            self.cost[meter] += Decimal(cost)
+
+    def replace(self, meter: str, quantities: Mapping[str, float], cost: str | None) -> None:
+        self.quantities[meter] = dict(quantities)
+        self.cost[meter] = Decimal(cost or 0)
+
+    def as_meters(self) -> dict[str, dict[str, Any]]:
+        return {m: {"quantities": self.quantities[m], "cost_usd": str(self.cost[m]),
+                    "unpriced": m in self.unpriced}
+                for m in set(self.quantities) | set(self.cost)}
+
+
+def session_totals(events: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per meter, one session's totals: from ``session_end`` when it was written, otherwise
+    rebuilt from what the log holds (usage events summed, the last checkpoint of each meter)."""
+    for event in reversed(events):
+        if event["event"] == "session_end":
+            return dict(event.get("meters") or {})
+    acc = _Accumulator()
+    for event in events:
+        if event.get("cumulative"):
+            acc.replace(event["meter"], event.get("quantities") or {}, event.get("cost_usd"))
+        elif "quantities" in event and "meter" in event:
+            acc.add(event["meter"], event["quantities"], event.get("cost_usd"))
+    return acc.as_meters()
+
+
+def _between_cells_row(events: list[Mapping[str, Any]], rows: list[dict[str, Any]]) -> dict | None:
+    totals = session_totals(events)
+    top = [r for r in rows if not r.get("parent_id")]
+    row: dict[str, Any] = {**_base(events[0]), "kind": "between_cells", "tags": "{}",
+                           "status": "ok", "flags": ""}
+    cost = ZERO
+    unpriced = False
+    for meter, figures in totals.items():
+        meter_cost = Decimal(figures.get("cost_usd") or 0) - sum(
+            (r.get(f"{meter}_cost_usd") or ZERO for r in top), ZERO)
+        for q, v in (figures.get("quantities") or {}).items():
+            rest = v - sum((r.get(f"{meter}_{q}") or 0 for r in top))
+            if q in ("mem_peak_bytes", "power_avg_w", "gpus"):  # not additive over windows
+                continue
+            row[f"{meter}_{q}"] = rest
+        row[f"{meter}_cost_usd"] = meter_cost
+        cost += meter_cost
+        unpriced |= bool(figures.get("unpriced"))
+    if not cost and not any(isinstance(v, (int, float)) and v > 1e-9 for k, v in row.items()
+                            if k.startswith(("gpu_", "llm_")) and not k.endswith("_cost_usd")):
+        return None
+    row.update(cost_usd=cost, unpriced=unpriced)
+    starts = [parse_ts(e.get("started_at")) for e in events if e["event"] == "session_start"]
+    row["start"] = starts[0] if starts else parse_ts(events[0].get("ts"))
+    row["end"] = parse_ts(events[-1].get("ts"))
+    return row
+
+
+def rows_from_events(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The flat table: one row per window, one ``between_cells`` row per session where needed."""
+    by_session: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for event in events:
+        by_session[event.get("session_id")].append(event)
+    rows: list[dict[str, Any]] = []
+    for session_events in by_session.values():
+        starts: dict[str, Mapping[str, Any]] = {}
+        ends: dict[str, Mapping[str, Any]] = {}
+        for event in session_events:
+            kind = event["event"]
+            if kind.endswith("_start") and "window_id" in event:
+                starts[event["window_id"]] = event
+            elif kind.endswith("_end") and "window_id" in event:
+                ends[event["window_id"]] = event
+        last_ts = session_events[-1].get("ts")
+        session_rows = [_window_row(starts.get(wid, end), end, last_ts) for wid, end in ends.items()]
+        session_rows += [_window_row(start, None, last_ts) for wid, start in starts.items()
+                         if wid not in ends]
+        _attribute_interrupted(session_rows, session_events)
+        rest = _between_cells_row(session_events, session_rows)
+        session_rows.sort(key=lambda r: r["start"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
+        rows += session_rows + ([rest] if rest else [])
+    return rows
+
+
+def _attribute_interrupted(rows: list[dict[str, Any]], events: list[Mapping[str, Any]]) -> None:
+    """A window the kernel died in still gets the LLM calls the log saw inside it."""
+    open_rows = {r["window_id"]: r for r in rows if r["status"] == "interrupted"}
+    if not open_rows:
+        return
+    for event in events:
+        if "quantities" not in event or event.get("cumulative"):
+            continue
+        for window_id in event.get("window_ids") or ():
+            row = open_rows.get(window_id)
+            if row is None:
+                continue
+            meter = event["meter"]
+            for q, v in event["quantities"].items():
+                row[f"{meter}_{q}"] = (row.get(f"{meter}_{q}") or 0) + v
+            if event.get("cost_usd") is None:
+                row["unpriced"] = True
+            else:
+                cost = Decimal(event["cost_usd"])
+                row[f"{meter}_cost_usd"] = (row.get(f"{meter}_cost_usd") or ZERO) + cost
+                row["cost_usd"] += cost
