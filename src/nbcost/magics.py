@@ -241,8 +241,6 @@ class CostMagics(Magics):
         print(f"GPU rate: ${args.usd_per_gpu_hour}/GPU-hour for {scope} in this session.")
 
     def _compare(self, args):
-        from .meters.llm.whatif import compare_report
-
         usages = [u for u in self.session.usages if u.meter == "llm"]
         if args.cell is not None:
             spans = [(r.info.start, r.info.end) for r in self.session.records
@@ -252,6 +250,8 @@ class CostMagics(Magics):
             usages = [u for u in usages
                       if any(start <= u.at.timestamp() <= end for start, end in spans)]
         models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+        from .meters.llm.whatif import compare_report
+
         text, html = compare_report(usages, models, self.session.settings)
         display({"text/plain": text, "text/html": html}, raw=True)
 

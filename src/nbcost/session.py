@@ -245,8 +245,9 @@ class Session:
             info = replace(window.info, end=end)
         wall_s = time.perf_counter() - window.started_perf
         for meter in list(self.meters.values()):
-            self._safely(f"the {meter.name} meter", lambda m=meter: m.window_ended(info))
-        meters = self._measure(window, info.start, end)
+            self._safely(f"the {meter.name} meter", lambda m=meter: m.window_ended(info),
+                         also_flag=window)
+        meters = self._measure(window, info.start, end)  # may flag the window
         record = WindowRecord(info=info, wall_s=wall_s, status=status, meters=meters,
                               session_id=self.id, flags=tuple(sorted(window.flags)))
         with self._lock:
@@ -293,7 +294,7 @@ class Session:
 
     def totals(self, end: float | None = None) -> dict[str, MeterTotals]:
         """Session-wide figures per meter, including what no window saw (GPU idle between cells)."""
-        end = end or time.time()
+        end = end or self.ended_at or time.time()
         with self._lock:
             totals = {name: tally.freeze() for name, tally in self._tallies.items()}
         for name, meter in list(self.meters.items()):
@@ -338,7 +339,8 @@ class Session:
         with self._lock:
             meters = {name: tally.freeze() for name, tally in window.tallies.items()}
         for name, meter in list(self.meters.items()):
-            measured = self._safely(f"the {name} meter", lambda m=meter: m.measure(start, end))
+            measured = self._safely(f"the {name} meter", lambda m=meter: m.measure(start, end),
+                                    also_flag=window)
             if measured is not None:
                 meters[name] = MeterTotals.from_measurement(measured)
         return meters
@@ -385,7 +387,7 @@ class Session:
         print(f"nbcost: {scope} budget ${budget} {word} (${spent:.4f} so far).", file=sys.stderr,
               flush=True)
 
-    def _safely(self, what: str, action: Callable[[], Any]) -> Any:
+    def _safely(self, what: str, action: Callable[[], Any], also_flag: _Window | None = None) -> Any:
         """Run nbcost's own work; a failure becomes one warning and a flagged record."""
         try:
             return action()
@@ -393,6 +395,8 @@ class Session:
             raise
         except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
             self.flag_open_windows("internal_error")
+            if also_flag is not None:  # a window being closed is no longer among the open ones
+                also_flag.flags.add("internal_error")
             self.warn_once(f"internal:{what}:{type(exc).__name__}",
                            f"nbcost: {what} failed ({type(exc).__name__}: {exc}); "
                            f"your code is unaffected, this record is flagged.")

@@ -1,0 +1,201 @@
+"""The extension and magics in a real IPython InteractiveShell."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from conftest import TokenMeter
+from IPython.core.interactiveshell import InteractiveShell
+
+import nbcost
+from nbcost.ipython import extension_for
+from nbcost.ledger import read_log
+
+
+@pytest.fixture
+def shell():
+    ip = InteractiveShell.instance()
+    threads_before = set(threading.enumerate())
+    ip.run_cell("%load_ext nbcost", store_history=True)
+    extension = extension_for(ip)
+    tokens = TokenMeter()
+    extension.session.add_meter(tokens)
+    ip.user_ns["tokens"] = tokens
+    yield ip
+    ip.run_cell("%unload_ext nbcost", store_history=True)
+    for thread in set(threading.enumerate()) - threads_before:
+        thread.join(timeout=5)
+    assert not [t for t in set(threading.enumerate()) - threads_before if t.is_alive()]
+
+
+def run(ip, source):
+    return ip.run_cell(source, store_history=True)
+
+
+def session(ip):
+    return extension_for(ip).session
+
+
+def cell_ends(ip):
+    return [e for e in read_log(session(ip).ledger_path).events if e["event"] == "cell_end"]
+
+
+def test_every_cell_is_recorded_with_its_execution_count(shell):
+    first = run(shell, "x = 1")
+    second = run(shell, "y = x + 1")
+    ends = cell_ends(shell)
+    assert [e["execution_count"] for e in ends[-2:]] == [first.execution_count,
+                                                          second.execution_count]
+    assert all(e["status"] == "ok" for e in ends)
+    run(shell, "1 / 0")
+    assert cell_ends(shell)[-1]["status"] == "error"
+
+
+def test_cost_cell_runs_the_body_labels_it_and_shows_a_summary(shell, capsys):
+    result = run(shell, "%%cost --label embed --tag team=ml --tag run=7\n"
+                        "tokens.call('model-a', 2000)\n"
+                        "value = 21\n"
+                        "value * 2")
+    assert result.success and result.result == 42
+    out = capsys.readouterr().out
+    assert "nbcost · embed" in out and "$0.0040" in out
+    end = cell_ends(shell)[-1]
+    assert end["label"] == "embed" and end["tags"] == {"team": "ml", "run": "7"}
+    assert end["cost_usd"] == "0.004" and end["execution_count"] == result.execution_count
+    assert len([e for e in cell_ends(shell) if e["execution_count"] == result.execution_count]) == 1
+
+
+def test_cost_cell_error_is_recorded_and_reraised(shell):
+    result = run(shell, "%%cost\nraise KeyError('boom')")
+    assert isinstance(result.error_in_exec, KeyError)
+    assert cell_ends(shell)[-1]["status"] == "error"
+
+
+def test_quiet_cost_cell_records_but_shows_nothing(shell, capsys):
+    run(shell, "%%cost --quiet --label q\ntokens.call('m', 10)")
+    assert "nbcost ·" not in capsys.readouterr().out
+    assert cell_ends(shell)[-1]["label"] == "q"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("%%cost --budget abc", "--budget"),
+    ("%%cost --tag novalue", "KEY=VALUE"),
+    ("%%cost --frobnicate", "unrecognized arguments"),
+    ("%%cost --hard", "--hard needs --budget"),
+])
+def test_malformed_cell_magic_gives_usage_error_and_runs_nothing(shell, capsys, line, message):
+    shell.user_ns.pop("ran", None)
+    result = run(shell, f"{line}\nran = True")
+    assert "ran" not in shell.user_ns
+    assert result.error_in_exec is not None and message in str(result.error_in_exec)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("%cost frob", "unknown sub-command"),
+    ("%cost budget abc", "US dollars"),
+    ("%cost budget 5 extra", "unrecognized arguments"),
+    ("%cost gpu-rate -3", "USD_PER_GPU_HOUR"),
+    ("%cost export", "the following arguments are required: path"),
+    ("%cost export out.xlsx", "cannot tell the format"),
+    ("%cost export spend.csv --format xml", "invalid choice"),
+    ("%cost compare --cell 999", "no recorded cell"),
+])
+def test_malformed_line_magic_gives_usage_error_and_changes_nothing(shell, line, message):
+    settings = session(shell).settings
+    before = (settings.budget_usd, settings.gpu_rate_usd_per_hour)
+    result = run(shell, line)
+    assert result.error_in_exec is not None and message in str(result.error_in_exec)
+    assert (settings.budget_usd, settings.gpu_rate_usd_per_hour) == before
+
+
+def test_budget_sub_command_sets_shows_and_clears(shell, capsys):
+    run(shell, "%cost budget 0.01 --hard")
+    settings = session(shell).settings
+    assert settings.budget_usd == Decimal("0.01") and settings.budget_hard
+    run(shell, "tokens.call('m', 4000)")  # $0.008: 80% warning
+    assert "80% used" in capsys.readouterr().err
+    result = run(shell, "tokens.call('m', 1000)\ntokens.call('m', 1)")
+    assert isinstance(result.error_in_exec, nbcost.BudgetExceeded)
+    run(shell, "%cost budget")
+    assert "Session budget: $0.01 (hard)" in capsys.readouterr().out
+    run(shell, "%cost budget off")
+    assert settings.budget_usd is None
+
+
+def test_cell_budget_warns_when_the_cell_overspends(shell, capsys):
+    run(shell, "%%cost --budget 0.001\ntokens.call('m', 1000)")
+    assert "cell budget $0.001 spent" in capsys.readouterr().err
+
+
+def test_gpu_rate_sub_command_overrides_the_session_rate(shell, capsys):
+    run(shell, "%cost gpu-rate 2.75")
+    assert session(shell).settings.gpu_rate_usd_per_hour == Decimal("2.75")
+    run(shell, "%cost gpu-rate 1.10 --model A100")
+    assert session(shell).settings.gpu_rates["A100"] == Decimal("1.10")
+    run(shell, "%cost gpu-rate")
+    out = capsys.readouterr().out
+    assert "Session rate for every GPU: $2.75" in out and "H100" in out
+
+
+def test_summary_export_and_dataframe(shell, tmp_path, capsys):
+    run(shell, "%%cost --label a\ntokens.call('m', 1000)")
+    run(shell, "tokens.call('m', 500)")
+    run(shell, "%cost")
+    out = capsys.readouterr().out
+    assert "session total" in out and "a" in out
+    for name in ("s.csv", "s.jsonl", "s.parquet"):
+        result = run(shell, f"%cost export {tmp_path / name}")
+        assert result.success, result.error_in_exec
+    frame = pd.read_csv(tmp_path / "s.csv")
+    assert frame["tokens_cost_usd"].fillna(0).astype(str).map(Decimal).sum() == Decimal("0.003")
+    table = pq.read_table(tmp_path / "s.parquet")
+    assert str(table.schema.field("cost_usd").type).startswith("decimal128")
+    assert str(table.schema.field("start").type) == "timestamp[us, tz=UTC]"
+    df = nbcost.session().to_dataframe()
+    assert sum(df["cost_usd"]) == sum(Decimal(str(v)) for v in frame["cost_usd"])
+
+
+def test_off_and_on(shell):
+    run(shell, "%cost off")
+    count = len(cell_ends(shell))
+    run(shell, "z = 1")
+    assert len(cell_ends(shell)) == count
+    run(shell, "%cost on")
+    run(shell, "z = 2")
+    assert len(cell_ends(shell)) == count + 1  # `%cost on` began while off: only the cell after it
+
+
+def test_reset_starts_a_new_session_log(shell):
+    old = session(shell).ledger_path
+    run(shell, "%cost reset")
+    assert session(shell).ledger_path != old
+    assert read_log(old).events[-1]["event"] == "session_end"
+
+
+def test_track_inside_a_cell_nests_in_the_cell(shell):
+    run(shell, "with nbcost.track('inner') as t:\n    tokens.call('m', 100)"
+         if "nbcost" in shell.user_ns else
+         "import nbcost\nwith nbcost.track('inner') as t:\n    tokens.call('m', 100)")
+    t = shell.user_ns["t"]
+    cell = [r for r in session(shell).records if r.info.kind == "cell"][-1]
+    assert t.record.info.parent_id == cell.info.id
+    assert t.cost_usd == Decimal("0.0002") == cell.meters["tokens"].cost_usd
+
+
+def test_loading_twice_is_harmless_and_unload_removes_everything(shell, capsys):
+    extension = extension_for(shell)
+    run(shell, "%load_ext nbcost")
+    assert extension_for(shell) is extension
+    assert shell.events.callbacks["pre_run_cell"].count(extension.pre_run_cell) == 1
+    run(shell, "%unload_ext nbcost")
+    assert extension_for(shell) is None
+    assert extension.pre_run_cell not in shell.events.callbacks["pre_run_cell"]
+    assert extension.post_run_cell not in shell.events.callbacks["post_run_cell"]
+    assert "cost" not in shell.magics_manager.magics["line"]
+    assert "cost" not in shell.magics_manager.magics["cell"]
+    assert read_log(extension.session.ledger_path).events[-1]["event"] == "session_end"
+    run(shell, "%load_ext nbcost")  # the fixture unloads again

@@ -1,0 +1,205 @@
+"""The Session through the meter interface, with test meters defined in conftest.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+
+import pytest
+from conftest import PennyMeter, TokenMeter
+
+import nbcost
+from nbcost import BudgetExceeded, api
+from nbcost.config import load_settings
+from nbcost.ledger import read_log
+from nbcost.meters.base import Measurement, Meter
+from nbcost.session import Session
+
+
+@pytest.fixture
+def session():
+    s = Session(load_settings(), meters=[PennyMeter(), TokenMeter()])
+    yield s
+    s.close()
+
+
+def events(session, kind=None):
+    found = read_log(session.ledger_path).events
+    return [e for e in found if kind is None or e["event"] == kind]
+
+
+def test_discrete_usage_goes_to_every_open_window_and_the_log(session):
+    tokens = session.meters["tokens"]
+    outer = session.open_window("cell", execution_count=1)
+    tokens.call("model-a", 1000)
+    inner = session.open_window("track", label="inner")
+    tokens.call("model-b", 500)
+    inner_record = session.close_window(inner.id)
+    outer_record = session.close_window(outer.id)
+
+    assert inner_record.info.parent_id == outer.id
+    assert inner_record.meters["tokens"].quantities == {"calls": 1, "tokens": 500}
+    assert inner_record.meters["tokens"].cost_usd == Decimal("0.001")
+    assert outer_record.meters["tokens"].quantities == {"calls": 2, "tokens": 1500}
+    assert outer_record.meters["tokens"].cost_usd == Decimal("0.003")
+    assert set(outer_record.meters["tokens"].by_key) == {"model-a", "model-b"}
+    calls = events(session, "llm_call")
+    assert [c["key"] for c in calls] == ["model-a", "model-b"]
+    assert calls[0]["cost_usd"] == "0.002" and calls[0]["execution_count"] == 1
+    assert calls[1]["window_ids"] == [outer.id, inner.id]
+
+
+def test_continuous_meter_is_measured_over_the_window(session):
+    window = session.open_window("track")
+    time.sleep(0.2)
+    record = session.close_window(window.id)
+    seconds = record.meters["penny"].quantities["seconds"]
+    assert seconds == pytest.approx(record.info.end - record.info.start)
+    assert 0.2 <= seconds < 1.0
+    assert record.meters["penny"].cost_usd == (Decimal("0.01") * Decimal(str(seconds))).quantize(
+        Decimal("1e-9"))
+    assert isinstance(record.cost_usd, Decimal)
+
+
+def test_unpriced_usage_is_never_zero_dollars(session):
+    window = session.open_window("cell")
+    session.meters["tokens"].call("mystery", 100, priced=False)
+    record = session.close_window(window.id)
+    assert record.meters["tokens"].unpriced and record.unpriced
+    assert events(session, "llm_call")[0]["cost_usd"] is None
+    assert record.compact()["unpriced"] is True
+
+
+def test_events_carry_schema_ids_utc_and_who(session):
+    window = session.open_window("cell", cell_id="abc", execution_count=3, tags={"run": "7"})
+    session.close_window(window.id)
+    written = events(session)
+    assert [e["event"] for e in written] == ["session_start", "cell_start", "cell_end"]
+    assert len({e["id"] for e in written}) == 3
+    for event in written:
+        assert event["schema"] == 1 and event["ts"].endswith("Z")
+        assert event["session_id"] == session.id and event["user"]
+    end = written[-1]
+    assert end["cell_id"] == "abc" and end["execution_count"] == 3 and end["tags"] == {"run": "7"}
+
+
+def test_session_total_includes_usage_outside_windows(session):
+    session.meters["tokens"].call("model-a", 1000)  # no window open
+    assert session.totals()["tokens"].cost_usd == Decimal("0.002")
+    assert session.total_usd >= Decimal("0.002")
+
+
+def test_soft_budget_warns_once_at_80_and_100_percent(session, capsys):
+    session.settings.budget_usd = Decimal("0.01")
+    tokens = session.meters["tokens"]
+    session.remove_meter("penny")  # keep the spend exactly the tokens'
+    tokens.call("m", 3000)  # $0.006
+    tokens.call("m", 1000)  # $0.008 -> 80%
+    tokens.call("m", 500)   # $0.009
+    tokens.call("m", 1000)  # $0.011 -> 100%
+    err = capsys.readouterr().err
+    assert err.count("80% used") == 1 and err.count("spent") == 1
+    warnings = [e for e in events(session, "budget") if e["action"] == "warning"]
+    assert [w["threshold"] for w in warnings] == ["0.8", "1"]
+
+
+def test_hard_budget_refuses_before_the_call_and_logs_it(session):
+    session.remove_meter("penny")
+    session.settings.budget_usd, session.settings.budget_hard = Decimal("0.002"), True
+    tokens = session.meters["tokens"]
+    tokens.call("m", 1000)
+    with pytest.raises(BudgetExceeded) as caught:
+        tokens.call("m", 1)
+    assert caught.value.budget_usd == Decimal("0.002")
+    assert len(events(session, "llm_call")) == 1  # the refused call was never recorded
+    assert events(session, "budget")[-1]["action"] == "refused"
+
+
+class BrokenMeter(Meter):
+    name = "broken"
+
+    def measure(self, start, end):
+        raise RuntimeError("sensor on fire")
+
+
+def test_a_failing_meter_flags_the_record_warns_once_and_never_raises(capsys):
+    session = Session(load_settings(), meters=[BrokenMeter(), PennyMeter()])
+    try:
+        for _ in range(3):
+            window = session.open_window("cell")
+            record = session.close_window(window.id)
+            assert "internal_error" in record.flags
+            assert "penny" in record.meters  # the other meters still measured
+    finally:
+        session.close()
+    assert capsys.readouterr().err.count("sensor on fire") == 1
+
+
+def test_listeners_get_every_event_as_json(session):
+    seen = []
+    remove = session.add_listener(seen.append)
+    window = session.open_window("cell")
+    session.meters["tokens"].call("m", 10)
+    session.close_window(window.id)
+    remove()
+    session.open_window("cell")
+    assert [e["event"] for e in seen] == ["cell_start", "llm_call", "cell_end"]
+    json.dumps(seen)
+
+
+def test_live_totals_while_a_window_runs(session):
+    window = session.open_window("cell", execution_count=5)
+    session.meters["tokens"].call("m", 1000)
+    live = session.live_totals(window.id)
+    assert live["execution_count"] == 5 and live["status"] == "running"
+    assert Decimal(live["tokens"]["cost_usd"]) == Decimal("0.002")
+    assert Decimal(live["cost_usd"]) >= Decimal("0.002")
+    assert session.live_totals()["status"] == "running"
+
+
+def test_close_writes_session_end_with_totals_and_interrupts_open_windows(session):
+    session.open_window("cell")
+    session.meters["tokens"].call("m", 1000)
+    session.close()
+    written = events(session)
+    assert written[-2]["event"] == "cell_end" and written[-2]["status"] == "interrupted"
+    end = written[-1]
+    assert end["event"] == "session_end"
+    assert Decimal(end["meters"]["tokens"]["cost_usd"]) == Decimal("0.002")
+    assert Decimal(end["cost_usd"]) == session.total_usd
+
+
+def test_reset_starts_a_new_log(session):
+    old_path, old_id = session.ledger_path, session.id
+    session.meters["tokens"].call("m", 1000)
+    session.reset()
+    assert session.id != old_id and session.ledger_path != old_path
+    assert read_log(old_path).events[-1]["event"] == "session_end"
+    assert session.totals().get("tokens") is None
+
+
+def test_track_works_in_plain_python(nbcost_home):
+    api.set_session(Session(load_settings(), meters=[PennyMeter()]))
+    try:
+        with nbcost.track("outer", tags={"k": "v"}) as outer:
+            with nbcost.track("inner") as inner:
+                time.sleep(0.05)
+        assert inner.record.info.parent_id == outer.record.info.id
+        assert outer.cost_usd >= inner.cost_usd > 0
+        assert outer.record.info.tags == {"k": "v"}
+        with pytest.raises(ZeroDivisionError):
+            with nbcost.track("fails") as failed:
+                1 / 0
+        assert failed.record.status == "error"
+        assert nbcost.session().records[-1] is failed.record
+    finally:
+        api.set_session(None).close()
+
+
+def test_unwritable_log_location_says_what_to_do(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("NBCOST_HOME", str(blocker))
+    with pytest.raises(nbcost.LedgerError, match="NBCOST_HOME"):
+        Session(load_settings(), meters=[])
