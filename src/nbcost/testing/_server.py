@@ -167,11 +167,14 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
             step = split_bytes or len(data)
-            for start in range(0, len(data), step):  # events cut at arbitrary byte boundaries
-                piece = data[start:start + step]
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            try:
+                for start in range(0, len(data), step):  # events cut at arbitrary byte boundaries
+                    piece = data[start:start + step]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):  # the client closed the stream early
+                self.close_connection = True
 
     return Handler

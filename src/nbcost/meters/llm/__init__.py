@@ -1,0 +1,71 @@
+"""The LLM meter: every call made through openai, anthropic, google-genai, mistralai or litellm
+becomes one priced ``llm_call`` usage, recorded the moment it completes.
+
+    session.add_meter(LlmMeter())      # done by %load_ext nbcost
+    session.remove_meter("llm")        # %unload_ext: every patch is undone
+
+Importing this package imports no SDK: each is patched when the notebook imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..base import Meter, MeterSink
+
+__all__ = ["LlmMeter"]
+
+log = logging.getLogger("nbcost.llm")
+
+
+def _tables() -> dict[str, list]:
+    from . import anthropic, google_genai, litellm, mistral, openai
+
+    return {
+        "openai": openai.PATCHES,
+        "anthropic": anthropic.PATCHES,
+        "google-genai": google_genai.PATCHES,
+        "mistralai": mistral.PATCHES,
+        "litellm": litellm.PATCHES,
+    }
+
+
+class LlmMeter(Meter):
+    """Patches the LLM SDKs at class level while started; ``stop()`` removes every patch."""
+
+    name = "llm"
+
+    def __init__(self) -> None:
+        self._patcher: Any = None
+
+    @property
+    def running(self) -> bool:
+        return self._patcher is not None
+
+    def start(self, sink: MeterSink) -> None:
+        """Install the patches (idempotent: a second start while running does nothing)."""
+        if self._patcher is not None:
+            return
+        from .patching import Patcher
+        from .recorder import Recorder
+
+        recorder = Recorder(sink)
+        patcher = Patcher(recorder, _tables())
+        try:
+            patcher.install()
+        except Exception as exc:  # never break the session over a patch
+            recorder.fault("patching the LLM SDKs", exc)
+        recorder.estimator.preload()
+        self._patcher = patcher
+
+    def stop(self) -> None:
+        """Remove every patch; calls still streaming are recorded when their stream ends."""
+        patcher, self._patcher = self._patcher, None
+        if patcher is None:
+            return
+        patcher.recorder.active = False
+        try:
+            patcher.uninstall()
+        except Exception:
+            log.warning("nbcost: could not remove every LLM patch", exc_info=True)

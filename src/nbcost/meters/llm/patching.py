@@ -1,0 +1,149 @@
+"""Installing and removing the class-level patches, from each SDK module's ``PATCHES`` table.
+
+A ``PATCHES`` entry is ``Patch(module, "Class.method", make_wrapper)`` where
+``make_wrapper(recorder)`` returns a wrapt wrapper. The same table drives install and uninstall,
+so the two cannot drift. An SDK that is not installed is skipped silently; an SDK imported later
+is patched when it is imported (wrapt's post-import hooks), so ``%load_ext nbcost`` does not pay
+for importing SDKs the notebook never uses. A method that moved gets one clear warning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import wrapt
+
+from .recorder import INSIDE_CALL, CallSpec, Recorder
+
+__all__ = ["Patch", "Patcher", "async_wrapper", "sync_wrapper"]
+
+log = logging.getLogger("nbcost.llm")
+
+
+@dataclass(frozen=True)
+class Patch:
+    module: str
+    target: str
+    make_wrapper: Callable[[Recorder], Callable[..., Any]]
+
+
+def sync_wrapper(spec: CallSpec) -> Callable[[Recorder], Callable[..., Any]]:
+    """A wrapper that records one sync call described by ``spec``."""
+
+    def make(recorder: Recorder) -> Callable[..., Any]:
+        def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+            call = recorder.begin(spec, instance, kwargs)
+            if call is None:
+                return wrapped(*args, **kwargs)
+            call.is_async = False
+            token = INSIDE_CALL.set(True)
+            try:
+                result = wrapped(*args, **kwargs)
+            except BaseException as exc:
+                recorder.fail(call, exc)
+                raise
+            finally:
+                INSIDE_CALL.reset(token)
+            return recorder.complete(call, result)
+
+        return wrapper
+
+    return make
+
+
+def async_wrapper(spec: CallSpec) -> Callable[[Recorder], Callable[..., Any]]:
+    """A wrapper that records one ``async def`` call described by ``spec``."""
+
+    def make(recorder: Recorder) -> Callable[..., Any]:
+        async def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+            call = recorder.begin(spec, instance, kwargs)
+            if call is None:
+                return await wrapped(*args, **kwargs)
+            call.is_async = True
+            token = INSIDE_CALL.set(True)
+            try:
+                result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                recorder.fail(call, exc)
+                raise
+            finally:
+                INSIDE_CALL.reset(token)
+            return recorder.complete(call, result)
+
+        return wrapper
+
+    return make
+
+
+class Patcher:
+    """Applies the ``PATCHES`` tables of the SDK modules for one recorder, and undoes them."""
+
+    def __init__(self, recorder: Recorder, tables: dict[str, list[Patch]]) -> None:
+        self.recorder = recorder
+        self.tables = tables
+        self.applied: list[tuple[Any, str, Any]] = []  # (owner, attribute, our wrapper)
+        self._done_modules: set[str] = set()
+
+    def install(self) -> None:
+        for sdk, patches in self.tables.items():
+            top = patches[0].module.split(".")[0] if patches else sdk
+            try:
+                if importlib.util.find_spec(top) is None:
+                    continue  # not installed: nothing to patch, nothing to say
+            except (ImportError, ValueError):
+                continue
+            for module in sorted({p.module for p in patches}):
+                if module in sys.modules:
+                    self._patch_module(sys.modules[module])
+                else:
+                    wrapt.register_post_import_hook(self._on_import, module)
+
+    def _on_import(self, module: Any) -> None:
+        if self.recorder.active:
+            self._patch_module(module)
+
+    def _patch_module(self, module: Any) -> None:
+        name = module.__name__
+        if name in self._done_modules:
+            return
+        self._done_modules.add(name)
+        for patches in self.tables.values():
+            for patch in patches:
+                if patch.module == name:
+                    self._apply(module, patch)
+
+    def _apply(self, module: Any, patch: Patch) -> None:
+        owner_path, _, attribute = patch.target.rpartition(".")
+        try:
+            owner = module
+            for part in filter(None, owner_path.split(".")):
+                owner = getattr(owner, part)
+            original = owner.__dict__[attribute] if isinstance(owner, type) else getattr(owner, attribute)
+        except (AttributeError, KeyError):
+            version = getattr(sys.modules.get(patch.module.split(".")[0]), "__version__", "?")
+            self.recorder.sink.warn_once(
+                f"llm-shape:{patch.module}.{patch.target}",
+                f"nbcost: {patch.module.split('.')[0]} {version} has no {patch.target} in "
+                f"{patch.module}; those LLM calls are not tracked. Other calls still are.")
+            return
+        if getattr(original, "_self_nbcost", False):  # another session's patch: replace it
+            original = original.__wrapped__
+        wrapper = wrapt.FunctionWrapper(original, patch.make_wrapper(self.recorder))
+        wrapper._self_nbcost = True
+        setattr(owner, attribute, wrapper)
+        self.applied.append((owner, attribute, wrapper))
+
+    def uninstall(self) -> None:
+        """Put every original back (where something else re-wrapped on top of ours, our wrapper
+        stays but is inert, since the recorder is inactive)."""
+        for owner, attribute, wrapper in reversed(self.applied):
+            current = owner.__dict__.get(attribute) if isinstance(owner, type) else getattr(owner, attribute, None)
+            if current is wrapper:
+                setattr(owner, attribute, wrapper.__wrapped__)
+        self.applied.clear()
+        self._done_modules.clear()

@@ -1,0 +1,301 @@
+"""The state every LLM wrapper shares, and the one path from a finished call to a ``Usage``.
+
+A wrapper asks :meth:`Recorder.begin` for a :class:`Call` (which checks the budget before any
+request is sent), lets the SDK run, then hands the result to :meth:`Recorder.complete`: a plain
+response is read and recorded at once; a stream comes back proxied and is recorded when it ends.
+
+Two error rules. The SDK's own exceptions reach the user unchanged (the call is recorded with
+``status="error"``). nbcost's own failures are logged, said once, and never break the call.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from ...errors import BudgetExceeded
+from ..base import Usage
+from .tokens import Estimator, text_of
+from .usage import TokenCounts
+
+__all__ = ["INSIDE_CALL", "Call", "CallSpec", "Recorder"]
+
+log = logging.getLogger("nbcost.llm")
+
+#: True while a tracked call runs, so SDK calls it makes underneath (litellm → openai) are not
+#: recorded a second time.
+INSIDE_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("nbcost_llm_inside", default=False)
+
+#: Request keys left out of the request hash: transport details, not what is asked.
+_UNHASHED = {"extra_headers", "extra_query", "timeout", "api_key", "api_base", "base_url", "stream",
+             "stream_options", "http_options", "retries", "server_url", "metadata", "user"}
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """How one patched SDK method is read. Functions are SDK-specific and live in its module.
+
+    Attributes:
+        provider: genai-prices' provider id ("openai", "anthropic", "google", "mistral").
+        api: the operation ("chat", "responses", "embeddings", "messages", "generate").
+        base_url: ``(instance, kwargs) -> str | None``, the API root the request goes to.
+        streaming: ``(kwargs) -> bool``: will the result be a stream?
+        on_result: ``(recorder, call, result) -> result``: read a response (set ``call.usage``)
+            or return a stream proxy that records later.
+        on_chunk: ``(call, chunk) -> None``: note usage/text in one stream chunk (hot path).
+        read_usage: ``(raw_usage) -> TokenCounts``.
+        estimate_input: ``(estimator, kwargs) -> int``, prompt tokens when usage is missing.
+    """
+
+    provider: str
+    api: str
+    base_url: Callable[[Any, dict], str | None]
+    streaming: Callable[[dict], bool]
+    on_result: Callable[[Recorder, Call, Any], Any]
+    on_chunk: Callable[[Call, Any], None] | None
+    read_usage: Callable[[Any], TokenCounts]
+    estimate_input: Callable[[Estimator, dict], int] | None = None
+
+
+@dataclass(eq=False)
+class Call:
+    """One LLM call in flight (mutable; only its wrapper and stream proxy touch it)."""
+
+    spec: CallSpec
+    base_url: str | None
+    request_model: str | None
+    streaming: bool
+    request_hash: str
+    kwargs: dict | None
+    started: float = field(default_factory=time.perf_counter)
+    usage: Any = None
+    response_model: str | None = None
+    service_tier: str | None = None
+    pieces: list[str] = field(default_factory=list)
+    is_async: bool | None = None
+    proxied: bool = False
+    ended: bool = False
+    error: str | None = None
+    done: bool = False
+
+
+def clean_url(url: Any) -> str | None:
+    """``scheme://host[:port]/path``: no credentials, query or fragment."""
+    if not url:
+        return None
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}".rstrip("/")
+
+
+def request_hash(kwargs: dict) -> str:
+    """sha256 of the canonical request; equal requests hash equal, the text is never kept."""
+    canonical = {k: v for k, v in kwargs.items() if k not in _UNHASHED}
+    data = json.dumps(canonical, sort_keys=True, default=_jsonable, separators=(",", ":"))
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json", exclude_none=True)
+    if isinstance(value, type):
+        return value.__qualname__
+    return type(value).__name__
+
+
+class Recorder:
+    """Wrapper state: the sink, prices, the tokenizer, and whether recording is on."""
+
+    def __init__(self, sink: Any) -> None:
+        from ...pricing.llm import PriceBook
+
+        self.sink = sink
+        self.active = True
+        self.prices = PriceBook()
+        self.estimator = Estimator(sink.warn_once)
+
+    # --- call lifecycle -------------------------------------------------------------------
+
+    def begin(self, spec: CallSpec, instance: Any, kwargs: dict) -> Call | None:
+        """A new call, or None when it must not be recorded (inactive, nested, nbcost fault).
+        Raises BudgetExceeded before any request is sent."""
+        if not self.active or INSIDE_CALL.get():
+            return None
+        try:
+            self.sink.check_budget("llm")
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            self.fault("budget check", exc)
+        try:
+            streaming = bool(spec.streaming(kwargs))
+            return Call(spec, clean_url(spec.base_url(instance, kwargs)), _model_of(kwargs),
+                        streaming, request_hash(kwargs), kwargs)
+        except Exception as exc:
+            self.fault("starting a call record", exc)
+            return None
+
+    def complete(self, call: Call, result: Any) -> Any:
+        """Read a response (or proxy a stream); always returns what the user should get."""
+        try:
+            out = call.spec.on_result(self, call, result)
+        except Exception as exc:
+            self.fault(f"reading a {call.spec.provider} response", exc)
+            return result
+        if not call.proxied:  # a stream proxy records the call when the stream ends
+            call.ended = True
+            self.finish(call)
+        return out
+
+    def fail(self, call: Call, exc: BaseException) -> None:
+        """The SDK raised: record the failed call (the caller re-raises the exception)."""
+        call.error = type(exc).__name__
+        self.finish(call)
+
+    def finish(self, call: Call) -> None:
+        """Record ``call`` exactly once; safe from any thread and from a GC finaliser."""
+        if call.done:
+            return
+        call.done = True
+        try:
+            usage = self._usage(call)
+        except Exception as exc:
+            self.fault("recording an LLM call", exc)
+            return
+        finally:
+            call.kwargs, call.pieces = None, []  # drop the request and the text at once
+        try:
+            self.sink.record(usage)
+        except Exception as exc:
+            self.fault("handing an LLM call to the session", exc)
+
+    # --- building the record --------------------------------------------------------------
+
+    def _usage(self, call: Call) -> Usage:
+        latency_s = time.perf_counter() - call.started
+        flags: list[str] = []
+        counts, source = None, "api"
+        if call.usage is not None:
+            counts = call.spec.read_usage(call.usage)
+        if call.error is None and (counts is None or not call.ended):
+            estimate = self._estimate(call)
+            if counts is None:
+                counts, source = estimate, "estimated"
+            elif estimate.output_tokens > counts.output_tokens:  # a stream cut short
+                counts = TokenCounts(**{**_fields(counts), "output_tokens": estimate.output_tokens})
+                source = "estimated"
+            if not call.ended:
+                flags.append("partial")
+        counts = counts or TokenCounts()
+        models = _candidates(call, self.sink.settings)
+        if call.error is not None:
+            cost: Decimal | None = Decimal(0)  # a failed request is not billed
+            key, price_source = models[0] if models else "unknown", None
+            flags.append("error")
+        else:
+            price = self.prices.price(counts.genai_usage(), models, call.spec.provider,
+                                      call.base_url, self.sink.settings, call.service_tier)
+            cost, key, price_source = price.cost_usd, price.model, price.source
+            if cost is None:
+                flags.append("unpriced")
+                self.sink.warn_once(f"llm-unpriced:{key}", f"nbcost: no price known for LLM model "
+                                    f"{key!r}; its calls are recorded as unpriced (tokens only). "
+                                    f"See `%cost prices {key}`.")
+        if source == "estimated":
+            flags.append("estimated")
+        return Usage(
+            meter="llm", event="llm_call", key=key,
+            quantities={
+                "calls": 1,
+                "input_tokens": counts.input_tokens,
+                "cache_read_tokens": counts.cache_read_tokens,
+                "cache_write_tokens": counts.cache_write_tokens,
+                "output_tokens": counts.output_tokens,
+                "reasoning_tokens": counts.reasoning_tokens,
+                "errors": 1 if call.error else 0,
+                "estimated_calls": 1 if source == "estimated" else 0,
+            },
+            cost_usd=cost,
+            attributes=self._attributes(call, counts, latency_s, source, price_source),
+            flags=tuple(flags),
+        )
+
+    def _attributes(self, call: Call, counts: TokenCounts, latency_s: float, source: str,
+                    price_source: str | None) -> dict[str, Any]:
+        attributes: dict[str, Any] = {
+            "provider": call.spec.provider, "api": call.spec.api, "base_url": call.base_url,
+            "request_model": call.request_model, "response_model": call.response_model,
+            "service_tier": call.service_tier, "batch": call.service_tier == "batch",
+            "latency_s": round(latency_s, 6), "streaming": call.streaming,
+            "status": "error" if call.error else "ok", "usage_source": source,
+            "request_hash": call.request_hash, "price_source": price_source,
+        }
+        if call.error:
+            attributes["error_type"] = call.error
+        for name in ("cache_write_5m_tokens", "cache_write_1h_tokens"):
+            if getattr(counts, name) is not None:
+                attributes[name] = getattr(counts, name)
+        for name in ("input_audio_tokens", "output_audio_tokens", "input_image_tokens"):
+            if getattr(counts, name):
+                attributes[name] = getattr(counts, name)
+        if source == "estimated":
+            attributes["estimate_method"] = self.estimator.method
+        return attributes
+
+    def _estimate(self, call: Call) -> TokenCounts:
+        spec, kwargs = call.spec, call.kwargs or {}
+        if spec.estimate_input is not None:
+            inp = spec.estimate_input(self.estimator, kwargs)
+        else:
+            inp = self.estimator.count_messages(kwargs.get("messages") or [])
+        return TokenCounts(input_tokens=inp, output_tokens=self.estimator.count("".join(call.pieces)))
+
+    def fault(self, where: str, exc: BaseException) -> None:
+        """nbcost's own failure: log it, say it once, carry on."""
+        log.debug("nbcost LLM meter failed while %s", where, exc_info=exc)
+        try:
+            self.sink.warn_once(f"llm-fault:{where}", f"nbcost: an internal error while {where} "
+                                f"({type(exc).__name__}: {exc}); the LLM call itself was not "
+                                "affected, but it may be missing from the cost record.")
+        except Exception:
+            log.debug("nbcost: warn_once failed", exc_info=True)
+
+
+def _model_of(kwargs: dict) -> str | None:
+    model = kwargs.get("model")
+    return model if isinstance(model, str) else None
+
+
+def _fields(counts: TokenCounts) -> dict[str, Any]:
+    return {name: getattr(counts, name) for name in TokenCounts.__slots__}
+
+
+def _candidates(call: Call, settings: Any) -> list[str]:
+    """Model names to price by, best first: an Azure deployment's model, the response's, the
+    request's."""
+    names = []
+    deployments = getattr(settings, "azure_deployments", None) or {}
+    if call.request_model in deployments:
+        names.append(deployments[call.request_model])
+    names += [call.response_model, call.request_model]
+    seen: list[str] = []
+    for name in names:
+        if name and name.startswith("models/"):  # Gemini's resource-name form
+            name = name[len("models/"):]
+        if name and name not in seen:
+            seen.append(name)
+    return seen
+
+
+def input_text_tokens(estimator: Estimator, value: Any) -> int:
+    """Estimate for non-chat inputs (embeddings, responses ``input``, Gemini ``contents``)."""
+    return estimator.count(text_of(value))

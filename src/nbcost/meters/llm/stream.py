@@ -1,0 +1,229 @@
+"""Stream proxies: user code sees the very same stream; nbcost notes usage as chunks pass.
+
+A proxy forwards every attribute to the SDK's stream (``wrapt.ObjectProxy``) and only adds
+bookkeeping to iteration. The call is recorded exactly once, by whichever comes first: the end of
+the stream, an error in it, ``close()``/``aclose()``, leaving a ``with`` block, or garbage
+collection (``weakref.finalize``, never ``__del__``: a finaliser holds the call, not the proxy,
+and runs at most once by construction).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import wrapt
+
+from .recorder import Call, Recorder
+
+__all__ = ["AsyncStreamProxy", "StreamManagerProxy", "SyncStreamProxy", "proxy_stream", "read_or_proxy"]
+
+
+class _Tracked(wrapt.ObjectProxy):
+    def __init__(self, wrapped: Any, recorder: Recorder, call: Call) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        call.proxied = True
+        self._self_on_chunk = call.spec.on_chunk
+        self._self_recorder = recorder
+        self._self_finalizer = weakref.finalize(self, recorder.finish, call)
+
+    def _finish(self, error: BaseException | None = None, ended: bool = False) -> None:
+        """Record the call now (at most once: a finalize object runs its callback once)."""
+        call = self._self_call
+        if ended:
+            call.ended = True
+        if error is not None and call.error is None:
+            call.error = type(error).__name__
+        self._self_finalizer()
+
+    def _note(self, chunk: Any) -> None:
+        try:
+            self._self_on_chunk(self._self_call, chunk)
+        except Exception as exc:  # nbcost's fault: the user still gets the chunk
+            self._self_recorder.fault("reading a stream chunk", exc)
+            self._self_on_chunk = _ignore
+
+
+def _ignore(call: Call, chunk: Any) -> None:
+    pass
+
+
+class SyncStreamProxy(_Tracked):
+    """A sync stream (OpenAI/Anthropic ``Stream``, Mistral ``EventStream``, a generator)."""
+
+    def __iter__(self) -> SyncStreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            chunk = next(self.__wrapped__)
+        except StopIteration:
+            self._finish(ended=True)
+            raise
+        except BaseException as exc:
+            self._finish(error=exc)
+            raise
+        self._note(chunk)
+        return chunk
+
+    def close(self) -> Any:
+        try:
+            close = getattr(self.__wrapped__, "close", None)
+            return close() if close is not None else None
+        finally:
+            self._finish()
+
+    def __enter__(self) -> SyncStreamProxy:
+        enter = getattr(self.__wrapped__, "__enter__", None)
+        if enter is not None:
+            enter()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            exit_ = getattr(self.__wrapped__, "__exit__", None)
+            return exit_(*exc_info) if exit_ is not None else None
+        finally:
+            self._finish()
+
+
+class AsyncStreamProxy(_Tracked):
+    """An async stream (``AsyncStream``, ``EventStreamAsync``, an async generator)."""
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            self._finish(ended=True)
+            raise
+        except BaseException as exc:
+            self._finish(error=exc)
+            raise
+        self._note(chunk)
+        return chunk
+
+    async def close(self) -> Any:
+        try:
+            close = getattr(self.__wrapped__, "close", None) or getattr(self.__wrapped__, "aclose", None)
+            return await close() if close is not None else None
+        finally:
+            self._finish()
+
+    async def aclose(self) -> Any:
+        try:
+            aclose = getattr(self.__wrapped__, "aclose", None) or getattr(self.__wrapped__, "close", None)
+            return await aclose() if aclose is not None else None
+        finally:
+            self._finish()
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        enter = getattr(self.__wrapped__, "__aenter__", None)
+        if enter is not None:
+            await enter()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            exit_ = getattr(self.__wrapped__, "__aexit__", None)
+            return await exit_(*exc_info) if exit_ is not None else None
+        finally:
+            self._finish()
+
+
+def proxy_stream(recorder: Recorder, call: Call, stream: Any) -> _Tracked:
+    """Wrap ``stream`` in the proxy that matches its kind (sync or async)."""
+    is_async = call.is_async
+    if is_async is None:  # litellm's stream wrapper has both; the wrapper kind decides there
+        is_async = hasattr(stream, "__anext__") or hasattr(stream, "__aiter__")
+    if is_async:
+        return AsyncStreamProxy(stream, recorder, call)
+    return SyncStreamProxy(stream, recorder, call)
+
+
+class StreamManagerProxy(wrapt.ObjectProxy):
+    """Wraps an SDK stream *manager* (``client.….stream(...)``, used as ``with``).
+
+    The manager makes its request on ``__enter__`` through a private ``api_request`` callable;
+    nbcost swaps that callable for one that proxies the raw stream (``make``), and finishes the
+    proxy when the ``with`` block exits, since the helper's ``close()`` may bypass it.
+    """
+
+    def __init__(self, manager: Any, make: Any, on_error: Any = None) -> None:
+        super().__init__(manager)
+        self._self_streams: list[Any] = []
+        name = next((n for n in vars(manager) if n.endswith("__api_request")), None)
+        if name is None:
+            raise AttributeError("stream manager without an api_request")
+        original = getattr(manager, name)
+        streams = self._self_streams
+
+        if callable(original):
+            def request() -> Any:
+                try:
+                    raw = original()
+                except BaseException as exc:
+                    if on_error is not None:
+                        on_error(exc)
+                    raise
+                stream = make(raw)
+                streams.append(stream)
+                return stream
+            setattr(manager, name, request)
+        else:  # an awaitable made at .stream() time
+            async def arequest() -> Any:
+                try:
+                    raw = await original
+                except BaseException as exc:
+                    if on_error is not None:
+                        on_error(exc)
+                    raise
+                stream = make(raw)
+                streams.append(stream)
+                return stream
+            setattr(manager, name, arequest())
+
+    def _finish_all(self) -> None:
+        for stream in self._self_streams:
+            if isinstance(stream, _Tracked):
+                stream._finish()
+
+    def __enter__(self) -> Any:
+        return self.__wrapped__.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            self._finish_all()
+
+    async def __aenter__(self) -> Any:
+        return await self.__wrapped__.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        finally:
+            self._finish_all()
+
+
+def read_or_proxy(recorder: Recorder, call: Call, result: Any, read: Any) -> Any:
+    """Read a response (``read(call, response)``) or proxy a stream, also when the SDK returned
+    a ``with_raw_response`` wrapper (openai, anthropic: ``LegacyAPIResponse``)."""
+    kind = type(result).__name__
+    if kind in ("APIResponse", "AsyncAPIResponse"):  # with_streaming_response: body unread
+        return result
+    if kind == "LegacyAPIResponse":  # parse() caches its result: put the proxy in that cache
+        parsed = result.parse()
+        if call.streaming:
+            result._parsed_by_type[result._cast_to] = proxy_stream(recorder, call, parsed)
+        else:
+            read(call, parsed)
+        return result
+    if call.streaming:
+        return proxy_stream(recorder, call, result)
+    read(call, result)
+    return result
