@@ -12,6 +12,9 @@ import { COMM_TARGET, NbcostMessage, parseMessage, PROTOCOL_VERSION } from './mo
  * Called with each message; `own` is true when this browser client sent the execute request the
  * message belongs to (so only that client writes cell metadata under real-time collaboration).
  */
+/** What this front end understands, told to the kernel in its hello. */
+const FRONTEND_CAPABILITIES = ['tick', 'final', 'session'];
+
 export type MessageHandler = (message: NbcostMessage, own: boolean) => void;
 
 export class KernelLink implements IDisposable {
@@ -86,7 +89,11 @@ export class KernelLink implements IDisposable {
       }
       const comm = kernel.createComm(COMM_TARGET);
       this._listen(comm, kernel);
-      await comm.open({ type: 'reattach', v: PROTOCOL_VERSION }).done;
+      await comm.open({
+        type: 'reattach',
+        v: PROTOCOL_VERSION,
+        capabilities: FRONTEND_CAPABILITIES
+      }).done;
     } catch (error) {
       console.warn('nbcost: could not reattach to the kernel', error);
     }
@@ -99,6 +106,12 @@ export class KernelLink implements IDisposable {
     }
     this._listen(comm, kernel);
     this._deliver(msg.content.data, msg.parent_header, kernel);
+    // Answer the kernel's hello: only a front end that answers gets ticks.
+    try {
+      comm.send({ type: 'hello', v: PROTOCOL_VERSION, capabilities: FRONTEND_CAPABILITIES });
+    } catch (error) {
+      console.warn('nbcost: could not answer the kernel', error);
+    }
   };
 
   private _listen(comm: Kernel.IComm, kernel: Kernel.IKernelConnection): void {

@@ -2,24 +2,57 @@
 
 Two entry points, called by the IPython layer:
 
-* ``attach(shell, session) -> detach``: set up what runs for the whole session (the comm channel
-  to the JupyterLab extension, the ticker); returns the undo.
+* ``attach(shell, session) -> detach``: set up what runs for the whole session (the ticker, and
+  in a Jupyter kernel the ``nbcost`` comm to the JupyterLab extension); returns the undo.
 * ``live_panel(shell, session, window, quiet) -> panel``: the panel under one ``%%cost`` cell;
-  ``panel.finish(record)`` turns it into the final summary.
+  ``panel.finish(record)`` turns it into the final summary. In a Jupyter kernel that is a live
+  widget; in terminal IPython (no widgets) the static summary at the end.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import weakref
+from typing import Any, Callable
 
 from ..records import WindowInfo, WindowRecord
 from .summary import RecordSummary
+from .ticker import Ticker
 
 __all__ = ["attach", "live_panel"]
 
+#: The ticker of each attached session (weak: a closed session takes its ticker with it).
+_tickers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _in_kernel(shell) -> bool:
+    """True inside a Jupyter kernel (ipykernel), where comms and widgets exist."""
+    return getattr(shell, "kernel", None) is not None
+
 
 def attach(shell, session) -> Callable[[], None]:
-    return lambda: None
+    """Start the ticker and, in a kernel, the comm channel; return the undo."""
+    ticker = Ticker(session)
+    _tickers[session] = ticker
+    channel = None
+    if _in_kernel(shell):
+        from .comm import CommChannel
+
+        channel = CommChannel(session, ticker)
+        try:
+            channel.open()
+        except Exception as exc:  # noqa: BLE001 - no comm support: the widget still works
+            channel.close()
+            channel = None
+            session.warn_once("comm", f"nbcost: no live link to JupyterLab ({exc}); "
+                                      f"the panel under %%cost cells still works.")
+
+    def detach() -> None:
+        if channel is not None:
+            channel.close()
+        ticker.stop()
+        _tickers.pop(session, None)
+
+    return detach
 
 
 class StaticPanel:
@@ -35,5 +68,11 @@ class StaticPanel:
             display(RecordSummary(record))
 
 
-def live_panel(shell, session, window: WindowInfo, quiet: bool) -> StaticPanel:
-    return StaticPanel(quiet)
+def live_panel(shell, session, window: WindowInfo, quiet: bool) -> Any:
+    """The panel for one ``%%cost`` cell: live where widgets render, static otherwise."""
+    ticker = _tickers.get(session)
+    if quiet or ticker is None or not _in_kernel(shell) or not session.settings.live:
+        return StaticPanel(quiet)
+    from .widget import LivePanel, window_budget
+
+    return LivePanel(session, window, ticker, window_budget(session, window))

@@ -1,0 +1,175 @@
+"""The kernel's end of the ``nbcost`` comm: live cost for the JupyterLab extension.
+
+Messages (``data`` of comm messages, all with ``"v": 1`` and a ``"type"``):
+
+kernel → front end
+    ``hello``   (comm open) capabilities and the session id;
+    ``tick``    a running cell's totals (≤ 4 a second): ``window_id``, ``elapsed_s``, ``record``
+                (the compact shape, still running) and ``session`` (session totals);
+    ``final``   a finished cell: ``window_id``, ``record`` (``WindowRecord.compact()``), ``session``;
+    ``session`` session totals and the finished cells' records (after hello, reattach or reset).
+front end → kernel
+    ``hello``    the front end's answer: only then does the kernel send it anything more;
+    ``reattach`` (comm open, after a page reload) the same, for a comm the front end opens.
+
+A front end without the extension closes the comm (JupyterLab does) or never answers (nbclient,
+VS Code): the kernel then sends nothing more and costs are shown by the widget and the summary.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from .payload import cell_history, is_top_cell, session_totals
+from .ticker import Ticker
+
+__all__ = ["CAPABILITIES", "PROTOCOL_VERSION", "TARGET", "CommChannel"]
+
+TARGET = "nbcost"
+PROTOCOL_VERSION = 1
+CAPABILITIES = ("tick", "final", "session", "reattach")
+
+
+class CommChannel:
+    """Every ``nbcost`` comm of this kernel, and the session events that feed them."""
+
+    def __init__(self, session: Any, ticker: Ticker) -> None:
+        self.session = session
+        self.ticker = ticker
+        self._lock = threading.Lock()  # guards the comms and orders ticks before finals
+        self._comms: dict[str, Any] = {}
+        self._answered: set[str] = set()
+        self._finished: deque[str] = deque(maxlen=64)
+        self._remove_listener = lambda: None
+        self._registered = False
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Offer the comm to the front end and accept the ones it opens after a reload."""
+        import comm  # ipykernel installs its implementation here at import time
+
+        comm.get_comm_manager().register_target(TARGET, self._on_frontend_open)
+        self._registered = True
+        self._remove_listener = self.session.add_listener(self._on_event)
+        channel = comm.create_comm(target_name=TARGET, data=self._hello())
+        self._keep(channel)
+
+    def close(self) -> None:
+        """Close every comm and stop listening. Idempotent."""
+        self._remove_listener()
+        self._remove_listener = lambda: None
+        if self._registered:
+            import comm
+
+            manager = comm.get_comm_manager()
+            if manager.targets.get(TARGET) == self._on_frontend_open:
+                manager.unregister_target(TARGET, self._on_frontend_open)
+            self._registered = False
+        with self._lock:
+            channels = list(self._comms.values())
+            self._comms.clear()
+            self._answered.clear()
+        for channel in channels:
+            try:
+                channel.close()
+            except Exception:  # noqa: BLE001 - the kernel may be shutting down
+                pass
+
+    @property
+    def listening(self) -> bool:
+        """Whether any front end has answered (and so wants ticks)."""
+        with self._lock:
+            return bool(self._answered)
+
+    # -- comms --------------------------------------------------------------------------------
+
+    def _keep(self, channel: Any) -> None:
+        with self._lock:
+            self._comms[channel.comm_id] = channel
+        channel.on_msg(lambda msg, c=channel: self._on_msg(c, msg))
+        channel.on_close(lambda msg, c=channel: self._forget(c))
+
+    def _forget(self, channel: Any) -> None:
+        with self._lock:
+            self._comms.pop(channel.comm_id, None)
+            self._answered.discard(channel.comm_id)
+
+    def _on_frontend_open(self, channel: Any, msg: dict) -> None:
+        """A front end opened a comm (after a page reload): greet it and send the state."""
+        self._keep(channel)
+        data = (msg.get("content") or {}).get("data") or {}
+        if data.get("type") == "reattach":
+            self._answer(channel, greet=True)
+
+    def _on_msg(self, channel: Any, msg: dict) -> None:
+        data = (msg.get("content") or {}).get("data") or {}
+        if data.get("type") == "hello":  # the answer to the hello the comm was opened with
+            self._answer(channel, greet=False)
+
+    def _answer(self, channel: Any, greet: bool) -> None:
+        state = self._session_message(with_history=True)
+        with self._lock:
+            if channel.comm_id not in self._comms:
+                return
+            self._answered.add(channel.comm_id)
+            if greet:
+                channel.send(self._hello())
+            channel.send(state)
+        # Cells already running (a reload mid-cell) tick to the new comm too.
+        for window in self.session.open_windows():
+            if is_top_cell(window.kind, window.parent_id):
+                self.ticker.watch(window.id, self._tick)
+
+    def _send(self, data: dict, window_id: str | None = None, final: bool = False) -> None:
+        with self._lock:
+            if window_id is not None and window_id in self._finished:
+                return  # a tick computed before the final must not arrive after it
+            if final and window_id is not None:
+                self._finished.append(window_id)
+            for comm_id in list(self._answered):
+                channel = self._comms.get(comm_id)
+                if channel is not None:
+                    channel.send(data)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def _hello(self) -> dict:
+        return {"v": PROTOCOL_VERSION, "type": "hello", "session_id": self.session.id,
+                "capabilities": list(CAPABILITIES)}
+
+    def _session_message(self, with_history: bool) -> dict:
+        return {"v": PROTOCOL_VERSION, "type": "session",
+                "session": session_totals(self.session),
+                "cells": cell_history(self.session) if with_history else []}
+
+    def _tick(self, window_id: str, live: dict) -> None:
+        if not self.listening:
+            return
+        self._send({"v": PROTOCOL_VERSION, "type": "tick", "window_id": window_id,
+                    "elapsed_s": live.get("wall_s"), "record": live,
+                    "session": session_totals(self.session)}, window_id=window_id)
+
+    def _on_event(self, event: dict) -> None:
+        """Session listener: watch running cells, send finals; runs on the thread that logged."""
+        kind = event.get("event")
+        if kind == "cell_start" and is_top_cell(event.get("kind"), event.get("parent_id")):
+            self.ticker.watch(event["window_id"], self._tick)
+        elif kind == "cell_end" and is_top_cell(event.get("kind"), event.get("parent_id")):
+            window_id = event["window_id"]
+            self.ticker.unwatch(window_id, self._tick)
+            if self.listening:
+                self._send_final(window_id)
+        elif kind == "session_start" and self.listening:  # `%cost reset`
+            self._send(self._session_message(with_history=True))
+
+    def _send_final(self, window_id: str) -> None:
+        record = next((r for r in reversed(list(self.session.records)) if r.info.id == window_id),
+                      None)
+        if record is None:
+            return
+        self._send({"v": PROTOCOL_VERSION, "type": "final", "window_id": window_id,
+                    "record": record.compact(), "session": session_totals(self.session)},
+                   window_id=window_id, final=True)
