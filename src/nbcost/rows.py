@@ -141,8 +141,8 @@ def session_totals(events: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
 def _between_cells_row(events: list[Mapping[str, Any]], rows: list[dict[str, Any]]) -> dict | None:
     totals = session_totals(events)
     top = [r for r in rows if not r.get("parent_id")]
-    row: dict[str, Any] = {**_base(events[0]), "kind": "between_cells", "tags": "{}",
-                           "status": "ok", "flags": ""}
+    row: dict[str, Any] = {**_base(events[0]), "window_id": None, "parent_id": None,
+                           "kind": "between_cells", "tags": "{}", "status": "ok", "flags": ""}
     cost = ZERO
     unpriced = False
     for meter, figures in totals.items():

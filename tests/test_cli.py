@@ -1,0 +1,101 @@
+"""The ``nbcost`` command: run a notebook headless, then report on its spend log."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+
+import nbformat
+import pytest
+from test_kernel import KERNEL_METER
+
+from nbcost.cli import main
+from nbcost.ledger import read_log
+
+
+@pytest.fixture
+def notebook(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# A costly notebook"),
+        nbformat.v4.new_code_cell(KERNEL_METER),
+        nbformat.v4.new_code_cell("%%cost --label embed --tag team=ml\ntokens.call('model-a', 1000)"),
+        nbformat.v4.new_code_cell("tokens.call('model-b', 500)\n'done'"),
+    ]
+    path = tmp_path / "costly.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nbcost.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=240)
+
+
+def test_run_writes_cell_metadata_prints_the_table_and_report_totals_match(
+        notebook, tmp_path, nbcost_home):
+    out = tmp_path / "out.ipynb"
+    done = run_cli("run", notebook, "-o", out)
+    assert done.returncode == 0, done.stderr
+    assert "nbcost · cost per cell" in done.stdout and "embed" in done.stdout
+    assert "$0.0030" in done.stdout  # the total of both calls
+
+    executed = nbformat.read(out, as_version=4)
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    meta = [c.metadata.get("nbcost") for c in code]
+    assert all(m is not None for m in meta)
+    assert [m["execution_count"] for m in meta] == [c.execution_count for c in code]
+    assert meta[1]["label"] == "embed" and meta[1]["cost_usd"] == "0.002"
+    assert meta[2]["cost_usd"] == "0.001" and meta[2]["status"] == "ok"
+    assert executed.metadata["nbcost"]["notebook_id"]
+    session_id = executed.metadata["nbcost"]["session_id"]
+    assert all(m["session_id"] == session_id for m in meta)
+
+    (log,) = sorted(nbcost_home.glob(f"spend/*/{session_id}.jsonl"))
+    session_end = read_log(log).events[-1]
+    assert session_end["event"] == "session_end"
+    assert session_end["notebook_path"] == str(notebook)
+
+    report = run_cli("report", nbcost_home, "--format", "json")
+    assert report.returncode == 0, report.stderr
+    totals = json.loads(report.stdout)
+    assert Decimal(totals["total_usd"]) == Decimal(session_end["cost_usd"]) == Decimal("0.003")
+    assert totals["groups"][0]["key"] == str(notebook)
+
+    by_tag = json.loads(run_cli("report", nbcost_home, "--by", "tag", "--format", "json").stdout)
+    assert {g["key"]: g["cost_usd"] for g in by_tag["groups"]}["team=ml"] == "0.002"
+
+
+def test_run_reports_a_failing_cell_and_keeps_the_cells_before_it(notebook, tmp_path):
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("raise RuntimeError('model diverged')"))
+    nbformat.write(nb, notebook)
+    out = tmp_path / "out.ipynb"
+    done = run_cli("run", notebook, "-o", out)
+    assert done.returncode == 1 and "model diverged" in done.stderr
+    executed = nbformat.read(out, as_version=4)
+    assert executed.cells[-1].metadata["nbcost"]["status"] == "error"
+    assert executed.cells[2].metadata["nbcost"]["cost_usd"] == "0.002"
+
+
+def test_report_formats_and_bad_input(tmp_path, nbcost_home, capsys):
+    assert main(["report", str(tmp_path / "nothing.jsonl")]) == 2
+    assert "no spend log at" in capsys.readouterr().err
+    log = tmp_path / "s.jsonl"
+    log.write_text(json.dumps({"schema": 1, "event": "session_start", "session_id": "s"}) + "\n"
+                   + '{"torn')
+    assert main(["report", str(log), "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert "last line is torn" in captured.err and captured.out.startswith("key,cost_usd")
+    assert main(["report", str(log), "--since", "yesterday"]) == 2
+    assert "--since takes a date" in capsys.readouterr().err
+
+
+def test_prices_lists_gpu_rates(capsys):
+    assert main(["prices"]) == 0
+    out = capsys.readouterr().out
+    assert "H100" in out and "A100 80GB" in out
