@@ -59,3 +59,77 @@ def expected_cost(model: str, provider: str, **units: int) -> Decimal:
 
 def messages() -> list[dict]:
     return [{"role": "user", "content": f"Say hello. {SENTINEL}"}]
+
+
+# --- fixtures (import them into a test module to use them) ---------------------------------
+
+import gc  # noqa: E402
+
+import pytest  # noqa: E402
+
+import nbcost.testing  # noqa: E402
+from nbcost.meters.llm import LlmMeter  # noqa: E402
+from nbcost.session import Session  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def srv():
+    with nbcost.testing.llm_server() as server:
+        yield server
+
+
+@pytest.fixture
+def llm(nbcost_home):
+    """A real Session with only the LLM meter, writing under the test's NBCOST_HOME. After the
+    test: no file nbcost wrote holds the prompt sentinel or the API key."""
+    session = Session(meters=[LlmMeter()])
+    try:
+        yield session
+    finally:
+        session.close()
+        gc.collect()
+        assert_no_secrets(nbcost_home)
+
+
+def assert_no_secrets(home: Path) -> None:
+    files = [p for p in Path(home).rglob("*") if p.is_file()]
+    assert files, "nbcost wrote no spend log"
+    for path in files:
+        data = path.read_bytes()
+        assert SENTINEL.encode() not in data, f"prompt text leaked into {path}"
+        assert FAKE_KEY.encode() not in data, f"API key leaked into {path}"
+
+
+def llm_calls(session: Session) -> list[Usage]:
+    return [u for u in session.usages if u.meter == "llm"]
+
+
+def one_call(session: Session) -> Usage:
+    calls = llm_calls(session)
+    assert len(calls) == 1, [(u.key, u.flags) for u in calls]
+    return calls[0]
+
+
+def tokens(usage: Usage) -> dict[str, int]:
+    q = usage.quantities
+    return {k: q[k] for k in ("input_tokens", "cache_read_tokens", "cache_write_tokens",
+                              "output_tokens", "reasoning_tokens")}
+
+
+def dump(items: Any) -> list:
+    """Comparable form of what user code saw (chunk types and contents)."""
+    out = []
+    for item in items:
+        data = item.model_dump() if hasattr(item, "model_dump") else repr(item)
+        out.append((type(item).__qualname__, data))
+    return out
+
+
+def without_nbcost(session: Session, run):
+    """Run ``run()`` with the LLM meter removed (SDKs unpatched), then put the meter back."""
+    meter = session.meters["llm"]
+    meter.stop()
+    try:
+        return run()
+    finally:
+        meter.start(session)

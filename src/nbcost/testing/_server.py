@@ -52,7 +52,7 @@ class LoopbackServer:
         self._scenarios: dict[str, tuple[str, Scenario]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="nbcost-loopback",
                                         daemon=True)
@@ -94,6 +94,14 @@ class LoopbackServer:
     def remember(self, request: ReceivedRequest) -> None:
         with self._lock:
             self.requests.append(request)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, OSError)):  # a client hung up
+            super().handle_error(request, client_address)
 
 
 def answer(provider: str, s: Scenario, path: str, req: dict[str, Any]) -> tuple[dict | None, list]:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import base64
 import struct
-import time
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Scenario", "openai_chat", "openai_responses", "openai_embeddings", "anthropic_messages",
            "gemini_generate", "mistral_chat", "mistral_embeddings"]
+
+
+#: A fixed creation time, so two runs of the same request produce identical chunks.
+CREATED = 1764201600
 
 
 @dataclass
@@ -80,7 +83,7 @@ def _chat_usage(s: Scenario) -> dict[str, Any]:
 
 def openai_chat(s: Scenario, req: dict[str, Any]) -> tuple[dict | None, list[tuple[str | None, Any]]]:
     """A chat completion body, or the SSE events of one when ``stream`` is set."""
-    model, created = _model(s, req), int(time.time())
+    model, created = _model(s, req), CREATED
     base = {"id": "chatcmpl-loop1", "created": created, "model": model, "system_fingerprint": "fp_loop"}
     if s.service_tier:
         base["service_tier"] = s.service_tier
@@ -125,7 +128,7 @@ def _response(s: Scenario, req: dict[str, Any], status: str) -> dict[str, Any]:
         "output_tokens_details": {"reasoning_tokens": s.reasoning_tokens},
         "total_tokens": s.input_tokens + s.output_tokens,
     }
-    body = {"id": "resp_loop1", "object": "response", "created_at": int(time.time()),
+    body = {"id": "resp_loop1", "object": "response", "created_at": CREATED,
             "status": status, "model": _model(s, req), "output": [message] if done else [],
             "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "error": None,
             "incomplete_details": None, "instructions": None, "metadata": {},
@@ -252,7 +255,7 @@ def mistral_chat(s: Scenario, req: dict[str, Any]) -> tuple[dict | None, list]:
     model = _model(s, req)
     usage = {"prompt_tokens": s.input_tokens, "completion_tokens": s.output_tokens,
              "total_tokens": s.input_tokens + s.output_tokens}
-    base = {"id": "mistral-loop1", "created": int(time.time()), "model": model}
+    base = {"id": "mistral-loop1", "created": CREATED, "model": model}
     if not req.get("stream"):
         choice = {"index": 0, "finish_reason": "stop",
                   "message": {"role": "assistant", "content": s.text(), "tool_calls": None}}
