@@ -1,0 +1,232 @@
+"""The live display in a real kernel (jupyter_client): the ``nbcost`` comm and the %%cost widget.
+
+The test client plays the part of the JupyterLab extension: it answers the kernel's ``hello`` and
+reads what arrives on iopub while the cell runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from decimal import Decimal
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+# Inside the kernel: load nbcost and add a meter that charges one cent per second, so the cost
+# grows while a cell runs (the kernel has no GPU and makes no LLM calls here).
+LOAD = """
+%load_ext nbcost
+import nbcost
+from decimal import Decimal
+from nbcost.meters.base import Meter, Measurement
+
+class PennyMeter(Meter):
+    name = "penny"
+    def measure(self, start, end):
+        seconds = max(end - start, 0.0)
+        return Measurement({"seconds": seconds}, cost_usd=Decimal("0.01") * Decimal(str(round(seconds, 6))))
+
+nbcost.session().add_meter(PennyMeter())
+"""
+
+BUSY_2S = """%%cost --label two-seconds
+import time
+started = time.time()
+while time.time() - started < 2:
+    sum(range(1000))
+"""
+
+
+@pytest.fixture
+def kernel(nbcost_home):
+    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ})
+    yield kc
+    kc.stop_channels()
+    if km.is_alive():
+        km.shutdown_kernel(now=True)
+
+
+def run(kc, code, cell_id=None, timeout=60):
+    """Execute like JupyterLab (cellId in the metadata); return (iopub messages, reply).
+
+    Each message is stamped with ``_received`` (monotonic seconds) when this client got it, so
+    the test can tell what arrived while the cell was still running.
+    """
+    content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+               "allow_stdin": False, "stop_on_error": True}
+    request = kc.session.msg("execute_request", content,
+                             metadata={"cellId": cell_id} if cell_id else {})
+    kc.shell_channel.send(request)
+    msg_id = request["header"]["msg_id"]
+    messages, reply, idle = [], None, False
+    deadline = time.monotonic() + timeout
+    while not (reply and idle):
+        assert time.monotonic() < deadline, "the cell did not finish"
+        if reply is None and kc.shell_channel.msg_ready():
+            msg = kc.get_shell_msg(timeout=1)
+            if msg["parent_header"].get("msg_id") == msg_id:
+                reply = msg
+                reply["_received"] = time.monotonic()
+            continue
+        try:
+            msg = kc.get_iopub_msg(timeout=0.02)
+        except Exception:  # queue.Empty
+            continue
+        msg["_received"] = time.monotonic()
+        messages.append(msg)
+        if (msg["msg_type"] == "status" and msg["parent_header"].get("msg_id") == msg_id
+                and msg["content"]["execution_state"] == "idle"):
+            idle = True
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return messages, reply
+
+
+def comm_data(messages, comm_id, kind=None):
+    out = [m["content"]["data"] for m in messages
+           if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == comm_id]
+    return [d for d in out if kind is None or d.get("type") == kind]
+
+
+def load(kc, answer=True):
+    """``%load_ext nbcost``; answer the kernel's hello like the lab extension; return the comm id."""
+    messages, _ = run(kc, LOAD)
+    opens = [m for m in messages
+             if m["msg_type"] == "comm_open" and m["content"]["target_name"] == "nbcost"]
+    assert len(opens) == 1
+    hello = opens[0]["content"]["data"]
+    assert hello["v"] == 1 and hello["type"] == "hello" and hello["session_id"]
+    assert {"tick", "final", "session", "reattach"} <= set(hello["capabilities"])
+    comm_id = opens[0]["content"]["comm_id"]
+    if answer:
+        send_comm(kc, "comm_msg", {"comm_id": comm_id,
+                                   "data": {"v": 1, "type": "hello", "capabilities": ["tick"]}})
+    return comm_id
+
+
+def send_comm(kc, msg_type, content):
+    kc.shell_channel.send(kc.session.msg(msg_type, content))
+
+
+def widget_states(messages):
+    """The CostWidget's state as the front end would see it after each message, in order."""
+    model_id, state, history = None, {}, []
+    for m in messages:
+        content = m["content"]
+        if m["msg_type"] == "comm_open" and content.get("target_name") == "jupyter.widget":
+            opened = content["data"]["state"]
+            if opened.get("_anywidget_id") == "nbcost.display.widget.CostWidget":
+                model_id, state = content["comm_id"], dict(opened)
+                history.append((m, dict(state)))
+        elif m["msg_type"] == "comm_msg" and content["comm_id"] == model_id:
+            if content["data"].get("method") == "update":
+                state.update(content["data"]["state"])
+                history.append((m, dict(state)))
+    return model_id, history
+
+
+def test_ticks_arrive_while_the_cell_runs_and_the_widget_ends_on_the_final_record(kernel):
+    comm_id = load(kernel)
+    messages, reply = run(kernel, BUSY_2S, cell_id="cell-live")
+
+    ticks = [(m, m["content"]["data"]) for m in messages
+             if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == comm_id
+             and m["content"]["data"].get("type") == "tick"]
+    assert len(ticks) >= 4, "a 2-second cell ticks several times"
+    assert all(m["_received"] < reply["_received"] for m, _ in ticks), "ticks arrive during the run"
+    assert all(m["header"]["date"] < reply["header"]["date"] for m, _ in ticks)
+    # At most four a second (plus one for the edges).
+    assert len(ticks) <= 4 * 2.6 + 1
+    elapsed = [d["elapsed_s"] for _, d in ticks]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0
+    for _, tick in ticks:
+        assert tick["record"]["cell_id"] == "cell-live"
+        assert tick["record"]["status"] == "running"
+        assert tick["record"]["label"] == "two-seconds"
+    costs = [Decimal(d["record"]["cost_usd"]) for _, d in ticks]
+    assert costs[-1] > costs[0], "the running cost grows"
+    assert Decimal(ticks[-1][1]["session"]["cost_usd"]) >= costs[-1]
+
+    finals = comm_data(messages, comm_id, "final")
+    assert len(finals) == 1
+    final = finals[0]
+    record = final["record"]
+    assert record["cell_id"] == "cell-live" and record["status"] == "ok"
+    assert record["label"] == "two-seconds" and record["wall_s"] >= 2
+    assert Decimal("0.02") <= Decimal(record["cost_usd"]) < Decimal("0.04")
+    assert record["penny"]["seconds"] >= 2
+    assert final["window_id"] == ticks[0][1]["window_id"]
+    assert final["session"]["cells"] == 1
+    # Nothing about this cell ticks after its final.
+    final_at = next(i for i, m in enumerate(messages)
+                    if m["msg_type"] == "comm_msg" and m["content"]["data"].get("type") == "final")
+    assert not [m for m in messages[final_at:]
+                if m["msg_type"] == "comm_msg" and m["content"]["data"].get("type") == "tick"]
+
+    model_id, states = widget_states(messages)
+    assert model_id is not None, "the %%cost cell shows the live widget"
+    live = [s for m, s in states if s.get("running") and m["_received"] < reply["_received"]]
+    assert len({s["record"]["wall_s"] for s in live}) >= 3, "the widget updates while it runs"
+    last = states[-1][1]
+    assert last["running"] is False
+    assert last["record"] == record, "the widget's final state is the final record"
+
+    # The output ends as the static summary, which every viewer renders.
+    displays = [m for m in messages if m["msg_type"] == "display_data"]
+    assert displays[0]["content"]["data"]["application/vnd.jupyter.widget-view+json"][
+        "model_id"] == model_id
+    updates = [m for m in messages if m["msg_type"] == "update_display_data"]
+    assert len(updates) == 1
+    summary = updates[0]["content"]["data"]
+    assert "two-seconds" in summary["text/plain"] and "two-seconds" in summary["text/html"]
+    assert "application/vnd.jupyter.widget-view+json" not in summary
+
+
+def test_plain_cells_get_ticks_and_finals_too(kernel):
+    comm_id = load(kernel)
+    messages, _ = run(kernel, "import time; time.sleep(1.2)", cell_id="plain")
+    assert comm_data(messages, comm_id, "tick")
+    (final,) = comm_data(messages, comm_id, "final")
+    assert final["record"]["cell_id"] == "plain" and final["record"]["label"] is None
+    assert not widget_states(messages)[1], "only %%cost cells get a widget"
+
+
+def test_a_front_end_that_never_answers_gets_nothing_more(kernel):
+    comm_id = load(kernel, answer=False)
+    messages, _ = run(kernel, BUSY_2S, cell_id="quiet")
+    assert comm_data(messages, comm_id) == []
+    assert not [m for m in messages if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"]
+    assert widget_states(messages)[0] is not None, "the widget still shows the cost"
+
+
+def test_a_front_end_that_closes_the_comm_gets_nothing_more(kernel):
+    comm_id = load(kernel)
+    send_comm(kernel, "comm_close", {"comm_id": comm_id, "data": {}})
+    messages, _ = run(kernel, "import time; time.sleep(0.8)", cell_id="closed")
+    # (The answer to the hello may still arrive; nothing about the cell does.)
+    assert comm_data(messages, comm_id, "tick") == []
+    assert comm_data(messages, comm_id, "final") == []
+
+
+def test_reattach_after_a_page_reload_sends_the_state(kernel):
+    load(kernel)
+    run(kernel, "x = 1", cell_id="first")
+    # A reloaded page opens its own comm; the kernel greets it and sends the session so far.
+    send_comm(kernel, "comm_open", {"comm_id": "reloaded", "target_name": "nbcost",
+                                    "data": {"v": 1, "type": "reattach"}})
+    messages, _ = run(kernel, "import time; time.sleep(0.8)", cell_id="second")
+    hello, session = comm_data(messages, "reloaded")[:2]
+    assert hello["type"] == "hello"
+    assert session["type"] == "session"
+    assert [c["cell_id"] for c in session["cells"]] == ["first"]
+    assert session["session"]["session_id"] == hello["session_id"]
+    (final,) = comm_data(messages, "reloaded", "final")
+    assert final["record"]["cell_id"] == "second"
+    assert comm_data(messages, "reloaded", "tick"), "the reattached page gets live ticks"
+
+
+def test_unload_closes_the_comm(kernel):
+    comm_id = load(kernel)
+    messages, _ = run(kernel, "%unload_ext nbcost")
+    closes = [m for m in messages if m["msg_type"] == "comm_close"]
+    assert [m["content"]["comm_id"] for m in closes] == [comm_id]
