@@ -66,8 +66,8 @@ def device_figures(s: DeviceSeries, start: float, end: float) -> DeviceFigures:
         flags.append("unattributed")
     busy = uncertainty = None
     if s.has_util:
-        busy = min(s.busy.between(start, end), wall_s)
-        tail = _unread_tail(s.busy.last_time, start, end)
+        busy = min(s.busy_between(start, end), wall_s)
+        tail = _unread_tail(s.busy_known_until, start, end)
         uncertainty = min(2 * s.sample_period_s + tail, wall_s)
     elif not d.mig:
         flags.append("no_util")

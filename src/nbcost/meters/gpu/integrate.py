@@ -71,6 +71,22 @@ class CumulativeSeries:
             self._times.append(end)
             self._totals.append(self._totals[-1] + max(rate, 0.0) * (end - start))
 
+    def add_block(self, start: float, end: float, amount: float, align: str = "uniform") -> None:
+        """Add ``amount`` units over ``(start, end]``, spread evenly or packed at one end.
+
+        ``align="end"`` puts it all just before ``end`` (work that continues into the next
+        period), ``"start"`` just after ``start`` (work that began in the period before).
+        """
+        amount = min(max(amount, 0.0), end - start)
+        if align == "end" and 0 < amount < end - start:
+            self.add_span(start, end - amount, 0.0)
+            self.add_span(end - amount, end, 1.0)
+        elif align == "start" and 0 < amount < end - start:
+            self.add_span(start, start + amount, 1.0)
+            self.add_span(start + amount, end, 0.0)
+        else:
+            self.add_span(start, end, amount / (end - start) if end > start else 0.0)
+
     def value_at(self, t: float) -> float:
         with self._lock:
             times, totals = self._times, self._totals

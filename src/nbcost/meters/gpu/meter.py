@@ -153,10 +153,10 @@ class GpuMeter(Meter):
         figures = []
         for s in self.sampler.series:
             f = device_figures(s, start, end)
-            held_in_cells = sum(s.held.between(a, b) for a, b in cells)
+            held_in_cells = float(sum(s.held.between(a, b) for a, b in cells))
             stall = f.stall_s
             if f.busy_s is not None:
-                busy_in_cells = sum(s.busy.between(a, b) for a, b in cells)
+                busy_in_cells = sum(s.busy_between(a, b) for a, b in cells)
                 stall = max(held_in_cells - busy_in_cells, 0.0)
             figures.append((s, replace(f, idle_between_s=max(f.held_s - held_in_cells, 0.0),
                                        stall_s=stall)))

@@ -6,6 +6,7 @@ The sampler thread writes; the kernel's main thread reads (``measure``) without 
 from __future__ import annotations
 
 import statistics
+import threading
 from collections import deque
 
 from .devices import GpuDevice
@@ -50,6 +51,8 @@ class DeviceSeries:
         self.last_util_us = 0
         self.last_held = HeldState.NONE
         self._last_util_t: float | None = None
+        self._pending: tuple[float, float, float, float | None] | None = None
+        self._util_lock = threading.Lock()
         self._gaps: deque[float] = deque(maxlen=32)
         self._last_poll_t: float | None = None
         self._energy_offset_j = 0.0
@@ -60,22 +63,53 @@ class DeviceSeries:
         return self.last_held in HeldState.HELD
 
     def add_utilization(self, samples: list[tuple[int, float]]) -> None:
-        """Utilization samples ``(timestamp µs, percent)``; each covers the period before it."""
-        for stamp_us, percent in samples:
-            if stamp_us <= self.last_util_us:
-                continue
-            t = stamp_us / 1e6
-            gap = None if self._last_util_t is None else t - self._last_util_t
-            if gap is not None and 0 < gap < 2.0:
-                self._gaps.append(gap)
-                self.sample_period_s = statistics.median(self._gaps)
-            if gap is not None and 0 < gap <= 1.5 * self.sample_period_s:
-                start = self._last_util_t
-            else:  # the first sample, or one after samples were lost: one period's worth
-                start = t - self.sample_period_s
-            self.busy.add_span(start, t, min(max(percent, 0.0), 100.0) / 100.0)
-            self._last_util_t = t
-            self.last_util_us = stamp_us
+        """Utilization samples ``(timestamp µs, percent)``; each covers the period before it.
+
+        A sample says how much of its period was busy, not when. Busy time comes in runs, so a
+        partly busy sample is packed against the busier of its neighbours (a cell that starts
+        work mid-sample gets that work, not a uniform share); a sample is therefore placed once
+        its successor is known and counted evenly until then.
+        """
+        with self._util_lock:
+            for stamp_us, percent in samples:
+                if stamp_us <= self.last_util_us:
+                    continue
+                t = stamp_us / 1e6
+                gap = None if self._last_util_t is None else t - self._last_util_t
+                if gap is not None and 0 < gap < 2.0:
+                    self._gaps.append(gap)
+                    self.sample_period_s = statistics.median(self._gaps)
+                contiguous = gap is not None and 0 < gap <= 1.5 * self.sample_period_s
+                # After lost samples (or at the first) a sample covers one period.
+                start = self._last_util_t if contiguous else t - self.sample_period_s
+                share = min(max(percent, 0.0), 100.0) / 100.0
+                previous = self._pending
+                if previous is not None:
+                    self._place(previous, share if contiguous else None)
+                before = previous[2] if previous is not None and contiguous else None
+                self._pending = (start, t, share, before)
+                self._last_util_t = t
+                self.last_util_us = stamp_us
+
+    def _place(self, sample: tuple[float, float, float, float | None], after: float | None) -> None:
+        start, end, share, before = sample
+        left = share if before is None else before
+        right = share if after is None else after
+        align = "end" if right - left > 0.25 else "start" if left - right > 0.25 else "uniform"
+        self.busy.add_block(start, end, share * (end - start), align)
+
+    def busy_between(self, start: float, end: float) -> float:
+        """Busy seconds in ``[start, end]``, the newest (not yet placed) sample counted evenly."""
+        with self._util_lock:
+            total = self.busy.between(start, end)
+            if self._pending is not None:
+                p_start, p_end, share, _ = self._pending
+                total += share * max(0.0, min(end, p_end) - max(start, p_start))
+        return total
+
+    @property
+    def busy_known_until(self) -> float | None:
+        return self._pending[1] if self._pending is not None else self.busy.last_time
 
     def add_process_poll(
         self, t: float, state: str, own_memory_bytes: int | None, others: bool

@@ -1,0 +1,79 @@
+"""What the GPU sampler costs: NVML call times, and a CPU-bound loop with the sampler on vs off.
+
+    PYTHONPATH=src python3 benchmarks/gpu_sampler_overhead.py
+
+Needs an NVIDIA GPU (PyTorch optional: with it, the process holds a context while measured, so
+the sampler runs its held cadence with energy reads every 100 ms).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_check import CheckSink, import_gpu_meter  # noqa: E402
+
+
+def nvml_call_costs(handle) -> None:
+    import pynvml
+
+    calls = {
+        "nvmlDeviceGetComputeRunningProcesses": (lambda: pynvml.nvmlDeviceGetComputeRunningProcesses(handle), 300),
+        "nvmlDeviceGetSamples(GPU_UTIL, last 1 s)": (
+            lambda: pynvml.nvmlDeviceGetSamples(handle, pynvml.NVML_GPU_UTILIZATION_SAMPLES,
+                                                int((time.time() - 1) * 1e6)), 300),
+        "nvmlDeviceGetTotalEnergyConsumption": (lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle), 30),
+    }
+    for name, (call, n) in calls.items():
+        wall, cpu = time.perf_counter(), time.thread_time()
+        for _ in range(n):
+            try:
+                call()
+            except pynvml.NVMLError:
+                pass
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        print(f"{name:<44} {1e6 * wall / n:9.1f} µs wall {1e6 * cpu / n:9.1f} µs CPU per call")
+
+
+def loop_rate(seconds: float) -> float:
+    count, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(1000):
+            count += 1
+    return count / seconds
+
+
+def main() -> int:
+    GpuMeter = import_gpu_meter()
+    try:
+        import torch
+
+        held = torch.ones(1, device="cuda")  # a context, so the sampler runs its held cadence
+    except Exception as error:  # noqa: BLE001
+        print(f"(no torch context: {error})")
+        held = None
+    off_before = loop_rate(3.0)
+    meter = GpuMeter()
+    meter.start(CheckSink())
+    if meter.sampler is None:
+        print(f"GPU meter off: {meter.reason_off}")
+        return 2
+    time.sleep(0.5)
+    cpu0, t0 = meter.sampler.cpu_s, time.time()
+    on = loop_rate(3.0)
+    cpu1, t1 = meter.sampler.cpu_s, time.time()
+    nvml_call_costs(meter.sampler.series[0].device.handle)
+    meter.stop()
+    off_after = loop_rate(3.0)
+    off = (off_before + off_after) / 2
+    print(f"CPU-bound loop: off {off / 1e6:.2f} M/s, sampler on {on / 1e6:.2f} M/s, "
+          f"ratio on/off {on / off:.4f}")
+    print(f"sampler thread CPU while held: {100 * (cpu1 - cpu0) / (t1 - t0):.3f}% of a core")
+    del held
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
