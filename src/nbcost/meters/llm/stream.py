@@ -9,6 +9,7 @@ and runs at most once by construction).
 
 from __future__ import annotations
 
+import json
 import weakref
 from typing import Any
 
@@ -212,18 +213,29 @@ class StreamManagerProxy(wrapt.ObjectProxy):
 
 def read_or_proxy(recorder: Recorder, call: Call, result: Any, read: Any) -> Any:
     """Read a response (``read(call, response)``) or proxy a stream, also when the SDK returned
-    a ``with_raw_response`` wrapper (openai, anthropic: ``LegacyAPIResponse``)."""
+    a raw-response wrapper (``with_raw_response``: openai's ``LegacyAPIResponse``, anthropic's
+    ``APIResponse``). Their ``parse()`` caches its result, so a stream's proxy goes in that cache.
+    A ``with_streaming_response`` body is left unread (the call is recorded as estimated)."""
     kind = type(result).__name__
-    if kind in ("APIResponse", "AsyncAPIResponse"):  # with_streaming_response: body unread
-        return result
-    if kind == "LegacyAPIResponse":  # parse() caches its result: put the proxy in that cache
+    if kind == "LegacyAPIResponse" or (kind == "APIResponse" and _raw_mode(call) == "raw"):
         parsed = result.parse()
         if call.streaming:
             result._parsed_by_type[result._cast_to] = proxy_stream(recorder, call, parsed)
         else:
             read(call, parsed)
         return result
+    if kind == "AsyncAPIResponse":  # parse() is a coroutine here; read an already-read body
+        if _raw_mode(call) == "raw" and not call.streaming:
+            read(call, json.loads(result.http_response.content))
+        return result
+    if kind == "APIResponse":
+        return result
     if call.streaming:
         return proxy_stream(recorder, call, result)
     read(call, result)
     return result
+
+
+def _raw_mode(call: Call) -> str | None:
+    headers = (call.kwargs or {}).get("extra_headers") or {}
+    return headers.get("X-Stainless-Raw-Response")
