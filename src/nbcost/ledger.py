@@ -7,8 +7,11 @@ leaves everything up to its last event on disk. The schema is documented in ``do
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,9 +29,13 @@ EVENTS = ("session_start", "cell_start", "cell_end", "track_start", "track_end",
 
 def iso_utc(moment: dt.datetime | float) -> str:
     """``2026-11-27T09:15:02.123456Z``: ISO 8601 in UTC, always with the Z."""
-    if isinstance(moment, (int, float)):
-        moment = dt.datetime.fromtimestamp(moment, dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(moment, dt.datetime):
+        moment = moment.timestamp()
+    seconds = int(moment)
+    micros = int(round((moment - seconds) * 1e6))
+    if micros == 1_000_000:
+        seconds, micros = seconds + 1, 0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
 
 
 def _encode(value: Any) -> Any:
@@ -43,43 +50,51 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to the spend log")
 
 
+_ENCODER = json.JSONEncoder(default=_encode, separators=(",", ":"))
+
+
 class Ledger:
-    """Appends events to ``path``. Thread-safe; each event is one flushed ``write``."""
+    """Appends events to ``path``. Thread-safe; each event is one ``write`` to an O_APPEND file,
+    so it reaches the OS (and survives the process being killed) before ``append`` returns."""
 
     def __init__(self, path: Path, common: Mapping[str, Any]) -> None:
         self.path = path
         self.common = dict(common)  # fields every event carries: session, notebook, user...
         self._lock = threading.Lock()
+        # Event ids: a random prefix per log and a counter, unique without a syscall per event.
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._sequence = itertools.count()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", encoding="utf-8")
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
             raise LedgerError(
                 f"nbcost cannot write its spend log at {path}: {exc.strerror}. "
                 f"Set NBCOST_HOME to a writable folder."
             ) from exc
 
-    def append(self, event: str, fields: Mapping[str, Any], at: dt.datetime | None = None) -> str:
-        """Write one event; return the JSON line as written."""
+    def append(self, event: str, fields: Mapping[str, Any], at: float | None = None) -> dict:
+        """Write one event; return it as written (a JSON-able dict: do not change it)."""
         record = {
             "schema": SCHEMA_VERSION,
-            "id": uuid.uuid4().hex,
+            "id": f"{self._id_prefix}{next(self._sequence):08x}",
             "event": event,
-            "ts": iso_utc(at or dt.datetime.now(dt.timezone.utc)),
+            "ts": iso_utc(time.time() if at is None else at),
             **self.common,
             **fields,
         }
-        line = json.dumps(record, default=_encode, separators=(",", ":"))
+        data = (_ENCODER.encode(record) + "\n").encode()
         with self._lock:
-            if self._file.closed:
+            if self._fd is None:
                 raise LedgerError(f"the spend log {self.path} is closed")
-            self._file.write(line + "\n")
-            self._file.flush()
-        return line
+            os.write(self._fd, data)
+        return record
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 @dataclass

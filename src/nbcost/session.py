@@ -7,7 +7,7 @@ NVML or an SDK.
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
 import sys
 import threading
@@ -92,6 +92,7 @@ class Session:
         self.id = session_id
         self.started_at = time.time()
         self.ended_at: float | None = None
+        self._window_numbers = itertools.count(1)  # window ids: session prefix + number
         self.records: list[WindowRecord] = []
         self.usages: list[Usage] = []
         self._tallies: dict[str, Tally] = {}
@@ -173,7 +174,7 @@ class Session:
                 "cost_usd": money(usage.cost_usd),
                 "attributes": dict(usage.attributes),
                 "flags": list(usage.flags),
-            }, at=usage.at)
+            }, at=usage.at.timestamp())
         self._check_soft_budgets()
 
     def log(self, event: str, fields: Mapping[str, Any]) -> None:
@@ -216,7 +217,7 @@ class Session:
         with self._lock:
             parent = next(reversed(self._open.values()), None)
             info = WindowInfo(
-                id=uuid.uuid4().hex, kind=kind, start=time.time(), label=label,
+                id=f"{self.id[:16]}{next(self._window_numbers):06x}", kind=kind, start=time.time(), label=label,
                 tags={**self.settings.default_tags, **(tags or {})}, cell_id=cell_id,
                 execution_count=execution_count, parent_id=parent.info.id if parent else None,
             )
@@ -351,13 +352,12 @@ class Session:
 
     def _emit(self, event: str, fields: Mapping[str, Any], at=None) -> None:
         try:
-            line = self._ledger.append(event, fields, at=at)
+            payload = self._ledger.append(event, fields, at=at)
         except Exception as exc:  # noqa: BLE001 - a full disk must not break the user's cell
             self.warn_once("ledger", f"nbcost: could not write the spend log ({exc}); "
                                      f"costs are still shown but not saved.")
             return
         if self._listeners:
-            payload = json.loads(line)
             for listener in list(self._listeners):
                 self._safely("a display listener", lambda fn=listener: fn(payload))
 

@@ -1,0 +1,81 @@
+"""What nbcost adds to every cell, against a bare shell and ipython-autotime, in one run.
+
+    python benchmarks/cell_overhead.py [--cells 2000] [--rounds 7]
+
+Three long-lived subprocesses (bare, autotime, nbcost), each with its own InteractiveShell, take
+turns running ``--cells`` trivial cells, round after round, so that all three see the same
+machine load; each keeps its fastest round. Goal: ≤ 50 µs added per cell and ≤ 2× autotime's
+overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+CHILD = r"""
+import contextlib, io, sys, time
+from IPython.core.interactiveshell import InteractiveShell
+variant, cells = sys.argv[1], int(sys.argv[2])
+ip = InteractiveShell.instance()
+quiet = io.StringIO()  # autotime prints a line per cell; keep that out of the pipe
+with contextlib.redirect_stdout(quiet):
+    if variant != "bare":
+        ip.run_cell("%load_ext " + variant, store_history=True)
+    for _ in range(200):  # warm up; let one-time background start-up work finish
+        ip.run_cell("x = 1", store_history=True)
+time.sleep(2)
+print("ready", flush=True)
+for _ in sys.stdin:
+    with contextlib.redirect_stdout(quiet):
+        start = time.perf_counter()
+        for _ in range(cells):
+            ip.run_cell("x = 1", store_history=True)
+        elapsed = time.perf_counter() - start
+    quiet.seek(0); quiet.truncate()
+    print(elapsed / cells * 1e6, flush=True)
+"""
+
+VARIANTS = {"bare": "bare", "autotime": "autotime", "nbcost": "nbcost"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "NBCOST_HOME": home}
+        children = {
+            name: subprocess.Popen([sys.executable, "-c", CHILD, extension, str(args.cells)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                   env=env, stderr=subprocess.DEVNULL)
+            for name, extension in VARIANTS.items()
+        }
+        for child in children.values():
+            assert child.stdout.readline().strip() == "ready"
+        best = {name: float("inf") for name in children}
+        for _ in range(args.rounds):
+            for name, child in children.items():
+                child.stdin.write("go\n")
+                child.stdin.flush()
+                best[name] = min(best[name], float(child.stdout.readline()))
+        for child in children.values():
+            child.stdin.close()
+            child.wait()
+    added_nbcost = best["nbcost"] - best["bare"]
+    added_autotime = best["autotime"] - best["bare"]
+    print(f"{args.cells} trivial cells per round, best of {args.rounds} interleaved rounds:")
+    for name, us in best.items():
+        print(f"  {name:<9} {us:8.1f} µs/cell")
+    print(f"added by autotime: {added_autotime:6.1f} µs/cell")
+    print(f"added by nbcost:   {added_nbcost:6.1f} µs/cell  (goal ≤ 50)")
+    if added_autotime > 0:
+        print(f"nbcost / autotime: {added_nbcost / added_autotime:.2f}×  (goal ≤ 2×)")
+
+
+if __name__ == "__main__":
+    main()
