@@ -249,9 +249,10 @@ def main() -> int:
         t0, e0 = time.time(), check.energy_direct()
         r = check.window(f"busy {seconds} s", lambda s=seconds: check.busy(s))
         t1, e1 = time.time(), check.energy_direct()
+        check.meter.sampler.request_edge()  # as a window edge at t1 would
         check.check_busy(r)
         check.check_held(r)
-        time.sleep(0.3)  # let the sampler's energy series pass t1
+        time.sleep(0.3)
         span = check.meter.measure(t0, t1)
         ours = q(span, "energy_j")
         bound = max(span.detail.get("energy_uncertainty_j", 0.0), 0.02 * (e1 - e0))

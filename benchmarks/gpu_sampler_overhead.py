@@ -16,25 +16,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_check import CheckSink, import_gpu_meter  # noqa: E402
 
 
-def nvml_call_costs(handle) -> None:
+def nvml_call_costs(backend, handle) -> None:
     import pynvml
 
+    def gpm() -> None:
+        backend.gpm_free(backend.gpm_sample(handle))
+
+    last_second = lambda: int((time.time() - 1) * 1e6)  # noqa: E731
     calls = {
-        "nvmlDeviceGetComputeRunningProcesses": (lambda: pynvml.nvmlDeviceGetComputeRunningProcesses(handle), 300),
-        "nvmlDeviceGetSamples(GPU_UTIL, last 1 s)": (
-            lambda: pynvml.nvmlDeviceGetSamples(handle, pynvml.NVML_GPU_UTILIZATION_SAMPLES,
-                                                int((time.time() - 1) * 1e6)), 300),
-        "nvmlDeviceGetTotalEnergyConsumption": (lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle), 30),
+        "nvmlDeviceGetComputeRunningProcesses": (
+            lambda: pynvml.nvmlDeviceGetComputeRunningProcesses(handle), 300),
+        "nvmlDeviceGetSamples via pynvml (last 1 s)": (
+            lambda: pynvml.nvmlDeviceGetSamples(
+                handle, pynvml.NVML_GPU_UTILIZATION_SAMPLES, last_second()), 100),
+        "nvmlDeviceGetSamples, nbcost one call (last 1 s)": (
+            lambda: backend.utilization_samples(handle, last_second()), 100),
+        "nvmlGpmSampleAlloc+Get+Free": (gpm, 100),
+        "nvmlDeviceGetTotalEnergyConsumption": (
+            lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle), 30),
     }
     for name, (call, n) in calls.items():
         wall, cpu = time.perf_counter(), time.thread_time()
         for _ in range(n):
             try:
                 call()
-            except pynvml.NVMLError:
+            except Exception:  # noqa: BLE001 - NoData and friends: the cost is what we want
                 pass
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-        print(f"{name:<44} {1e6 * wall / n:9.1f} µs wall {1e6 * cpu / n:9.1f} µs CPU per call")
+        print(f"{name:<50} {1e6 * wall / n:9.1f} µs wall {1e6 * cpu / n:9.1f} µs CPU per call")
 
 
 def loop_rate(seconds: float) -> float:
@@ -64,13 +73,19 @@ def main() -> int:
     cpu0, t0 = meter.sampler.cpu_s, time.time()
     on = loop_rate(3.0)
     cpu1, t1 = meter.sampler.cpu_s, time.time()
-    nvml_call_costs(meter.sampler.series[0].device.handle)
+    # Cells of 0.5 s back to back: two edge reads a second on top of the timed reads.
+    for _ in range(6):
+        meter.sampler.request_edge()
+        time.sleep(0.5)
+    cpu2, t2 = meter.sampler.cpu_s, time.time()
+    print(f"sampler thread CPU while held: {100 * (cpu1 - cpu0) / (t1 - t0):.3f}% of a core; "
+          f"with a cell edge every 0.5 s: {100 * (cpu2 - cpu1) / (t2 - t1):.3f}%")
+    nvml_call_costs(meter.sampler.backend, meter.sampler.series[0].device.handle)
     meter.stop()
     off_after = loop_rate(3.0)
     off = (off_before + off_after) / 2
     print(f"CPU-bound loop: off {off / 1e6:.2f} M/s, sampler on {on / 1e6:.2f} M/s, "
           f"ratio on/off {on / off:.4f}")
-    print(f"sampler thread CPU while held: {100 * (cpu1 - cpu0) / (t1 - t0):.3f}% of a core")
     del held
     return 0
 

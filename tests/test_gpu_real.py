@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,15 @@ def _gpu_meter_class():
         package.__path__ = [str(Path(__file__).resolve().parent.parent / "src" / "nbcost")]
         sys.modules["nbcost"] = package
         return importlib.import_module("nbcost.meters.gpu").GpuMeter
+
+
+@dataclass(frozen=True)
+class Window:
+    id: str
+    kind: str
+    start: float
+    end: float | None = None
+    parent_id: str | None = None
 
 
 class Sink:
@@ -64,6 +74,7 @@ def test_busy_held_and_energy_come_from_the_sampler_thread():
         a = torch.randn(4096, 4096, device="cuda")
         torch.cuda.synchronize()
         start = time.time()
+        meter.window_started(Window("cell-1", "cell", start))
         events = []
         while time.time() - start < 2.0:
             s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -73,6 +84,7 @@ def test_busy_held_and_energy_come_from_the_sampler_thread():
             events.append((s, e))
         torch.cuda.synchronize()
         end = time.time()
+        meter.window_ended(Window("cell-1", "cell", start, end))
         truth = sum(s.elapsed_time(e) for s, e in events) / 1000
         time.sleep(0.7)
         m = meter.measure(start, end)

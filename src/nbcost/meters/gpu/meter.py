@@ -47,7 +47,8 @@ class GpuMeter(Meter):
         clock: Callable[[], float] = time.time,
         pid: int | None = None,
         threaded: bool = True,
-        tick_s: float = 0.1,
+        tick_s: float = 0.2,
+        edge_wait_s: float = 0.02,
         checkpoint_s: float = 5.0,
         **sampler_options: Any,
     ) -> None:
@@ -58,6 +59,7 @@ class GpuMeter(Meter):
         self._threaded = threaded
         self._tick_s = tick_s
         self._checkpoint_s = checkpoint_s
+        self._edge_wait_s = edge_wait_s
         self._sampler_options = sampler_options
         self._sink: MeterSink | None = None
         self._backend: Any = None
@@ -123,10 +125,14 @@ class GpuMeter(Meter):
 
     # --- windows ------------------------------------------------------------------------------
     def window_started(self, window: Any) -> None:
+        if self.sampler is not None and not self._stopped:
+            self.sampler.request_edge()
         if window.kind == "cell" and window.parent_id is None:
             self._open_cells[window.id] = window.start
 
     def window_ended(self, window: Any) -> None:
+        if self.sampler is not None and not self._stopped:
+            self.sampler.request_edge()
         start = self._open_cells.pop(window.id, None)
         if start is not None:
             end = window.end if window.end is not None else self._clock()
@@ -142,6 +148,7 @@ class GpuMeter(Meter):
     def measure(self, start: float, end: float) -> Measurement | None:
         if self.sampler is None:
             return self._off_measurement()
+        self._await_edge()
         figures = [(s, device_figures(s, start, end)) for s in self.sampler.series]
         return measurement(figures, start, end, self._settings())
 
@@ -161,6 +168,17 @@ class GpuMeter(Meter):
             figures.append((s, replace(f, idle_between_s=max(f.held_s - held_in_cells, 0.0),
                                        stall_s=stall)))
         return measurement(figures, start, end, self._settings())
+
+    def _await_edge(self) -> None:
+        """Right after a window edge, give the sampler thread a moment to read the counters.
+
+        The thread wakes within a millisecond and the reads take a few; this waits at most
+        ``edge_wait_s`` and only while such a read is pending (never during a live update).
+        """
+        sampler = self.sampler
+        if self._threaded and sampler is not None and sampler.running:
+            if not sampler.edge_done.is_set():
+                sampler.edge_done.wait(self._edge_wait_s)
 
     def _off_measurement(self) -> Measurement | None:
         if self.reason_off is None:
