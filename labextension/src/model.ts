@@ -80,6 +80,8 @@ export interface ITickMessage {
   window_id: string;
   elapsed_s: number;
   record: ICostRecord;
+  /** The record exactly as the kernel sent it (other meters included), for cell metadata. */
+  raw: { [key: string]: unknown };
   session?: ISessionTotals;
 }
 
@@ -88,6 +90,8 @@ export interface IFinalMessage {
   v: number;
   window_id?: string;
   record: ICostRecord;
+  /** The record exactly as the kernel sent it (other meters included), for cell metadata. */
+  raw: { [key: string]: unknown };
   session?: ISessionTotals;
 }
 
@@ -270,6 +274,7 @@ export function parseMessage(data: unknown): NbcostMessage | null {
         window_id: windowId,
         elapsed_s: num(data.elapsed_s) ?? 0,
         record,
+        raw: data.record as { [key: string]: unknown },
         session: sanitizeTotals(data.session)
       };
     }
@@ -283,6 +288,7 @@ export function parseMessage(data: unknown): NbcostMessage | null {
         v,
         window_id: text(data.window_id),
         record,
+        raw: data.record as { [key: string]: unknown },
         session: sanitizeTotals(data.session)
       };
     }
@@ -310,6 +316,8 @@ export function parseMessage(data: unknown): NbcostMessage | null {
 export interface ICellEntry {
   key: string;
   record: ICostRecord;
+  /** The kernel's own record (JSON), when it came from the kernel rather than a notebook. */
+  raw?: { [key: string]: unknown };
   running: boolean;
   elapsedS?: number;
 }
@@ -383,6 +391,7 @@ export class SessionModel {
       case 'tick':
         entry = this._upsert(entryKey(message.record, message.window_id), message.record, true);
         entry.elapsedS = message.elapsed_s;
+        entry.raw = message.raw;
         this._windowKeys.set(message.window_id, entry.key);
         this._setTotals(message.session);
         break;
@@ -394,6 +403,7 @@ export class SessionModel {
         }
         entry = this._upsert(key, message.record, false);
         entry.elapsedS = message.record.wall_s;
+        entry.raw = message.raw;
         if (message.window_id) {
           this._windowKeys.delete(message.window_id);
         }
@@ -429,6 +439,9 @@ export class SessionModel {
     for (const entry of stopped) {
       entry.running = false;
       entry.record = { ...entry.record, interrupted: true, status: 'interrupted' };
+      if (entry.raw) {
+        entry.raw = { ...entry.raw, interrupted: true, status: 'interrupted' };
+      }
     }
     this._windowKeys.clear();
     this._emit('reset');

@@ -63,7 +63,7 @@ export class NotebookCost implements IDisposable {
       // Under real-time collaboration every client gets this message; only the one that ran
       // the cell writes, so the shared document is written once.
       if (own) {
-        this._write(message.record);
+        this._write(message.record, message.raw);
       }
     }
   }
@@ -72,20 +72,21 @@ export class NotebookCost implements IDisposable {
   private _onKernelLost(): void {
     for (const entry of this.model.interruptRunning()) {
       if (this._ownRunning.has(entry.key)) {
-        this._write(entry.record);
+        this._write(entry.record, entry.raw);
       }
     }
     this._ownRunning.clear();
   }
 
-  private _write(record: ICostRecord): void {
+  /** Store the kernel's record as sent (sanitised only for display), in the cell it names. */
+  private _write(record: ICostRecord, raw?: { [key: string]: unknown }): void {
     const notebook = this.panel.content.model;
     if (!this._settings().writeMetadata || !notebook || !record.cell_id) {
       return;
     }
     for (const cell of notebook.cells) {
       if (cell.id === record.cell_id) {
-        cell.setMetadata(METADATA_KEY, JSON.parse(JSON.stringify(record)));
+        cell.setMetadata(METADATA_KEY, JSON.parse(JSON.stringify(raw ?? record)));
         return;
       }
     }

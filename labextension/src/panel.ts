@@ -159,27 +159,32 @@ export class CostPanel extends Widget {
   }
 
   private _table(entries: ICellEntry[]): HTMLElement {
+    const rows = entries.slice(-MAX_ROWS).reverse();
+    // Only the columns this session has something to show in, so the table fits the sidebar.
+    const showGpu = rows.some(entry => (entry.record.gpu?.held_s ?? 0) > 0);
+    const showTokens = rows.some(entry => (entry.record.llm?.calls ?? 0) > 0);
     const table = element('table', 'nbcost-panel-cells');
     const head = table.createTHead().insertRow();
-    for (const name of ['Cell', 'Time', 'GPU busy', 'Tokens', 'Cost']) {
+    const names = ['Cell', 'Time', ...(showGpu ? ['GPU busy'] : []), ...(showTokens ? ['Tokens'] : []), 'Cost'];
+    for (const name of names) {
       head.appendChild(element('th', '', name));
     }
     const body = table.createTBody();
-    for (const entry of entries.slice(-MAX_ROWS).reverse()) {
+    for (const entry of rows) {
       const record = entry.record;
       const row = body.insertRow();
       row.className = entry.running ? 'nbcost-row nbcost-running' : 'nbcost-row';
       row.title = `${badgeText(record, entry.running, entry.elapsedS)}\n${recordDetails(record).join('\n')}`;
-      const name =
-        `[${record.execution_count ?? ' '}]` + (record.label ? ` ${record.label}` : '');
+      const name = `[${record.execution_count ?? ' '}]` + (record.label ? ` ${record.label}` : '');
       const tokens = (record.llm?.input_tokens ?? 0) + (record.llm?.output_tokens ?? 0);
-      const cells = [
-        name,
-        formatSeconds(entry.running ? entry.elapsedS : record.wall_s),
-        record.gpu ? formatSeconds(record.gpu.busy_s) : '–',
-        tokens ? formatCount(tokens) : '–',
-        formatUsd(record.cost_usd, record.unpriced)
-      ];
+      const cells = [name, formatSeconds(entry.running ? entry.elapsedS : record.wall_s)];
+      if (showGpu) {
+        cells.push(record.gpu?.held_s ? formatSeconds(record.gpu.busy_s) : '–');
+      }
+      if (showTokens) {
+        cells.push(tokens ? formatCount(tokens) : '–');
+      }
+      cells.push(formatUsd(record.cost_usd, record.unpriced));
       for (const value of cells) {
         row.appendChild(element('td', '', value));
       }

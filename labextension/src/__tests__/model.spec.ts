@@ -96,6 +96,13 @@ describe('parseMessage', () => {
     ).toMatchObject({ type: 'session', cells: [{ cell_id: 'cell-a' }] });
   });
 
+  it('keeps the kernel record as sent, other meters included, for cell metadata', () => {
+    const sent = compact({ penny: { seconds: 3, cost_usd: '0.03' } });
+    const final = parseMessage({ v: 1, type: 'final', record: sent });
+    expect(final).toMatchObject({ raw: sent });
+    expect((final as { record: object }).record).not.toHaveProperty('penny');
+  });
+
   it('ignores other versions, unknown types and incomplete messages', () => {
     expect(parseMessage({ v: 2, type: 'hello' })).toBeNull();
     expect(parseMessage({ type: 'hello' })).toBeNull();
@@ -182,6 +189,7 @@ describe('SessionModel', () => {
     const stopped = model.interruptRunning();
     expect(stopped).toHaveLength(1);
     expect(stopped[0].record).toMatchObject({ interrupted: true, status: 'interrupted' });
+    expect(stopped[0].raw).toMatchObject({ cell_id: 'cell-a', interrupted: true });
     expect(model.running).toHaveLength(0);
   });
 

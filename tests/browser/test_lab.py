@@ -1,0 +1,192 @@
+"""The nbcost extension in a real JupyterLab, in headless Chromium (see conftest.py).
+
+A ``%%cost`` cell that works for about three seconds must change the status bar and the cell's
+badge while it runs, show its final cost after, and leave ``metadata.nbcost`` in the saved
+notebook. A notebook whose metadata carries HTML shows it as text and runs none of it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+
+pytestmark = pytest.mark.browser
+
+# One cent per second of wall time, so the cost visibly grows while the cell runs.
+LOAD_CELL = """%load_ext nbcost
+import nbcost
+from decimal import Decimal
+from nbcost.meters.base import Meter, Measurement
+
+class PennyMeter(Meter):
+    name = "penny"
+    def measure(self, start, end):
+        seconds = max(end - start, 0.0)
+        return Measurement({"seconds": seconds}, cost_usd=Decimal("0.01") * Decimal(str(round(seconds, 6))))
+
+nbcost.session().add_meter(PennyMeter())"""
+
+WORK_CELL = """%%cost --label browser-demo
+import time
+started = time.time()
+while time.time() - started < 3:
+    sum(range(10_000))
+"""
+
+HOSTILE = '<img src=x onerror="window.__nbcostPwned=1">'
+
+
+def write_notebook(path, cells):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = cells
+    nbformat.write(nb, path)
+    return nb
+
+
+def open_notebook(page, lab, name):
+    page.goto(f"{lab.url}/lab/tree/{name}?reset")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell .cm-content", timeout=90_000)
+    page.wait_for_function(
+        """() => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            const kernel = panel && panel.sessionContext && panel.sessionContext.session
+                && panel.sessionContext.session.kernel;
+            return kernel && kernel.status === 'idle';
+        }""",
+        timeout=90_000,
+    )
+
+
+def run_cell(page, index):
+    page.evaluate(
+        """index => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            panel.content.activeCellIndex = index;
+            // Do not wait for the run: the test watches the page while the cell works.
+            void window.jupyterapp.commands.execute('notebook:run-cell');
+        }""",
+        index,
+    )
+
+
+def cell(page, index):
+    return page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(index)
+
+
+def test_live_status_bar_badge_panel_and_saved_metadata(page, lab):
+    write_notebook(lab.root / "live.ipynb", [nbformat.v4.new_code_cell(LOAD_CELL),
+                                             nbformat.v4.new_code_cell(WORK_CELL)])
+    open_notebook(page, lab, "live.ipynb")
+    status = page.locator(".nbcost-status")
+
+    run_cell(page, 0)
+    # After the kernel's hello and the session message, the status bar shows dollars.
+    page.wait_for_function(
+        "() => /\\$\\d/.test(document.querySelector('.nbcost-status')?.textContent || '')",
+        timeout=60_000)
+
+    run_cell(page, 1)
+    badge = cell(page, 1).locator(".nbcost-badge")
+    badge.and_(page.locator("[data-state=running]")).wait_for(timeout=30_000)
+    badge_texts, status_texts = set(), set()
+    deadline = time.monotonic() + 30
+    while badge.get_attribute("data-state") == "running":
+        assert time.monotonic() < deadline, "the cell never finished"
+        badge_texts.add(badge.text_content())
+        if status.get_attribute("data-state") == "running":
+            status_texts.add(status.text_content())
+        page.wait_for_timeout(150)
+    assert len(badge_texts) >= 3, f"the badge should change while the cell runs: {badge_texts}"
+    assert len(status_texts) >= 2, f"the status bar should change while running: {status_texts}"
+    assert all("●" in text for text in badge_texts | status_texts)
+
+    final_badge = badge.text_content()
+    assert "browser-demo" in final_badge
+    assert re.search(r"\$0\.03\d\d", final_badge), final_badge
+    assert badge.get_attribute("data-state") == "done"
+    page.wait_for_function(
+        "() => document.querySelector('.nbcost-status')?.dataset.state === 'idle'")
+    assert re.search(r"nbcost \$0\.\d{4}", status.text_content())
+
+    # The panel lists the cell and draws the spend chart.
+    status.click()
+    panel = page.locator("#nbcost-panel")
+    panel.wait_for(state="visible")
+    row = panel.locator("tr.nbcost-row", has_text="browser-demo")
+    row.wait_for()
+    assert re.search(r"\$0\.03\d\d", row.text_content())
+    assert panel.locator("polyline.nbcost-chart-line").get_attribute("points")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "jupyterlab-live.png")
+
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    deadline = time.monotonic() + 30
+    while True:
+        saved = nbformat.read(lab.root / "live.ipynb", as_version=4)
+        if "nbcost" in saved.cells[1].metadata:
+            break
+        assert time.monotonic() < deadline, "the saved notebook has no metadata.nbcost"
+        time.sleep(0.3)
+    record = saved.cells[1].metadata["nbcost"]
+    assert record["v"] == 1 and record["session_id"]
+    assert record["cell_id"] == saved.cells[1].id
+    assert record["label"] == "browser-demo"
+    assert record["status"] == "ok"
+    assert record["wall_s"] >= 3 and record["end"] > record["start"]
+    assert Decimal("0.03") <= Decimal(record["cost_usd"]) < Decimal("0.05")
+    assert record["penny"]["seconds"] >= 3
+    assert "nbcost" not in saved.cells[0].metadata, "the %load_ext cell itself is not recorded"
+    assert not page.page_errors
+
+
+def test_hostile_metadata_shows_as_text_and_runs_nothing(page, lab):
+    hostile_cell = nbformat.v4.new_code_cell("print('never run')")
+    hostile_cell.metadata["nbcost"] = {
+        "v": 1,
+        "cell_id": hostile_cell.id,
+        "label": HOSTILE,
+        "cost_usd": '<img src=x onerror="window.__nbcostPwned=2">',
+        "wall_s": 1.5,
+        "status": "<script>window.__nbcostPwned=3</script>",
+        "unpriced": False,
+        "flags": ["<b>bold</b>"],
+        "llm": {"calls": 1, "input_tokens": 10, "output_tokens": 5, "cost_usd": "0.1",
+                "by_model": {'<img src=x onerror="window.__nbcostPwned=4">': {"calls": 1}}},
+    }
+    write_notebook(lab.root / "hostile.ipynb", [hostile_cell])
+    open_notebook(page, lab, "hostile.ipynb")
+
+    badge = cell(page, 0).locator(".nbcost-badge")
+    badge.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)  # time for any injected handler to fire
+    assert HOSTILE in badge.text_content()
+    assert "$?" in badge.text_content()
+    assert badge.locator("*").count() == 0, "the badge holds text only"
+    assert '<img src=x onerror="window.__nbcostPwned=4">' in badge.get_attribute("title")
+    assert page.locator("img[src='x']").count() == 0
+    assert page.evaluate("() => window.__nbcostPwned") is None
+    assert cell(page, 0).locator(".jp-OutputArea-output").count() == 0, "nothing ran"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "jupyterlab-hostile-metadata.png")
+
+
+def test_screenshot_for_the_readme_is_current():
+    """``docs/screenshot.png`` is a copy of the browser test's screenshot (refresh: see Makefile)."""
+    shot = ARTIFACTS / "jupyterlab-live.png"
+    if not shot.exists():
+        pytest.skip("the live test did not leave a screenshot")
+    docs = REPO / "docs" / "screenshot.png"
+    if not docs.exists():
+        shutil.copy(shot, docs)
+    assert docs.stat().st_size > 10_000
