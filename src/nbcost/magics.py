@@ -124,7 +124,7 @@ class CostMagics(Magics):
         """
         if cell is not None:
             return self._run_cell(line, cell, local_ns)
-        words = shlex.split(line) if line.strip() else []
+        words = _split(line)
         if not words:
             display(SessionSummary(self.session))
             return None
@@ -138,7 +138,7 @@ class CostMagics(Magics):
     # -- %%cost ---------------------------------------------------------------------------
 
     def _run_cell(self, line: str, cell: str, local_ns):
-        args = self.cell_parser.parse_argstring(line)
+        args = self.cell_parser.parse_args(_split(line))
         tags = self._tags(args.tag)
         if args.hard and args.budget is None:
             raise UsageError("--hard needs --budget USD")
@@ -279,6 +279,14 @@ class CostMagics(Magics):
             return parse_money(text, what)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+
+
+def _split(line: str) -> list[str]:
+    """Words of a magic's line, shell-quoted: ``--label "prepare data"`` is two words."""
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the arguments ({exc}); check the quotes") from None
 
 
 def _execute(code, user_ns, local_ns):

@@ -29,8 +29,12 @@ class Group:
     gpu_held_s: float = 0.0
     llm_calls: int = 0
     llm_tokens: int = 0
+    has_gpu: bool = False  # any row measured a GPU / saw the LLM meter: else show "-"
+    has_llm: bool = False
 
     def add(self, row: Mapping[str, Any]) -> None:
+        self.has_gpu |= row.get("gpu_held_s") is not None
+        self.has_llm |= row.get("llm_calls") is not None
         self.cost_usd += row.get("cost_usd") or ZERO
         self.unpriced |= bool(row.get("unpriced"))
         if row.get("kind") != "between_cells":
@@ -40,10 +44,12 @@ class Group:
         self.llm_calls += int(row.get("llm_calls") or 0)
         self.llm_tokens += int((row.get("llm_input_tokens") or 0) + (row.get("llm_output_tokens") or 0))
 
-    def cells(self) -> list[str]:
-        """This group's line in a table under :data:`COLUMNS`."""
-        return [self.key, str(self.windows), format_seconds(self.wall_s),
-                format_seconds(self.gpu_held_s), str(self.llm_calls), f"{self.llm_tokens:,}",
+    def cells(self, count: bool = True) -> list[str]:
+        """This group's line in a table under :data:`COLUMNS` (without "cells": ``count=False``)."""
+        return [self.key, *([str(self.windows)] if count else []), format_seconds(self.wall_s),
+                format_seconds(self.gpu_held_s) if self.has_gpu else "-",
+                str(self.llm_calls) if self.has_llm else "-",
+                f"{self.llm_tokens:,}" if self.has_llm else "-",
                 format_usd(self.cost_usd, self.unpriced)]
 
     def to_json(self) -> dict[str, Any]:

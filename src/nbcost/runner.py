@@ -46,8 +46,8 @@ class RunResult:
             line.add(row)
             lines.append(line)
             total.add(row)
-        return Table("nbcost · cost per cell", ["cell", *COLUMNS], [g.cells() for g in lines],
-                     total.cells())
+        return Table("nbcost · cost per cell", ["cell", *COLUMNS[1:]],
+                     [g.cells(count=False) for g in lines], total.cells(count=False))
 
 
 def _row_name(row: dict[str, Any], sources: dict[Any, str]) -> str:
