@@ -68,6 +68,7 @@ class PriceBook:
         self._lookups: dict[tuple, tuple[Any, Any] | None] = {}
         self._linear: dict[tuple, dict[str, Decimal] | None] = {}
         self._verified: set[tuple] = set()
+        self._sources: dict[tuple[str, str], str] = {}
 
     def lookup(self, model: str, provider: str | None, base_url: str | None) -> tuple[Any, Any] | None:
         """genai-prices' (provider, model info) for a model name, or None if it knows none."""
@@ -86,6 +87,8 @@ class PriceBook:
                 break
             except LookupError:
                 continue
+        if found is not None:
+            self._sources[found[0].id, found[1].id] = f"genai-prices {_version()} {found[0].id}/{found[1].id}"
         self._lookups[key] = found
         return found
 
@@ -101,7 +104,7 @@ class PriceBook:
             found = self.lookup(model, provider, base_url)
             if found is not None:
                 cost = self._calc(found, counts, service_tier, at)
-                return Price(cost, model, f"genai-prices {_version()} {found[0].id}/{found[1].id}")
+                return Price(cost, model, self._sources[found[0].id, found[1].id])
         return Price(None, models[0] if models else "unknown", None)
 
     def _calc(self, found: tuple[Any, Any], counts: Mapping[str, int], tier: str | None,
@@ -156,8 +159,9 @@ class PriceBook:
 
 
 def _version() -> str:
-    genai_prices, _ = _genai_prices()
-    return genai_prices.__version__
+    from importlib.metadata import version
+
+    return version("genai-prices")
 
 
 def describe_price(model: str, settings: Any) -> str:

@@ -135,6 +135,7 @@ def sse_bytes(events: list[tuple[str | None, Any]]) -> bytes:
 def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between header and body
 
         def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
             pass

@@ -23,8 +23,9 @@ _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
 
 
-def _base_url(instance: Any, kwargs: dict) -> str | None:
-    return str(instance._client.base_url)
+def _base_url(instance: Any, kwargs: dict) -> Any:
+    client = instance._client
+    return getattr(client, "_base_url", None) or client.base_url  # an httpx URL; cleaned later
 
 
 def _usage_dict(usage: Any) -> dict[str, Any]:

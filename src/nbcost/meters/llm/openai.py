@@ -26,8 +26,9 @@ _RESPONSES = "openai.resources.responses.responses"
 _EMBEDDINGS = "openai.resources.embeddings"
 
 
-def _base_url(instance: Any, kwargs: dict) -> str | None:
-    return str(instance._client.base_url)
+def _base_url(instance: Any, kwargs: dict) -> Any:
+    client = instance._client
+    return getattr(client, "_base_url", None) or client.base_url  # an httpx URL; cleaned later
 
 
 def _streaming(kwargs: dict) -> bool:

@@ -86,11 +86,25 @@ class Call:
     done: bool = False
 
 
+_CLEAN_URLS: dict[int, tuple[Any, str]] = {}
+
+
 def clean_url(url: Any) -> str | None:
-    """``scheme://host[:port]/path``: no credentials, query or fragment."""
+    """``scheme://host[:port]/path``: no credentials, query or fragment. Cached by the URL
+    object's identity (SDK clients keep one), since ``str()`` of an httpx URL is not free."""
     if not url:
         return None
-    parts = urlsplit(str(url))
+    hit = _CLEAN_URLS.get(id(url))
+    if hit is not None and hit[0] is url:
+        return hit[1]
+    cleaned = _clean(str(url))
+    if len(_CLEAN_URLS) < 1024:
+        _CLEAN_URLS[id(url)] = (url, cleaned)
+    return cleaned
+
+
+def _clean(url: str) -> str:
+    parts = urlsplit(url)
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}{parts.path}".rstrip("/")

@@ -65,7 +65,11 @@ class SyncStreamProxy(_Tracked):
         except BaseException as exc:
             self._finish(error=exc)
             raise
-        self._note(chunk)
+        try:  # inlined _note(): this is the per-chunk hot path
+            self._self_on_chunk(self._self_call, chunk)
+        except Exception as exc:
+            self._self_recorder.fault("reading a stream chunk", exc)
+            self._self_on_chunk = _ignore
         return chunk
 
     def close(self) -> Any:

@@ -70,23 +70,39 @@ def _int(value: Any) -> int:
 
 def from_openai(usage: Any) -> TokenCounts:
     """OpenAI chat (``prompt_tokens``) or Responses (``input_tokens``) usage; also Mistral's."""
-    prompt = get(usage, "prompt_tokens")
+    if isinstance(usage, dict):
+        usage = _Attrs(usage)
+    prompt = getattr(usage, "prompt_tokens", None)
     if prompt is not None:
-        inp, out = prompt, get(usage, "completion_tokens", 0)
-        in_details, out_details = get(usage, "prompt_tokens_details"), get(usage, "completion_tokens_details")
+        inp, out = prompt, getattr(usage, "completion_tokens", 0)
+        in_details = getattr(usage, "prompt_tokens_details", None)
+        out_details = getattr(usage, "completion_tokens_details", None)
     else:
-        inp, out = get(usage, "input_tokens", 0), get(usage, "output_tokens", 0)
-        in_details, out_details = get(usage, "input_tokens_details"), get(usage, "output_tokens_details")
-    return TokenCounts(
-        input_tokens=_int(inp),
-        output_tokens=_int(out),
-        cache_read_tokens=_int(get(in_details, "cached_tokens", 0)),
-        cache_write_tokens=_int(get(in_details, "cache_write_tokens", 0)),
-        reasoning_tokens=_int(get(out_details, "reasoning_tokens", 0)),
-        input_audio_tokens=_int(get(in_details, "audio_tokens", 0)),
-        output_audio_tokens=_int(get(out_details, "audio_tokens", 0)),
-        input_image_tokens=_int(get(in_details, "image_tokens", 0)),
-    )
+        inp, out = getattr(usage, "input_tokens", 0), getattr(usage, "output_tokens", 0)
+        in_details = getattr(usage, "input_tokens_details", None)
+        out_details = getattr(usage, "output_tokens_details", None)
+    cached = write = reasoning = audio_in = audio_out = image_in = 0
+    if in_details is not None:
+        if isinstance(in_details, dict):
+            in_details = _Attrs(in_details)
+        cached = _int(getattr(in_details, "cached_tokens", 0))
+        write = _int(getattr(in_details, "cache_write_tokens", 0))
+        audio_in = _int(getattr(in_details, "audio_tokens", 0))
+        image_in = _int(getattr(in_details, "image_tokens", 0))
+    if out_details is not None:
+        if isinstance(out_details, dict):
+            out_details = _Attrs(out_details)
+        reasoning = _int(getattr(out_details, "reasoning_tokens", 0))
+        audio_out = _int(getattr(out_details, "audio_tokens", 0))
+    return TokenCounts(_int(inp), _int(out), cached, write, None, None, reasoning, audio_in,
+                       audio_out, image_in)
+
+
+class _Attrs:
+    """Attribute access over a dict (usage that arrived as JSON)."""
+
+    def __init__(self, data: dict) -> None:
+        self.__dict__.update(data)
 
 
 def from_anthropic(usage: Any) -> TokenCounts:

@@ -1,0 +1,290 @@
+"""What the LLM meter adds to each call and each streamed chunk, against the same SDK unpatched
+and against OpenLLMetry's openai instrumentation (in-memory span exporter), in the same run.
+
+    python benchmarks/llm_overhead.py [--calls 300] [--chunks 400] [--rounds 9]
+
+Three views, same openai client code:
+
+* ``isolated`` (the headline): each instrumentation's own wrapper, taken from the patched
+  ``Completions.create``, called around a stand-in request that returns prebuilt SDK objects
+  (a real ``ChatCompletion``; a real ``openai.Stream`` over prebuilt chunks). The SDK's own
+  ~0.7 ms of request building and parsing is left out, so µs are measurable;
+
+* ``loopback``: the real HTTP path to ``nbcost.testing``'s server on 127.0.0.1 (what the issue
+  asks for; a round trip is ~0.5-1 ms, so differences of a few µs sit near the noise);
+* ``in-process``: an ``httpx2.MockTransport`` answering with the very same bytes, which takes
+  the socket and the server thread out and makes µs differences measurable.
+
+Configurations alternate round by round and each figure is a median over rounds.
+Needs: ``pip install opentelemetry-instrumentation-openai opentelemetry-sdk`` (skipped if absent).
+Goals: ≤ 20 µs per call, ≤ 2 µs per chunk, ≥ 5× less than OpenLLMetry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import genai_prices  # noqa: E402
+import httpx2  # noqa: E402
+import openai  # noqa: E402
+
+import nbcost.testing  # noqa: E402
+from nbcost.config import Settings  # noqa: E402
+from nbcost.meters.llm import LlmMeter  # noqa: E402
+from nbcost.pricing.llm import PriceBook  # noqa: E402
+from nbcost.testing._server import answer, sse_bytes  # noqa: E402
+
+MESSAGES = [{"role": "user", "content": "Say hello in five words."}]
+
+
+class NullSink:
+    """The smallest MeterSink: keeps the usages (what the meter alone costs)."""
+
+    def __init__(self) -> None:
+        self.settings = Settings(data_dir=Path("."), user="bench")
+        self.usages: list = []
+
+    def record(self, usage: Any) -> None:
+        self.usages.append(usage)
+
+    def log(self, event: str, fields: Any) -> None:
+        pass
+
+    def warn_once(self, key: str, message: str) -> None:
+        pass
+
+    def check_budget(self, meter: str) -> None:
+        pass
+
+    def current_cell(self) -> dict:
+        return {}
+
+
+def in_process_client(scenario: nbcost.testing.Scenario) -> openai.OpenAI:
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        body, events = answer("openai", scenario, request.url.path, json.loads(request.content))
+        if body is not None:
+            return httpx2.Response(200, json=body)
+        return httpx2.Response(200, content=sse_bytes(events),
+                               headers={"content-type": "text/event-stream"})
+
+    http = httpx2.Client(transport=httpx2.MockTransport(handle))
+    return openai.OpenAI(base_url="http://in-process/v1", api_key="sk-bench", http_client=http,
+                         max_retries=0)
+
+
+class Config:
+    """Turns one instrumentation on and off."""
+
+    def __init__(self, name: str, on: Callable[[], None], off: Callable[[], None]) -> None:
+        self.name, self.on, self.off = name, on, off
+
+
+def configs(tmp: Path) -> list[Config]:
+    out = [Config("unpatched", lambda: None, lambda: None)]
+    meter, sink = LlmMeter(), NullSink()
+    out.append(Config("nbcost", lambda: meter.start(sink), meter.stop))
+
+    import os
+
+    os.environ["NBCOST_HOME"] = str(tmp)
+    from nbcost.session import Session
+
+    holder: dict[str, Any] = {}
+
+    def session_on() -> None:
+        holder["s"] = Session(meters=[LlmMeter()])
+
+    out.append(Config("nbcost+spend log", session_on, lambda: holder.pop("s").close()))
+    try:
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    except ImportError:
+        print("(OpenLLMetry not installed: pip install opentelemetry-instrumentation-openai "
+              "opentelemetry-sdk)")
+        return out
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = OpenAIInstrumentor()
+
+    def otel_on() -> None:
+        exporter.clear()
+        instrumentor.instrument(tracer_provider=provider)
+
+    def otel_off() -> None:
+        assert exporter.get_finished_spans(), "OpenLLMetry recorded no spans"
+        instrumentor.uninstrument()
+
+    out.append(Config("openllmetry", otel_on, otel_off))
+    return out
+
+
+def timed(fn: Callable[[], None], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n
+
+
+def measure(client: openai.OpenAI, configs: list[Config], calls: int, streams: int,
+            rounds: int) -> dict[str, tuple[float, float]]:
+    def call() -> None:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+    def stream() -> None:
+        for _chunk in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True,
+                                                     stream_options={"include_usage": True}):
+            pass
+
+    results: dict[str, tuple[list[float], list[float]]] = {c.name: ([], []) for c in configs}
+    for warm in configs:  # warm every path once
+        warm.on()
+        call(), stream()
+        warm.off()
+    for r in range(rounds):
+        for config in configs[r % len(configs):] + configs[:r % len(configs)]:
+            config.on()
+            try:
+                results[config.name][0].append(timed(call, calls))
+                results[config.name][1].append(timed(stream, streams))
+            finally:
+                config.off()
+    return {name: (statistics.median(a), statistics.median(b)) for name, (a, b) in results.items()}
+
+
+def report(title: str, figures: dict[str, tuple[float, float]], chunks: int) -> None:
+    base_call, base_stream = figures["unpatched"]
+    print(f"\n{title}: unpatched call {base_call * 1e6:.0f} µs, stream of {chunks} chunks "
+          f"{base_stream * 1e6:.0f} µs")
+    print(f"{'':20} {'µs added/call':>14} {'µs added/chunk':>15}")
+    added = {}
+    for name, (call_s, stream_s) in figures.items():
+        if name == "unpatched":
+            continue
+        per_call = (call_s - base_call) * 1e6
+        per_chunk = ((stream_s - base_stream) - (call_s - base_call)) / chunks * 1e6
+        added[name] = (per_call, per_chunk)
+        print(f"{name:20} {per_call:14.1f} {per_chunk:15.2f}")
+    if "openllmetry" in added and "nbcost" in added:
+        (oc, ok), (nc, nk) = added["openllmetry"], added["nbcost"]
+        print(f"OpenLLMetry / nbcost: {oc / max(nc, 0.1):.1f}× per call, "
+              f"{ok / max(nk, 0.01):.1f}× per chunk")
+
+
+def pricing_cost() -> None:
+    usage = genai_prices.Usage(input_tokens=1200, cache_read_tokens=1024, output_tokens=300)
+    counts = {"input_tokens": 1200, "cache_read_tokens": 1024, "output_tokens": 300}
+    n = 2000
+    calc = timed(lambda: genai_prices.calc_price(usage, "gpt-4o", provider_id="openai"), n)
+    book, settings = PriceBook(), NullSink().settings
+    cached = timed(lambda: book.price(counts, ["gpt-4o"], "openai", None, settings), n)
+    print(f"\npricing one call: genai_prices.calc_price {calc * 1e6:.1f} µs, "
+          f"nbcost PriceBook (cached lookup, verified flat-price shortcut) {cached * 1e6:.1f} µs")
+
+
+# --- isolated: the patched method's wrapper around a stand-in for the SDK's request -----------
+
+def prebuilt(client: openai.OpenAI, chunks: int) -> tuple[Any, list[Any]]:
+    """A real ChatCompletion and the real ChatCompletionChunks of one stream (via the SDK)."""
+    response = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    stream = list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True,
+                                                 stream_options={"include_usage": True}))
+    return response, stream
+
+
+def fake_stream(client: openai.OpenAI, items: list[Any]) -> openai.Stream:
+    """A genuine ``openai.Stream`` (instrumentations check the type) over prebuilt chunks."""
+    stream = openai.Stream.__new__(openai.Stream)
+    stream.response = httpx2.Response(200, request=httpx2.Request("POST", "http://x/v1"))
+    stream._iterator = iter(items)
+    return stream
+
+
+def isolated(client: openai.OpenAI, configs: list[Config], chunks: int, reps: int,
+             rounds: int) -> dict[str, tuple[float, float]]:
+    """Time only what each instrumentation adds: its wrapper around a stand-in request that
+    returns prebuilt SDK objects (for a stream: a real ``openai.Stream`` over prebuilt chunks)."""
+    from openai.resources.chat.completions.completions import Completions
+
+    response, items = prebuilt(client, chunks)
+    resource = client.chat.completions
+    kwargs = {"model": "gpt-4o", "messages": MESSAGES}
+    skwargs = {**kwargs, "stream": True, "stream_options": {"include_usage": True}}
+
+    def runner(name: str) -> tuple[Callable[[], None], Callable[[], None]]:
+        current = Completions.__dict__["create"]
+        wrapper = getattr(current, "_self_wrapper", None)
+        if name == "unpatched":  # the stand-in alone
+            def call() -> None:
+                (lambda **kw: response)(**kwargs)
+
+            def stream() -> None:
+                for _ in (lambda **kw: fake_stream(client, items))(**skwargs):
+                    pass
+            return call, stream
+
+        def call() -> None:
+            wrapper(lambda **kw: response, resource, (), dict(kwargs))
+
+        def stream() -> None:
+            for _ in wrapper(lambda **kw: fake_stream(client, items), resource, (), dict(skwargs)):
+                pass
+        return call, stream
+
+    results: dict[str, tuple[list[float], list[float]]] = {c.name: ([], []) for c in configs}
+    for r in range(rounds):
+        for config in configs[r % len(configs):] + configs[:r % len(configs)]:
+            config.on()
+            try:
+                call, stream = runner(config.name)
+                call(), stream()
+                gc.collect()
+                gc.disable()
+                results[config.name][0].append(timed(call, reps))
+                results[config.name][1].append(timed(stream, max(1, reps // 20)))
+            finally:
+                gc.enable()
+                config.off()
+    return {name: (statistics.median(a), statistics.median(b)) for name, (a, b) in results.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300, help="calls per round and configuration")
+    parser.add_argument("--streams", type=int, default=20, help="streams per round and configuration")
+    parser.add_argument("--chunks", type=int, default=400, help="content chunks per stream")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--reps", type=int, default=2000, help="isolated calls per round")
+    args = parser.parse_args()
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="nbcost-bench-"))
+    cfgs = configs(tmp)
+    scenario = nbcost.testing.Scenario(chunks=args.chunks, split_bytes=None)
+    pricing_cost()
+    probe = in_process_client(scenario)
+    figures = isolated(probe, cfgs, args.chunks, args.reps, args.rounds)
+    report("isolated (wrapper around prebuilt SDK objects; the headline figures)", figures,
+           args.chunks + 3)
+    figures = measure(in_process_client(scenario), cfgs, args.calls, args.streams, args.rounds)
+    report("in-process transport", figures, args.chunks + 3)
+    with nbcost.testing.llm_server(chunks=args.chunks, split_bytes=None) as srv:
+        client = openai.OpenAI(base_url=srv.base_url("openai"), api_key="sk-bench", max_retries=0)
+        figures = measure(client, cfgs, args.calls // 3, max(3, args.streams // 3), args.rounds)
+    report("loopback HTTP server", figures, args.chunks + 3)
+
+
+if __name__ == "__main__":
+    main()
