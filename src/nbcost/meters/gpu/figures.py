@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from ...pricing.gpu import RateQuote, gpu_rate
 from ..base import Measurement
-from .series import DeviceSeries
+from .series import MAX_EXTRAPOLATION_S, DeviceSeries
 
 __all__ = ["DeviceFigures", "device_figures", "measurement"]
 
@@ -71,7 +71,13 @@ def device_figures(s: DeviceSeries, start: float, end: float) -> DeviceFigures:
         uncertainty = min(2 * s.sample_period_s + tail, wall_s)
     elif not d.mig:
         flags.append("no_util")
-    sm = min(s.sm.between(start, end), wall_s) if s.has_sm else None
+    sm = None
+    if s.has_sm:
+        sm = s.sm.between(start, end)
+        sm_tail = _unread_tail(s.sm.last_time, start, end)
+        if s.sm.last_time is not None and sm_tail <= MAX_EXTRAPOLATION_S:
+            sm += s.sm.last_rate * sm_tail  # as busy as the newest GPM interval
+        sm = min(sm, wall_s)
     if not s.has_sm and not d.mig:
         flags.append("no_sm")
     energy = None

@@ -46,6 +46,14 @@ class CumulativeSeries:
     def last_total(self) -> float:
         return self._totals[-1] if self._totals else 0.0
 
+    @property
+    def last_rate(self) -> float:
+        """Units per second over the newest segment (0 with fewer than two points)."""
+        with self._lock:
+            if len(self._times) < 2 or self._times[-1] <= self._times[-2]:
+                return 0.0
+            return (self._totals[-1] - self._totals[-2]) / (self._times[-1] - self._times[-2])
+
     def append(self, t: float, total: float) -> None:
         """Record the running total ``total`` at time ``t``; out-of-order points are dropped."""
         with self._lock:

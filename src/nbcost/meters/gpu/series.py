@@ -12,10 +12,12 @@ from collections import deque
 from .devices import GpuDevice
 from .integrate import CumulativeSeries, PeakSeries, SpanSet
 
-__all__ = ["DeviceSeries", "HeldState"]
+__all__ = ["DeviceSeries", "HeldState", "MAX_EXTRAPOLATION_S"]
 
 #: NVML's utilization sample period until the buffer tells us better (Hopper: 200 ms).
 DEFAULT_SAMPLE_PERIOD_S = 0.2
+#: How much of a window's unread end is extrapolated from the newest reading.
+MAX_EXTRAPOLATION_S = 1.5
 
 
 class HeldState:
@@ -53,6 +55,7 @@ class DeviceSeries:
         self._last_util_t: float | None = None
         self._pending: tuple[float, float, float, float | None] | None = None
         self._util_lock = threading.Lock()
+        self._last_share = 0.0
         self._gaps: deque[float] = deque(maxlen=32)
         self._last_poll_t: float | None = None
         self._energy_offset_j = 0.0
@@ -88,6 +91,7 @@ class DeviceSeries:
                     self._place(previous, share if contiguous else None)
                 before = previous[2] if previous is not None and contiguous else None
                 self._pending = (start, t, share, before)
+                self._last_share = share
                 self._last_util_t = t
                 self.last_util_us = stamp_us
 
@@ -99,12 +103,21 @@ class DeviceSeries:
         self.busy.add_block(start, end, share * (end - start), align)
 
     def busy_between(self, start: float, end: float) -> float:
-        """Busy seconds in ``[start, end]``, the newest (not yet placed) sample counted evenly."""
+        """Busy seconds in ``[start, end]``, the newest (not yet placed) sample counted evenly.
+
+        The end of a window that just closed is not in the buffer yet (a sample appears when
+        its period is over): up to ``MAX_EXTRAPOLATION_S`` of it is taken to be as busy as the
+        newest sample, and is part of the reported uncertainty.
+        """
         with self._util_lock:
             total = self.busy.between(start, end)
+            known_until = self.busy.last_time
             if self._pending is not None:
                 p_start, p_end, share, _ = self._pending
                 total += share * max(0.0, min(end, p_end) - max(start, p_start))
+                known_until = p_end
+            if known_until is not None and 0 < end - known_until <= MAX_EXTRAPOLATION_S:
+                total += self._last_share * (end - max(start, known_until))
         return total
 
     @property
