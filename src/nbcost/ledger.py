@@ -27,15 +27,23 @@ EVENTS = ("session_start", "cell_start", "cell_end", "track_start", "track_end",
           "gpu_checkpoint", "budget", "session_end")
 
 
+_second_prefix: tuple[int, str] = (-1, "")  # the last whole second formatted: cells are frequent
+
+
 def iso_utc(moment: dt.datetime | float) -> str:
     """``2026-11-27T09:15:02.123456Z``: ISO 8601 in UTC, always with the Z."""
+    global _second_prefix
     if isinstance(moment, dt.datetime):
         moment = moment.timestamp()
     seconds = int(moment)
     micros = int(round((moment - seconds) * 1e6))
     if micros == 1_000_000:
         seconds, micros = seconds + 1, 0
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+    cached_second, prefix = _second_prefix
+    if cached_second != seconds:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _second_prefix = (seconds, prefix)
+    return f"{prefix}.{micros:06d}Z"
 
 
 def _encode(value: Any) -> Any:
@@ -73,13 +81,14 @@ class Ledger:
                 f"Set NBCOST_HOME to a writable folder."
             ) from exc
 
-    def append(self, event: str, fields: Mapping[str, Any], at: float | None = None) -> dict:
-        """Write one event; return it as written (a JSON-able dict: do not change it)."""
+    def append(self, event: str, fields: Mapping[str, Any], at: float | str | None = None) -> dict:
+        """Write one event (``at``: when, as epoch seconds or an already formatted UTC time);
+        return it as written (a JSON-able dict: do not change it)."""
         record = {
             "schema": SCHEMA_VERSION,
             "id": f"{self._id_prefix}{next(self._sequence):08x}",
             "event": event,
-            "ts": iso_utc(time.time() if at is None else at),
+            "ts": at if isinstance(at, str) else iso_utc(time.time() if at is None else at),
             **self.common,
             **fields,
         }

@@ -45,10 +45,12 @@ def notebook_identity(environ: Mapping[str, str] | None = None) -> dict[str, str
 class _Window:
     """A window while it is open: its info, its tallies and its budget state."""
 
-    __slots__ = ("info", "tallies", "started_perf", "budget_usd", "budget_hard", "warned", "flags")
+    __slots__ = ("info", "started_at", "tallies", "started_perf", "budget_usd", "budget_hard",
+                 "warned", "flags")
 
     def __init__(self, info: WindowInfo) -> None:
         self.info = info
+        self.started_at = iso_utc(info.start)  # formatted once: both of its events carry it
         self.tallies: dict[str, Tally] = {}
         self.started_perf = time.perf_counter()
         self.budget_usd: Decimal | None = None
@@ -221,10 +223,10 @@ class Session:
                 tags={**self.settings.default_tags, **(tags or {})}, cell_id=cell_id,
                 execution_count=execution_count, parent_id=parent.info.id if parent else None,
             )
-            self._open[info.id] = _Window(info)
+            window = self._open[info.id] = _Window(info)
         for meter in list(self.meters.values()):
             self._safely(f"the {meter.name} meter", lambda m=meter: m.window_started(info))
-        self._emit(f"{kind}_start", _window_fields(info))
+        self._emit(f"{kind}_start", _window_fields(window), at=window.started_at)
         return info
 
     def annotate_window(self, window_id: str, *, label: str | None = None,
@@ -243,7 +245,7 @@ class Session:
         end = time.time()
         with self._lock:
             window = self._open.pop(window_id)
-            info = replace(window.info, end=end)
+            info = window.info.ended(end)
         wall_s = time.perf_counter() - window.started_perf
         for meter in list(self.meters.values()):
             self._safely(f"the {meter.name} meter", lambda m=meter: m.window_ended(info),
@@ -253,16 +255,18 @@ class Session:
                               session_id=self.id, flags=tuple(sorted(window.flags)))
         with self._lock:
             self.records.append(record)
+        window.info = info
+        ended_at = iso_utc(end)
         self._emit(f"{info.kind}_end", {
-            **_window_fields(info),
-            "ended_at": iso_utc(end),
+            **_window_fields(window),
+            "ended_at": ended_at,
             "wall_s": wall_s,
             "status": status,
             "cost_usd": money(record.cost_usd),
             "unpriced": record.unpriced,
             "meters": {name: totals.to_json() for name, totals in meters.items()},
             "flags": list(record.flags),
-        })
+        }, at=ended_at)
         self._check_window_budget(window, record.cost_usd)
         self._check_soft_budgets()
         return record
@@ -416,7 +420,8 @@ class Session:
             self.close_window(info.id, status)
 
 
-def _window_fields(info: WindowInfo) -> dict[str, Any]:
+def _window_fields(window: _Window) -> dict[str, Any]:
+    info = window.info
     return {
         "window_id": info.id,
         "parent_id": info.parent_id,
@@ -425,7 +430,7 @@ def _window_fields(info: WindowInfo) -> dict[str, Any]:
         "tags": dict(info.tags),
         "cell_id": info.cell_id,
         "execution_count": info.execution_count,
-        "started_at": iso_utc(info.start),
+        "started_at": window.started_at,
     }
 
 
