@@ -8,7 +8,7 @@ from decimal import Decimal
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import TokenMeter
+from testmeters import TokenMeter
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbcost

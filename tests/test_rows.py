@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-from conftest import TokenMeter
+from testmeters import TokenMeter
 
 from nbcost.config import load_settings
 from nbcost.export import dataframe, to_arrow

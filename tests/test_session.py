@@ -1,4 +1,4 @@
-"""The Session through the meter interface, with test meters defined in conftest.py."""
+"""The Session through the meter interface, with meters defined in tests/testmeters.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 from decimal import Decimal
 
 import pytest
-from conftest import PennyMeter, TokenMeter
+from testmeters import PennyMeter, TokenMeter
 
 import nbcost
 from nbcost import BudgetExceeded, api
