@@ -131,6 +131,16 @@ def test_cell_budget_warns_when_the_cell_overspends(shell, capsys):
     assert "cell budget $0.001 spent" in capsys.readouterr().err
 
 
+def test_hard_cell_budget_refuses_the_call_that_would_overspend(shell):
+    result = run(shell, "%%cost --budget 0.002 --hard\n"
+                        "tokens.call('m', 1000)\n"   # $0.002: the budget is now spent
+                        "tokens.call('m', 1)")
+    assert isinstance(result.error_in_exec, nbcost.BudgetExceeded)
+    assert result.error_in_exec.scope.startswith("cell")
+    assert cell_ends(shell)[-1]["cost_usd"] == "0.002"
+    run(shell, "tokens.call('m', 1)")  # the next cell has no budget: the call goes through
+
+
 def test_gpu_rate_sub_command_overrides_the_session_rate(shell, capsys):
     run(shell, "%cost gpu-rate 2.75")
     assert session(shell).settings.gpu_rate_usd_per_hour == Decimal("2.75")

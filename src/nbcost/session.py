@@ -191,14 +191,15 @@ class Session:
 
     def check_budget(self, meter: str) -> None:
         """Refuse to start new spend when a hard budget (session or window) is used up."""
-        spent = self.total_usd
-        scopes = [("session", spent, self.settings.budget_usd, self.settings.budget_hard)]
         with self._lock:
-            for window in self._open.values():
-                scopes.append((f"cell {window.info.label or window.info.execution_count or ''}".strip(),
-                               self._window_cost(window), window.budget_usd, window.budget_hard))
-        for scope, used, budget, hard in scopes:
-            if hard and budget is not None and used >= budget:
+            hard = [(f"cell {w.info.label or w.info.execution_count or ''}".strip(), w)
+                    for w in self._open.values() if w.budget_hard and w.budget_usd is not None]
+        scopes = [(scope, lambda w=w: self._window_cost(w), w.budget_usd) for scope, w in hard]
+        if self.settings.budget_hard and self.settings.budget_usd is not None:
+            scopes.insert(0, ("session", lambda: self.total_usd, self.settings.budget_usd))
+        for scope, spent, budget in scopes:  # nothing to compute without a hard budget
+            used = spent()
+            if used >= budget:
                 self._emit("budget", {**self.current_cell(), "action": "refused", "meter": meter,
                                       "scope": scope, "budget_usd": money(budget),
                                       "spent_usd": money(used)})
