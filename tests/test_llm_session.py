@@ -74,3 +74,39 @@ def test_an_nbcost_fault_never_breaks_the_call(srv, llm, monkeypatch, capsys):
     reply = client(srv).chat.completions.create(model="gpt-4o", messages=messages())
     assert reply.choices[0].message.content == "word0 word1 word2 word3 "
     assert "internal error" in capsys.readouterr().err
+
+
+LATE_IMPORT = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from llm_support import RecordingSink, FAKE_KEY
+import nbcost.testing
+from nbcost.meters.llm import LlmMeter
+
+assert "openai" not in sys.modules
+sink = RecordingSink()
+meter = LlmMeter()
+meter.start(sink)
+assert "openai" not in sys.modules  # starting the meter imports no SDK
+import openai  # patched as it is imported
+with nbcost.testing.llm_server() as srv:
+    client = openai.OpenAI(base_url=srv.base_url("openai"), api_key=FAKE_KEY)
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    meter.stop()
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    meter.start(sink)
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+print(len(sink.usages), [u.quantities["input_tokens"] for u in sink.usages])
+"""
+
+
+def test_sdk_imported_after_start_is_patched_and_stop_start_cycles(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests_dir = str(Path(__file__).parent)
+    out = subprocess.run([sys.executable, "-c", LATE_IMPORT, tests_dir], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "2 [21, 21]"

@@ -11,17 +11,14 @@ Two error rules. The SDK's own exceptions reach the user unchanged (the call is 
 from __future__ import annotations
 
 import contextvars
-import hashlib
-import json
 import logging
 import time
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable
-from urllib.parse import urlsplit
+from typing import Any
 
 from ...errors import BudgetExceeded
 from ..base import Usage
+from .calls import Call, CallSpec, clean_url, request_hash
 from .tokens import Estimator, text_of
 from .usage import TokenCounts
 
@@ -32,99 +29,6 @@ log = logging.getLogger("nbcost.llm")
 #: True while a tracked call runs, so SDK calls it makes underneath (litellm → openai) are not
 #: recorded a second time.
 INSIDE_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("nbcost_llm_inside", default=False)
-
-#: Request keys left out of the request hash: transport details, not what is asked.
-_UNHASHED = {"extra_headers", "extra_query", "timeout", "api_key", "api_base", "base_url", "stream",
-             "stream_options", "http_options", "retries", "server_url", "metadata", "user"}
-
-
-@dataclass(frozen=True)
-class CallSpec:
-    """How one patched SDK method is read. Functions are SDK-specific and live in its module.
-
-    Attributes:
-        provider: genai-prices' provider id ("openai", "anthropic", "google", "mistral").
-        api: the operation ("chat", "responses", "embeddings", "messages", "generate").
-        base_url: ``(instance, kwargs) -> str | None``, the API root the request goes to.
-        streaming: ``(kwargs) -> bool``: will the result be a stream?
-        on_result: ``(recorder, call, result) -> result``: read a response (set ``call.usage``)
-            or return a stream proxy that records later.
-        on_chunk: ``(call, chunk) -> None``: note usage/text in one stream chunk (hot path).
-        read_usage: ``(raw_usage) -> TokenCounts``.
-        estimate_input: ``(estimator, kwargs) -> int``, prompt tokens when usage is missing.
-    """
-
-    provider: str
-    api: str
-    base_url: Callable[[Any, dict], str | None]
-    streaming: Callable[[dict], bool]
-    on_result: Callable[[Recorder, Call, Any], Any]
-    on_chunk: Callable[[Call, Any], None] | None
-    read_usage: Callable[[Any], TokenCounts]
-    estimate_input: Callable[[Estimator, dict], int] | None = None
-
-
-@dataclass(eq=False)
-class Call:
-    """One LLM call in flight (mutable; only its wrapper and stream proxy touch it)."""
-
-    spec: CallSpec
-    base_url: str | None
-    request_model: str | None
-    streaming: bool
-    request_hash: str
-    kwargs: dict | None
-    started: float = field(default_factory=time.perf_counter)
-    usage: Any = None
-    response_model: str | None = None
-    service_tier: str | None = None
-    pieces: list[str] = field(default_factory=list)
-    is_async: bool | None = None
-    proxied: bool = False
-    ended: bool = False
-    error: str | None = None
-    done: bool = False
-
-
-_CLEAN_URLS: dict[int, tuple[Any, str]] = {}
-
-
-def clean_url(url: Any) -> str | None:
-    """``scheme://host[:port]/path``: no credentials, query or fragment. Cached by the URL
-    object's identity (SDK clients keep one), since ``str()`` of an httpx URL is not free."""
-    if not url:
-        return None
-    hit = _CLEAN_URLS.get(id(url))
-    if hit is not None and hit[0] is url:
-        return hit[1]
-    cleaned = _clean(str(url))
-    if len(_CLEAN_URLS) < 1024:
-        _CLEAN_URLS[id(url)] = (url, cleaned)
-    return cleaned
-
-
-def _clean(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}".rstrip("/")
-
-
-def request_hash(kwargs: dict) -> str:
-    """sha256 of the canonical request; equal requests hash equal, the text is never kept."""
-    canonical = {k: v for k, v in kwargs.items() if k not in _UNHASHED}
-    data = json.dumps(canonical, sort_keys=True, default=_jsonable, separators=(",", ":"))
-    return hashlib.sha256(data.encode()).hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json", exclude_none=True)
-    if isinstance(value, type):
-        return value.__qualname__
-    return type(value).__name__
-
 
 class Recorder:
     """Wrapper state: the sink, prices, the tokenizer, and whether recording is on."""
