@@ -277,3 +277,40 @@ def test_patches_idempotent_and_reversible(srv, llm):
     assert type(Completions.__dict__["create"]) is types.FunctionType  # the original is back
     client(srv).chat.completions.create(model="gpt-4o", messages=messages())
     assert len(llm_calls(llm)) == 1
+
+
+def test_async_stream_helpers(srv, llm):
+    async def go():
+        ac = aclient(srv, **CACHED)
+        async with ac.chat.completions.stream(model="gpt-4o", messages=messages(),
+                                              stream_options={"include_usage": True}) as stream:
+            chat_events = [e async for e in stream]
+        async with ac.responses.stream(model="o3", input=SENTINEL) as stream:
+            response = await stream.get_final_response()
+        return chat_events, response
+
+    chat_events, response = asyncio.run(go())
+    assert response.usage.input_tokens == 1200 and chat_events
+    chat, resp = llm_calls(llm)
+    assert tokens(chat) == tokens(resp) == CACHED_TOKENS
+    assert chat.cost_usd == gpt4o_cost() and resp.attributes["api"] == "responses"
+
+
+def test_async_stream_helper_break_records_on_exit(srv, llm):
+    async def go():
+        async with aclient(srv, chunks=50).chat.completions.stream(
+                model="gpt-4o", messages=messages()) as stream:
+            async for i, _event in _aenumerate(stream):
+                if i == 3:
+                    break
+        return len(llm_calls(llm))
+
+    assert asyncio.run(go()) == 1
+    assert "partial" in one_call(llm).flags
+
+
+async def _aenumerate(iterable):
+    i = 0
+    async for item in iterable:
+        yield i, item
+        i += 1

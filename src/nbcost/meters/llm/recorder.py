@@ -66,9 +66,9 @@ class Recorder:
         """Read a response (or proxy a stream); always returns what the user should get."""
         try:
             out = call.spec.on_result(self, call, result)
-        except Exception as exc:
+        except Exception as exc:  # still record the call, with what is known
             self.fault(f"reading a {call.spec.provider} response", exc)
-            return result
+            out = result
         if not call.proxied:  # a stream proxy records the call when the stream ends
             call.ended = True
             self.finish(call)
