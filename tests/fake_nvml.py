@@ -346,3 +346,44 @@ def drive(meter: Any, clock: Clock, until: float, tick_s: float = 0.1) -> None:
         clock.now = round(clock.now + tick_s, 9)
         sampler.poll()
     clock.now = max(clock.now, until)
+
+
+# --- what the Session would be, for meter tests ---------------------------------------------------
+@dataclass(frozen=True)
+class Window:
+    """The fields of ``nbcost.records.WindowInfo`` the GPU meter reads."""
+
+    id: str
+    kind: str
+    start: float
+    end: float | None = None
+    parent_id: str | None = None
+
+
+class RecordingSink:
+    """A MeterSink that keeps what the meter logs and warns."""
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings
+        self.events: list[tuple[str, dict]] = []
+        self.warnings: dict[str, str] = {}
+        self.warn_calls = 0
+
+    def record(self, usage: Any) -> None:
+        raise AssertionError("the GPU meter reports no discrete usage")
+
+    def log(self, event: str, fields: dict) -> None:
+        self.events.append((event, dict(fields)))
+
+    def warn_once(self, key: str, message: str) -> None:
+        self.warn_calls += 1
+        self.warnings.setdefault(key, message)
+
+    def check_budget(self, meter: str) -> None:
+        pass
+
+    def current_cell(self) -> dict:
+        return {}
+
+    def checkpoints(self) -> list[dict]:
+        return [fields for event, fields in self.events if event == "gpu_checkpoint"]

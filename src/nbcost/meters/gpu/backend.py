@@ -14,7 +14,6 @@ every ``NVMLError`` into one of nbcost's own through a single decorator::
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 from typing import Any, Callable, TypeVar
@@ -97,10 +96,6 @@ _VALUE_FIELDS = {
 }
 
 
-#: Samples one buffer read can return; NVML keeps ~70 utilization samples on Hopper.
-SAMPLE_BUFFER_LEN = 256
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -112,7 +107,6 @@ class NvmlBackend:
 
     def __init__(self, nvml: Any) -> None:
         self.nvml = nvml
-        self._sample_buffer: Any = None  # only the sampler thread reads samples
 
     @_nvml_errors
     def init(self) -> None:
@@ -176,43 +170,12 @@ class NvmlBackend:
         Raises GpuNoData when the buffer holds nothing newer.
         """
         nvml = self.nvml
-        one_call = self._samples_one_call(handle, last_seen_us)
-        if one_call is not None:
-            value_type, samples = one_call
-        else:
-            value_type, samples = nvml.nvmlDeviceGetSamples(
-                handle, nvml.NVML_GPU_UTILIZATION_SAMPLES, last_seen_us
-            )
+        value_type, samples = nvml.nvmlDeviceGetSamples(
+            handle, nvml.NVML_GPU_UTILIZATION_SAMPLES, last_seen_us
+        )
         field = _VALUE_FIELDS.get(value_type, "uiVal")
         rows = [(int(s.timeStamp), float(getattr(s.sampleValue, field))) for s in samples]
         return sorted(row for row in rows if row[0] > last_seen_us)
-
-    def _samples_one_call(self, handle: Any, last_seen_us: int) -> tuple[int, Any] | None:
-        """nvmlDeviceGetSamples in one driver call into a reused buffer (pynvml makes two: one
-        for the size, one for the data; each read costs ~1 ms of CPU on Hopper). None where
-        the module is not the real pynvml or the buffer is too small: use pynvml's way then.
-        """
-        nvml = self.nvml
-        get_function = getattr(nvml, "_nvmlGetFunctionPointer", None)
-        if get_function is None or not hasattr(nvml, "c_nvmlSample_t"):
-            return None
-        if self._sample_buffer is None:
-            self._sample_buffer = (nvml.c_nvmlSample_t * SAMPLE_BUFFER_LEN)()
-        count = ctypes.c_uint(SAMPLE_BUFFER_LEN)
-        value_type = ctypes.c_uint(0)
-        result = get_function("nvmlDeviceGetSamples")(
-            handle,
-            ctypes.c_uint(nvml.NVML_GPU_UTILIZATION_SAMPLES),
-            ctypes.c_ulonglong(last_seen_us),
-            ctypes.byref(value_type),
-            ctypes.byref(count),
-            self._sample_buffer,
-        )
-        if result == nvml.NVML_ERROR_INSUFFICIENT_SIZE:
-            return None
-        if result != nvml.NVML_SUCCESS:
-            raise nvml.NVMLError(result)
-        return value_type.value, self._sample_buffer[: count.value]
 
     @_nvml_errors
     def energy_mj(self, handle: Any) -> int:

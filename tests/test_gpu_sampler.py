@@ -1,0 +1,133 @@
+"""The sampler thread: where NVML is read from, checkpoints, stopping, surviving its own bugs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+from fake_nvml import FakeGpu, FakeNvml, RecordingSink, Window, drive
+from test_gpu_meter import PID, h200, start_meter
+
+from nbcost.meters.gpu import GpuMeter
+
+# What start() may ask NVML on the main thread: loading it and mapping devices, once.
+STARTUP_CALLS = {"nvmlInit", "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex",
+                 "nvmlDeviceGetUUID", "nvmlDeviceGetName", "nvmlDeviceGetMigMode",
+                 "nvmlDeviceGetMaxMigDeviceCount", "nvmlShutdown"}
+
+
+def threaded_meter(gpu: FakeGpu):
+    nvml = FakeNvml([gpu], time.time)
+    meter = GpuMeter(nvml, environ={}, pid=PID, tick_s=0.05, pid_exists_here=lambda pid: True,
+                     cuda_in_process=lambda now: True)
+    sink = RecordingSink()
+    return meter, nvml, sink
+
+
+def test_nothing_on_the_main_thread_reads_the_energy_counter_or_the_buffer():
+    now = time.time()
+    gpu = FakeGpu("GPU-aaaa").process(PID, now - 5).busy(now + 0.2, now + 0.8, power_w=600)
+    meter, nvml, sink = threaded_meter(gpu)
+    meter.start(sink)
+    startup = len(nvml.calls)
+    measured = []
+    for i in range(4):  # cells: edges, measure and session figures on the main thread
+        start = time.time()
+        meter.window_started(Window(f"c{i}", "cell", start))
+        time.sleep(0.3)
+        end = time.time()
+        meter.window_ended(Window(f"c{i}", "cell", start, end))
+        measured.append(meter.measure(start, end))
+        meter.session_measurement(now, end)
+    meter.stop()
+    assert {c[0] for c in nvml.calls[:startup] if c[2]} <= STARTUP_CALLS
+    energy = nvml.calls_to("nvmlDeviceGetTotalEnergyConsumption")
+    assert len(energy) >= 3  # timed and edge reads happened ...
+    assert not any(on_main for _, _, on_main in energy)  # ... all on the sampler thread
+    assert {thread for _, thread, _ in energy} == {"nbcost-gpu-sampler"}
+    main_calls = {c[0] for c in nvml.calls[startup:] if c[2]}
+    assert main_calls <= {"nvmlShutdown", "nvmlGpmSampleFree"}, main_calls
+    assert sum(m.quantities["energy_j"] for m in measured) > 0
+    assert sum(m.quantities["busy_s"] for m in measured) == pytest.approx(0.6, abs=0.25)
+
+
+def test_measure_after_an_edge_waits_briefly_for_the_edge_read():
+    now = time.time()
+    meter, nvml, sink = threaded_meter(FakeGpu("GPU-aaaa").process(PID, now - 5))
+    meter.start(sink)
+    time.sleep(0.6)  # past the edge-read rate limit
+    start = time.time()
+    meter.window_ended(Window("c", "cell", start - 0.1, start))
+    meter.measure(start - 0.1, start)
+    assert meter.sampler.edge_done.is_set()
+    meter.stop()
+
+
+def test_checkpoints_at_least_every_five_seconds_while_held():
+    gpu = h200().busy(1001.0, 1003.0)
+    gpu.processes[0].end = 1017.0
+    meter, clock, _, sink = start_meter([gpu])
+    drive(meter, clock, 1030.0)
+    points = sink.checkpoints()
+    times = [p["until"] for p in points]
+    held_times = [p["until"] for p in points if p["held_now"]]
+    assert held_times[0] == pytest.approx(1000.0, abs=0.2)
+    assert all(b - a <= 5.0 + 0.2 for a, b in zip(held_times, held_times[1:]))
+    assert held_times[-1] >= 1017.0 - 5.2
+    released = [p for p in points if not p["held_now"]]
+    assert len(released) == 1 and released[0]["until"] == pytest.approx(1017.0, abs=0.2)
+    assert times == sorted(times) and len(points) == len(held_times) + 1
+    last = points[-1]
+    assert last["held_s"] == pytest.approx(17.0, abs=0.2)
+    assert last["busy_s"] == pytest.approx(2.0)
+    assert last["idle_between_s"] == pytest.approx(last["held_s"])
+    costs = [Decimal(p["cost_usd"]) for p in points]
+    assert costs == sorted(costs) and costs[-1] > 0
+    assert isinstance(last["cost_usd"], str) and isinstance(last["flags"], list)
+
+
+def test_stop_ends_the_thread_frees_gpm_samples_and_is_idempotent():
+    now = time.time()
+    meter, nvml, sink = threaded_meter(FakeGpu("GPU-aaaa").process(PID, now - 5))
+    meter.start(sink)
+    time.sleep(0.4)
+    thread = meter.sampler._thread
+    assert thread.is_alive() and nvml.gpm_live >= 1
+    meter.stop()
+    meter.stop()
+    assert not thread.is_alive()
+    assert nvml.gpm_live == 0
+    assert nvml.initialized == 0
+    assert meter.measure(now, time.time()).quantities["held_s"] > 0  # series stay readable
+    assert sink.checkpoints()[-1]["held_now"] is False  # the final checkpoint
+
+
+def test_a_bug_in_the_sampler_is_said_once_and_the_thread_survives():
+    now = time.time()
+    meter, nvml, sink = threaded_meter(FakeGpu("GPU-aaaa").process(PID, now - 5))
+    meter.start(sink)
+
+    def broken(handle):
+        raise RuntimeError("a bug in nbcost")
+
+    meter.sampler.backend.compute_processes = broken
+    time.sleep(0.8)  # several process-list reads (every 0.2 s)
+    assert "gpu:sampler" in sink.warnings and "a bug in nbcost" in sink.warnings["gpu:sampler"]
+    assert sink.warn_calls > 1 and meter.sampler.running
+    meter.stop()
+    assert threading.active_count() >= 1
+
+
+def test_edge_reads_are_rate_limited_not_dropped():
+    gpu = h200().busy(1001.0, 1001.3)
+    meter, clock, nvml, _ = start_meter([gpu])
+    drive(meter, clock, 1000.95)
+    before = len(nvml.calls_to("nvmlDeviceGetTotalEnergyConsumption"))
+    for t in (1001.0, 1001.1, 1001.2):  # three edges inside 0.5 s
+        meter.window_started(Window(f"w{t}", "track", t))
+        drive(meter, clock, t + 0.1)
+    drive(meter, clock, 1001.6)
+    reads = len(nvml.calls_to("nvmlDeviceGetTotalEnergyConsumption")) - before
+    assert reads == 2  # one at the first edge, one deferred for the rest
