@@ -103,10 +103,10 @@ def test_estimate_report_counts_with_offline_tiktoken():
 
 
 def test_estimator_without_encoding_is_coarse_and_says_so_once(monkeypatch):
-    def offline(name):
-        raise ConnectionError("no network")
+    def offline():
+        raise ConnectionError("no network")  # what tiktoken's own encodings do offline
 
-    monkeypatch.setattr(tiktoken, "get_encoding", offline)
+    monkeypatch.setattr(tokens_module, "_offline_encoding", offline)
     said = {}
     estimator = tokens_module.Estimator(lambda key, msg: said.setdefault(key, []).append(msg))
     assert estimator.count("a" * 40) == 10 and estimator.count("b" * 8) == 2
