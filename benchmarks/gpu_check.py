@@ -229,6 +229,33 @@ def print_table(results: list[Result]) -> None:
             print(f"{'':<22}{note}")
 
 
+def end_to_end(check: Check, failures: list[str]) -> None:
+    """``nbcost.track()`` through the real Session and spend log, where nbcost imports fully."""
+    try:
+        import nbcost
+        from nbcost.ledger import read_log  # noqa: F401 - proves the full package loads
+    except ImportError as error:
+        print(f"end-to-end via nbcost.track(): skipped ({error})")
+        return
+    session = nbcost.session()
+    with nbcost.track("gpu_check 2 s busy") as tracked:
+        truth = check.busy(2.0)
+    gpu = tracked.gpu
+    if gpu is None:
+        failures.append("nbcost.track() recorded no GPU figures")
+        return
+    busy = gpu.quantities.get("busy_s")
+    print(f"end-to-end via nbcost.track(): cost ${tracked.cost_usd}, gpu {dict(gpu.quantities)}, "
+          f"truth busy {truth:.3f} s, flags {gpu.flags}")
+    if busy is None or abs(busy - truth) > max(0.03 * truth, 0.2):
+        failures.append(f"nbcost.track() busy {busy} vs truth {truth:.3f}")
+    session.close()
+    path = getattr(session, "ledger_path", None)
+    if path is not None and Path(path).exists():
+        events = [line for line in Path(path).read_text().splitlines() if '"gpu_checkpoint"' in line]
+        print(f"spend log {path}: {len(events)} gpu_checkpoint events")
+
+
 def main() -> int:
     try:
         import torch
@@ -327,6 +354,7 @@ def main() -> int:
           f"between edges: {100 * steady_share:.3f}%")
     if steady_share > 0.005:
         failures.append(f"sampler uses {100 * steady_share:.2f}% of a core while held (> 0.5%)")
+    end_to_end(check, failures)
     print(f"gpu_check finished in {time.time() - started:.1f} s")
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
