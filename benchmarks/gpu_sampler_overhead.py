@@ -29,7 +29,7 @@ def nvml_call_costs(backend, handle) -> None:
         "nvmlDeviceGetSamples via pynvml (last 1 s)": (
             lambda: pynvml.nvmlDeviceGetSamples(
                 handle, pynvml.NVML_GPU_UTILIZATION_SAMPLES, last_second()), 100),
-        "nvmlDeviceGetSamples, nbcost one call (last 1 s)": (
+        "nvmlDeviceGetSamples via nbcost's backend (last 1 s)": (
             lambda: backend.utilization_samples(handle, last_second()), 100),
         "nvmlGpmSampleAlloc+Get+Free": (gpm, 100),
         "nvmlDeviceGetTotalEnergyConsumption": (
