@@ -177,14 +177,15 @@ def measurement(
                 waste[kind] += _usd(seconds, quote, fraction)
     if cost is None:
         flags.append("unpriced")
+    period = max((s.sample_period_s for s, _ in held), default=None)
     detail = {
-        "uncertainty_s": sum(f.uncertainty_s for _, f in held),
-        "energy_uncertainty_j": sum(f.energy_uncertainty_j for _, f in held),
-        "sample_period_s": max((s.sample_period_s for s, _ in held), default=None),
+        "uncertainty_s": round(sum(f.uncertainty_s for _, f in held), 6),
+        "energy_uncertainty_j": round(sum(f.energy_uncertainty_j for _, f in held), 3),
+        "sample_period_s": None if period is None else round(period, 6),
         "devices": [f.name for _, f in held],
         "rates": rates,
         "waste_usd": {k: None if v is None else str(v) for k, v in waste.items()},
-        "waste_s": {k: v for k, v in (("idle_between", optional["idle_between_s"]),
+        "waste_s": {k: round(v, 6) for k, v in (("idle_between", optional["idle_between_s"]),
                                       ("stall", optional["stall_s"]),
                                       ("underfill", optional["underfill_s"])) if v is not None},
     }

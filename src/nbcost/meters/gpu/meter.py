@@ -75,6 +75,9 @@ class GpuMeter(Meter):
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self, sink: MeterSink) -> None:
+        if self.sampler is not None and not self._stopped:
+            self.stop()  # started again: begin afresh
+        self.sampler, self._stopped, self._was_held = None, False, False
         self._sink = sink
         self._session_start = self._clock()
         backend = load_backend(self._nvml)
@@ -200,12 +203,14 @@ class GpuMeter(Meter):
         if self._sink is None or self.sampler is None:
             return
         self._last_checkpoint = now
-        m = self.session_measurement(self._session_start, now)
+        # The Session's start moves on `%cost reset`; the meter's own start is the fallback.
+        since = getattr(self._sink, "started_at", None) or self._session_start
+        m = self.session_measurement(since, now)
         if m is None:
             return
         fields: dict[str, Any] = {k: round(v, 6) for k, v in m.quantities.items()}
         fields.update(
-            since=self._session_start,
+            since=since,
             until=now,
             held_now=not final,
             cost_usd=None if m.cost_usd is None else str(m.cost_usd),

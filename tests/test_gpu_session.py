@@ -1,0 +1,49 @@
+"""The GPU meter inside the real Session: records, session totals and the spend log."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from decimal import Decimal
+
+import pytest
+from fake_nvml import FakeGpu, FakeNvml
+
+from nbcost.config import Settings
+from nbcost.meters.gpu import GpuMeter
+from nbcost.session import Session
+
+
+def test_a_cell_gets_gpu_figures_and_the_session_idle_time_and_checkpoints(tmp_path):
+    gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=3 << 30)
+    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05, checkpoint_s=0.3,
+                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
+    try:
+        time.sleep(0.6)  # held before the cell: idle between cells
+        info = session.open_window("cell", cell_id="c1", execution_count=1)
+        now = time.time()
+        gpu.busy(now, now + 0.4)
+        time.sleep(0.8)
+        record = session.close_window(info.id)
+        time.sleep(0.4)
+        totals = session.totals()
+    finally:
+        session.close()
+    figures = record.meters["gpu"]
+    assert figures.quantities["held_s"] == pytest.approx(record.wall_s, abs=0.1)
+    assert figures.quantities["busy_s"] == pytest.approx(0.4, abs=0.25)
+    assert figures.quantities["mem_peak_bytes"] == 3 << 30
+    assert figures.cost_usd > 0 and not figures.unpriced
+    compact = record.compact()["gpu"]
+    assert {"held_s", "busy_s", "sm_s", "energy_j", "mem_peak_bytes", "cost_usd"} <= set(compact)
+    assert totals["gpu"].quantities["idle_between_s"] == pytest.approx(1.0, abs=0.4)
+    events = [json.loads(line) for line in session.ledger_path.read_text().splitlines()]
+    checkpoints = [e for e in events if e.get("event") == "gpu_checkpoint"]
+    assert len(checkpoints) >= 3
+    held = [event["held_s"] for event in checkpoints]
+    assert held == sorted(held) and held[-1] > 1.0
+    costs = [Decimal(event["cost_usd"]) for event in checkpoints]
+    assert costs == sorted(costs) and costs[-1] > 0
+    assert checkpoints[-1]["held_now"] is False  # the final one, when the session closed
