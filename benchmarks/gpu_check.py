@@ -252,7 +252,8 @@ def end_to_end(check: Check, failures: list[str]) -> None:
     session.close()
     path = getattr(session, "ledger_path", None)
     if path is not None and Path(path).exists():
-        events = [line for line in Path(path).read_text().splitlines() if '"gpu_checkpoint"' in line]
+        lines = Path(path).read_text().splitlines()
+        events = [line for line in lines if '"gpu_checkpoint"' in line]
         print(f"spend log {path}: {len(events)} gpu_checkpoint events")
 
 

@@ -196,3 +196,21 @@ def test_the_gpu_modules_import_without_ipython_pandas_or_sdks():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("processes", "exists_here", "cuda", "expected"),
+    [
+        ({PID: 5, 9: 1}, set(), True, ("own", 5, True)),
+        ({PID: 5}, set(), True, ("own", 5, False)),
+        ({}, set(), True, ("none", None, False)),
+        ({9: 1}, {9}, True, ("none", None, True)),  # a neighbour in our own namespace
+        ({9: 7}, set(), True, ("device_wide", 7, False)),  # a container: it must be us
+        ({9: 7}, set(), False, ("none", None, True)),  # ... unless we never loaded CUDA
+        ({9: 7, 10: 1}, set(), True, ("unattributed", None, True)),
+    ],
+)
+def test_whose_context_it_is(processes, exists_here, cuda, expected):
+    from nbcost.meters.gpu.attribution import classify
+
+    assert classify(processes, PID, 0.0, exists_here.__contains__, lambda now: cuda) == expected

@@ -101,7 +101,8 @@ def test_a_mig_enabled_gpu_shows_its_slices_not_itself():
 
 
 def test_mixed_models_without_pci_order_are_warned_about():
-    backend = machine(FakeGpu(UUID_A, name="NVIDIA H100 80GB HBM3"), FakeGpu(UUID_B, name="NVIDIA L4"))
+    backend = machine(FakeGpu(UUID_A, name="NVIDIA H100 80GB HBM3"),
+                      FakeGpu(UUID_B, name="NVIDIA L4"))
     _, notes = visible_devices(backend, {"CUDA_VISIBLE_DEVICES": "0,1"})
     assert any("CUDA_DEVICE_ORDER=PCI_BUS_ID" in n for n in notes)
     _, notes = visible_devices(backend, {"CUDA_VISIBLE_DEVICES": "0,1",

@@ -1,6 +1,8 @@
 """The GPU meter on a real NVIDIA GPU with PyTorch; skipped anywhere else.
 
-On a bare GPU machine: ``PYTHONPATH=src python3 -m pytest --noconftest -m gpu tests/test_gpu_real.py``.
+On a bare GPU machine::
+
+    PYTHONPATH=src python3 -m pytest --noconftest -m gpu tests/test_gpu_real.py
 """
 
 from __future__ import annotations

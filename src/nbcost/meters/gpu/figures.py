@@ -85,7 +85,8 @@ def device_figures(s: DeviceSeries, start: float, end: float) -> DeviceFigures:
     if s.has_energy:
         energy = s.energy.between(start, end)
         power = energy / wall_s if wall_s else 0.0
-        energy_uncertainty = power * (2 * ENERGY_PERIOD_S + _unread_tail(s.energy.last_time, start, end))
+        unread_s = _unread_tail(s.energy.last_time, start, end)
+        energy_uncertainty = power * (2 * ENERGY_PERIOD_S + unread_s)
     elif not d.mig:
         flags.append("no_energy")
     held = min(s.held.between(start, end), wall_s)

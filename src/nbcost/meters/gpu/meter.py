@@ -23,7 +23,9 @@ from .sampler import Sampler
 
 __all__ = ["GpuMeter"]
 
-NO_GPU_MESSAGE = "nbcost: no NVIDIA GPU visible ({reason}); GPU figures are off, everything else works."
+NO_GPU_MESSAGE = (
+    "nbcost: no NVIDIA GPU visible ({reason}); GPU figures are off, everything else works."
+)
 
 
 class GpuMeter(Meter):

@@ -19,6 +19,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from .attribution import CudaInProcess, classify, pid_exists_here
 from .backend import GpuError, GpuLost, GpuNoData, GpuNotSupported
 from .devices import GpuDevice
 from .series import DeviceSeries, HeldState
@@ -38,33 +39,6 @@ CADENCE_S: dict[str, tuple[float, float | None]] = {
 EDGE_MIN_INTERVAL_S = 0.5
 
 
-class _CudaInProcess:
-    """Whether this process has loaded libcuda (no context is possible without it).
-
-    Only consulted when NVML lists pids we cannot see (a container without the host pid
-    namespace), to avoid claiming another container's process as ours.
-    """
-
-    def __init__(self) -> None:
-        self._loaded = False
-        self._checked_at = -1e9
-
-    def __call__(self, now: float) -> bool:
-        if self._loaded or now - self._checked_at < 2.0:
-            return self._loaded
-        self._checked_at = now
-        try:
-            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-                self._loaded = any("libcuda.so" in line for line in maps)
-        except OSError:  # not Linux: trust the process list alone
-            self._loaded = True
-        return self._loaded
-
-
-def _pid_exists_here(pid: int) -> bool:
-    return os.path.exists(f"/proc/{pid}")
-
-
 class Sampler:
     """Reads NVML into one :class:`DeviceSeries` per device, in a daemon thread or by hand.
 
@@ -81,7 +55,7 @@ class Sampler:
         pid: int | None = None,
         tick_s: float = 0.2,
         on_tick: Callable[[float], None] | None = None,
-        pid_exists_here: Callable[[int], bool] = _pid_exists_here,
+        pid_exists_here: Callable[[int], bool] = pid_exists_here,
         cuda_in_process: Callable[[float], bool] | None = None,
     ) -> None:
         self.backend = backend
@@ -92,7 +66,7 @@ class Sampler:
         self.tick_s = tick_s
         self.on_tick = on_tick
         self.pid_exists_here = pid_exists_here
-        self.cuda_in_process = cuda_in_process or _CudaInProcess()
+        self.cuda_in_process = cuda_in_process or CudaInProcess()
         self.cpu_s = 0.0  # this thread's CPU time, for the overhead benchmark
         self.ticks = 0
         self._gpm_prev: dict[int, tuple[Any, float]] = {}
@@ -109,7 +83,8 @@ class Sampler:
     # --- the thread -------------------------------------------------------------------------
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="nbcost-gpu-sampler", daemon=True)
+            self._thread = threading.Thread(target=self._run, name="nbcost-gpu-sampler",
+                                            daemon=True)
             self._thread.start()
 
     def stop(self, timeout_s: float = 2.0) -> None:
@@ -229,31 +204,21 @@ class Sampler:
         except GpuError as error:
             self._failed(s, "the process list", error)
             return
-        pids = {pid: used for pid, used in processes}
-        if self.pid in pids:
-            s.add_process_poll(now, HeldState.OWN, pids[self.pid], others=len(pids) > 1)
-            return
-        if not pids or any(self.pid_exists_here(pid) for pid in pids):
-            # Nobody, or only processes of our own pid namespace: not held by us.
-            s.add_process_poll(now, HeldState.NONE, None, others=bool(pids))
-            return
-        # NVML lists host pids we cannot see: a container without the host pid namespace.
-        if not self.cuda_in_process(now):
-            s.add_process_poll(now, HeldState.NONE, None, others=True)
-        elif len(pids) == 1:
-            s.add_process_poll(now, HeldState.DEVICE_WIDE, next(iter(pids.values())), others=False)
+        state, memory, others = classify(dict(processes), self.pid, now, self.pid_exists_here,
+                                         self.cuda_in_process)
+        s.add_process_poll(now, state, memory, others)
+        if state == HeldState.DEVICE_WIDE:
             self.notify(
                 "gpu:pid_not_visible",
                 "nbcost: this kernel's process id is not in NVML's process list (a container "
                 "without the host pid namespace?); it is the only process on the GPU, so nbcost "
                 "counts the whole GPU's figures as this kernel's (flag 'device_wide').",
             )
-        else:
-            s.add_process_poll(now, HeldState.UNATTRIBUTED, None, others=True)
+        elif state == HeldState.UNATTRIBUTED:
             self.notify(
                 "gpu:unattributed",
                 f"nbcost: this kernel's process id is not in NVML's process list and "
-                f"{len(pids)} processes use GPU {s.device.key}, so its GPU time cannot be "
+                f"{len(processes)} processes use GPU {s.device.key}, so its GPU time cannot be "
                 "attributed to this kernel (flag 'unattributed'); run the container with "
                 "--pid=host to fix this.",
             )
