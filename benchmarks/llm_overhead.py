@@ -1,21 +1,22 @@
 """What the LLM meter adds to each call and each streamed chunk, against the same SDK unpatched
 and against OpenLLMetry's openai instrumentation (in-memory span exporter), in the same run.
 
-    python benchmarks/llm_overhead.py [--calls 300] [--chunks 400] [--rounds 9]
+    python benchmarks/llm_overhead.py [--rounds 15] [--chunks 400]
 
-Three views, same openai client code:
+Three views, same openai client code, all in CPU time of the process (on a shared 2-core machine
+wall time mostly measures the neighbours):
 
-* ``isolated`` (the headline): each instrumentation's own wrapper, taken from the patched
+* isolated (the headline): each instrumentation's own wrapper, taken from the patched
   ``Completions.create``, called around a stand-in request that returns prebuilt SDK objects
   (a real ``ChatCompletion``; a real ``openai.Stream`` over prebuilt chunks). The SDK's own
-  ~0.7 ms of request building and parsing is left out, so µs are measurable;
+  ~0.7 ms of request building and parsing is left out, so µs are measurable. Configurations
+  alternate round by round; each figure is a median over rounds.
+* end to end, in-process: an ``httpx2.MockTransport`` answering with the loopback server's bytes;
+* end to end, loopback: the real HTTP path to ``nbcost.testing``'s server on 127.0.0.1.
+  Each configuration runs in a fresh worker process, in paired blocks (unpatched, then
+  instrumented); the figure is the median of the differences. A call costs ~0.8-2 ms here, so
+  these figures carry tens of µs of noise on a busy machine.
 
-* ``loopback``: the real HTTP path to ``nbcost.testing``'s server on 127.0.0.1 (what the issue
-  asks for; a round trip is ~0.5-1 ms, so differences of a few µs sit near the noise);
-* ``in-process``: an ``httpx2.MockTransport`` answering with the very same bytes, which takes
-  the socket and the server thread out and makes µs differences measurable.
-
-Configurations alternate round by round and each figure is a median over rounds.
 Needs: ``pip install opentelemetry-instrumentation-openai opentelemetry-sdk`` (skipped if absent).
 Goals: ≤ 20 µs per call, ≤ 2 µs per chunk, ≥ 5× less than OpenLLMetry.
 """
@@ -132,14 +133,29 @@ def configs(tmp: Path) -> list[Config]:
 
 
 def timed(fn: Callable[[], None], n: int) -> float:
-    start = time.perf_counter()
+    """Seconds per run of ``fn``, in CPU time of this process (all its threads, the loopback
+    server's included): on a shared machine, wall time mostly measures the neighbours."""
+    start = time.process_time()
     for _ in range(n):
         fn()
-    return (time.perf_counter() - start) / n
+    return (time.process_time() - start) / n
 
 
-def measure(client: openai.OpenAI, configs: list[Config], calls: int, streams: int,
-            rounds: int) -> dict[str, tuple[float, float]]:
+def end_to_end(transport: str, config_name: str, calls: int, streams: int, chunks: int,
+               blocks: int) -> dict:
+    """One worker process per configuration (an instrumentation may leave work behind after it
+    is removed). Paired blocks: the SDK unpatched, then instrumented, again and again; the
+    figure is the median of the blocks' differences, which slow drift in load cancels out of."""
+    import tempfile
+
+    config = {c.name: c for c in configs(Path(tempfile.mkdtemp(prefix="nbcost-bench-")))}[config_name]
+    server = None
+    if transport == "loopback":
+        server = nbcost.testing.llm_server(chunks=chunks, split_bytes=None).start()
+        client = openai.OpenAI(base_url=server.base_url("openai"), api_key="sk-bench", max_retries=0)
+    else:
+        client = in_process_client(nbcost.testing.Scenario(chunks=chunks, split_bytes=None))
+
     def call() -> None:
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
 
@@ -148,20 +164,57 @@ def measure(client: openai.OpenAI, configs: list[Config], calls: int, streams: i
                                                      stream_options={"include_usage": True}):
             pass
 
-    results: dict[str, tuple[list[float], list[float]]] = {c.name: ([], []) for c in configs}
-    for warm in configs:  # warm every path once
-        warm.on()
-        call(), stream()
-        warm.off()
-    for r in range(rounds):
-        for config in configs[r % len(configs):] + configs[:r % len(configs)]:
+    config.on()
+    time.sleep(1)  # the meter's background tokenizer load is not part of a call
+    for _ in range(20):
+        call()
+    stream()
+    config.off()
+    base_calls, base_streams, call_diffs, stream_diffs = [], [], [], []
+    try:
+        for _ in range(blocks):
+            base_call, base_stream = timed(call, calls), timed(stream, streams)
             config.on()
             try:
-                results[config.name][0].append(timed(call, calls))
-                results[config.name][1].append(timed(stream, streams))
+                with_call, with_stream = timed(call, calls), timed(stream, streams)
             finally:
                 config.off()
-    return {name: (statistics.median(a), statistics.median(b)) for name, (a, b) in results.items()}
+            base_calls.append(base_call)
+            base_streams.append(base_stream)
+            call_diffs.append(with_call - base_call)
+            stream_diffs.append(with_stream - base_stream)
+    finally:
+        if server is not None:
+            server.close()
+    return {"call_s": statistics.median(base_calls), "stream_s": statistics.median(base_streams),
+            "call_added_s": statistics.median(call_diffs),
+            "stream_added_s": statistics.median(stream_diffs)}
+
+
+def measure(transport: str, names: list[str], calls: int, streams: int, chunks: int,
+            blocks: int) -> dict[str, dict]:
+    import subprocess
+
+    results = {}
+    for name in names:
+        if name == "unpatched":
+            continue
+        out = subprocess.run([sys.executable, __file__, "--worker", name, "--transport", transport,
+                              "--calls", str(calls), "--streams", str(streams), "--chunks",
+                              str(chunks), "--rounds", str(blocks)],
+                             capture_output=True, text=True, check=True)
+        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    return results
+
+
+def report_end_to_end(title: str, results: dict[str, dict], chunks: int) -> None:
+    first = next(iter(results.values()))
+    print(f"\n{title}: unpatched call {first['call_s'] * 1e6:.0f} µs, stream of {chunks} chunks "
+          f"{first['stream_s'] * 1e6:.0f} µs (CPU time)")
+    print(f"{'':20} {'µs added/call':>14} {'µs added/chunk':>15}")
+    for name, r in results.items():
+        per_chunk = (r["stream_added_s"] - r["call_added_s"]) / chunks * 1e6
+        print(f"{name:20} {r['call_added_s'] * 1e6:14.1f} {per_chunk:15.2f}")
 
 
 def report(title: str, figures: dict[str, tuple[float, float]], chunks: int) -> None:
@@ -262,28 +315,32 @@ def isolated(client: openai.OpenAI, configs: list[Config], chunks: int, reps: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=300, help="calls per round and configuration")
-    parser.add_argument("--streams", type=int, default=20, help="streams per round and configuration")
+    parser.add_argument("--calls", type=int, default=40, help="calls per end-to-end block")
+    parser.add_argument("--streams", type=int, default=3, help="streams per end-to-end block")
     parser.add_argument("--chunks", type=int, default=400, help="content chunks per stream")
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--reps", type=int, default=2000, help="isolated calls per round")
+    parser.add_argument("--rounds", type=int, default=15, help="paired blocks / isolated rounds")
+    parser.add_argument("--reps", type=int, default=3000, help="isolated calls per round")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--transport", default="in-process", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(end_to_end(args.transport, args.worker, args.calls, args.streams,
+                                    args.chunks, args.rounds)))
+        return
     import tempfile
 
-    tmp = Path(tempfile.mkdtemp(prefix="nbcost-bench-"))
-    cfgs = configs(tmp)
-    scenario = nbcost.testing.Scenario(chunks=args.chunks, split_bytes=None)
+    cfgs = configs(Path(tempfile.mkdtemp(prefix="nbcost-bench-")))
     pricing_cost()
-    probe = in_process_client(scenario)
+    probe = in_process_client(nbcost.testing.Scenario(chunks=args.chunks, split_bytes=None))
     figures = isolated(probe, cfgs, args.chunks, args.reps, args.rounds)
     report("isolated (wrapper around prebuilt SDK objects; the headline figures)", figures,
            args.chunks + 3)
-    figures = measure(in_process_client(scenario), cfgs, args.calls, args.streams, args.rounds)
-    report("in-process transport", figures, args.chunks + 3)
-    with nbcost.testing.llm_server(chunks=args.chunks, split_bytes=None) as srv:
-        client = openai.OpenAI(base_url=srv.base_url("openai"), api_key="sk-bench", max_retries=0)
-        figures = measure(client, cfgs, args.calls // 3, max(3, args.streams // 3), args.rounds)
-    report("loopback HTTP server", figures, args.chunks + 3)
+    names = [c.name for c in cfgs]
+    for transport, scale in (("in-process", 1), ("loopback", 2)):
+        results = measure(transport, names, args.calls // scale, max(2, args.streams // scale),
+                          args.chunks, args.rounds)
+        report_end_to_end(f"end to end, {transport} transport (paired blocks, median)", results,
+                          args.chunks + 3)
 
 
 if __name__ == "__main__":

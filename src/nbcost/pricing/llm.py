@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
-__all__ = ["Price", "PriceBook", "describe_price", "override_cost"]
+__all__ = ["Price", "PriceBook", "describe_price", "override_cost", "shared_price_book"]
 
 log = logging.getLogger("nbcost.llm")
 _MTOK = Decimal(1_000_000)
@@ -158,6 +158,18 @@ class PriceBook:
         return coefficients
 
 
+_SHARED: PriceBook | None = None
+
+
+def shared_price_book() -> PriceBook:
+    """The process's PriceBook: its caches hold only what the bundled (immutable) genai-prices
+    data says, so every session and meter restart can share them."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = PriceBook()
+    return _SHARED
+
+
 def _version() -> str:
     from importlib.metadata import version
 
@@ -177,7 +189,7 @@ def describe_price(model: str, settings: Any) -> str:
         units = ", ".join(f"{unit} ${value}" for unit, value in sorted(overrides[name].items()))
         lines.append(f"{name}: {units} per million tokens (your override, settings.llm_prices)")
         return "\n".join(lines)
-    found = PriceBook().lookup(name, None, None)
+    found = shared_price_book().lookup(name, None, None)
     if found is None:
         lines.append(f"{name}: no price known (genai-prices {_version()} has no such model); "
                      "its calls are recorded as unpriced. Set one with "

@@ -34,11 +34,11 @@ class Recorder:
     """Wrapper state: the sink, prices, the tokenizer, and whether recording is on."""
 
     def __init__(self, sink: Any) -> None:
-        from ...pricing.llm import PriceBook
+        from ...pricing.llm import shared_price_book
 
         self.sink = sink
         self.active = True
-        self.prices = PriceBook()
+        self.prices = shared_price_book()
         self.estimator = Estimator(sink.warn_once)
 
     # --- call lifecycle -------------------------------------------------------------------

@@ -11,7 +11,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any, Iterable
 
-from ...pricing.llm import PriceBook
+from ...pricing.llm import shared_price_book
 from ..base import Usage
 from .tokens import Estimator
 
@@ -44,7 +44,7 @@ def compare_report(usages: list[Usage], models: list[str] | None, settings: Any)
     if not calls:
         text = "No LLM calls recorded yet in this session: nothing to compare."
         return text, f"<p>{html_lib.escape(text)}</p>"
-    book = PriceBook()
+    book = shared_price_book()
     actual = sum((u.cost_usd for u in calls if u.cost_usd is not None), Decimal(0))
     unpriced_actual = sum(1 for u in calls if u.cost_usd is None)
     targets = list(models) if models else list(dict.fromkeys([*DEFAULT_COMPARE_MODELS,
@@ -107,7 +107,7 @@ def estimate_report(text: str, model: str, settings: Any) -> str:
     """Pre-flight: about how many tokens ``text`` is and what sending it to ``model`` costs."""
     estimator = Estimator()
     tokens = estimator.count(text)
-    book = PriceBook()
+    book = shared_price_book()
     price_in = book.price({"input_tokens": tokens, "output_tokens": 0}, [model], None, None, settings)
     per_1k_out = book.price({"input_tokens": 0, "output_tokens": 1000}, [model], None, None, settings)
     line = f"≈ {tokens:,} input tokens ({estimator.method}, an estimate)"
