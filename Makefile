@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.nbcost-installed
 
-.PHONY: demo test test-py test-js test-browser bench install clean
+.PHONY: demo test test-py test-js test-browser labext bench install clean
 
 # The environment: a venv with nbcost (editable) and everything the tests need.
 $(STAMP): pyproject.toml
@@ -25,10 +25,36 @@ test: install test-py test-js test-browser
 test-py: install
 	$(BIN)/python -m pytest -q -m "not browser" tests
 
-# The lab extension's unit tests (jest) and the real-browser test come with the extension.
-test-js: install
+# The lab extension (labextension/): node packages from the committed yarn.lock through jlpm
+# (which the venv's jupyterlab provides), built into src/nbcost/labextension and linked into the
+# venv's Jupyter so `jupyter lab` loads it. `pip install .` builds and ships it on its own.
+# (The package scripts call jlpm and jupyter-builder by name: the venv's bin goes first on PATH.)
+JLPM := PATH="$(abspath $(BIN)):$$PATH" jlpm
+NODE_MODULES := labextension/node_modules/.yarn-state.yml
 
-test-browser: install
+$(NODE_MODULES): labextension/package.json labextension/yarn.lock | install
+	cd labextension && $(JLPM) install
+	touch $(NODE_MODULES)
+
+# (The link is what `jupyter labextension develop` makes, without needing jupyter-builder.)
+LABEXT_LINK := $(VENV)/share/jupyter/labextensions/nbcost
+
+labext: install $(NODE_MODULES)
+	cd labextension && $(JLPM) build
+	rm -rf $(LABEXT_LINK) && mkdir -p $(dir $(LABEXT_LINK))
+	ln -s $(abspath src/nbcost/labextension) $(LABEXT_LINK)
+
+# jest tests of the extension's model and formatting code.
+test-js: install $(NODE_MODULES)
+	cd labextension && $(JLPM) test
+
+# Real JupyterLab in headless Chromium (Debian's: `apt-get install -y chromium`; .ci/run does).
+# The screenshot lands in test-artifacts/; `cp test-artifacts/jupyterlab-live.png
+# docs/screenshot.png` refreshes the README's.
+test-browser: labext
+	@test -x "$${CHROMIUM:-/usr/bin/chromium}" || { \
+		echo "test-browser needs Chromium: apt-get install -y chromium (or set CHROMIUM)"; exit 1; }
+	$(BIN)/python -m pytest -q -m browser tests/browser
 
 bench: install
 	$(BIN)/python benchmarks/cell_overhead.py

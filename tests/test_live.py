@@ -191,12 +191,16 @@ def test_plain_cells_get_ticks_and_finals_too(kernel):
     assert not widget_states(messages)[1], "only %%cost cells get a widget"
 
 
-def test_a_front_end_that_never_answers_gets_nothing_more(kernel):
+def test_ticks_flow_while_the_front_ends_answer_waits_behind_the_cells(kernel):
+    # "Run all": the answer to the hello queues behind the cells it wants to watch.
     comm_id = load(kernel, answer=False)
-    messages, _ = run(kernel, BUSY_2S, cell_id="quiet")
-    assert comm_data(messages, comm_id) == []
+    messages, reply = run(kernel, BUSY_2S, cell_id="run-all")
+    ticks = [m for m in messages if m["msg_type"] == "comm_msg"
+             and m["content"]["comm_id"] == comm_id and m["content"]["data"]["type"] == "tick"]
+    assert ticks and all(m["_received"] < reply["_received"] for m in ticks)
+    (final,) = comm_data(messages, comm_id, "final")
+    assert final["record"]["cell_id"] == "run-all"
     assert not [m for m in messages if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"]
-    assert widget_states(messages)[0] is not None, "the widget still shows the cost"
 
 
 def test_a_front_end_that_closes_the_comm_gets_nothing_more(kernel):

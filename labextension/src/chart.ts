@@ -34,8 +34,8 @@ export function renderChart(points: ISpendPoint[], width = 240, height = 60): SV
   const svg = document.createElementNS(SVG_NS, 'svg');
   svg.setAttribute('class', 'nbcost-chart');
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
-  svg.setAttribute('width', String(width));
-  svg.setAttribute('height', String(height));
+  // Stretch to the panel's width; the line keeps its thickness (CSS vector-effect).
+  svg.setAttribute('preserveAspectRatio', 'none');
   svg.setAttribute('role', 'img');
   const title = document.createElementNS(SVG_NS, 'title');
   title.textContent = 'Session spend over time';

@@ -56,7 +56,7 @@ def write_notebook(path, cells):
 
 def open_notebook(page, lab, name):
     page.goto(f"{lab.url}/lab/tree/{name}?reset")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell .cm-content", timeout=90_000)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=90_000)
     page.wait_for_function(
         """() => {
             const panel = window.jupyterapp.shell.currentWidget;
@@ -181,12 +181,42 @@ def test_hostile_metadata_shows_as_text_and_runs_nothing(page, lab):
     page.screenshot(path=ARTIFACTS / "jupyterlab-hostile-metadata.png")
 
 
-def test_screenshot_for_the_readme_is_current():
-    """``docs/screenshot.png`` is a copy of the browser test's screenshot (refresh: see Makefile)."""
-    shot = ARTIFACTS / "jupyterlab-live.png"
-    if not shot.exists():
-        pytest.skip("the live test did not leave a screenshot")
-    docs = REPO / "docs" / "screenshot.png"
-    if not docs.exists():
-        shutil.copy(shot, docs)
-    assert docs.stat().st_size > 10_000
+def test_live_demo_example_runs_with_the_live_widget(page, lab):
+    """examples/live_demo.ipynb in the browser; its screenshot is the README's."""
+    shutil.copy(REPO / "examples" / "live_demo.ipynb", lab.root / "live_demo.ipynb")
+    open_notebook(page, lab, "live_demo.ipynb")
+    page.evaluate("() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    work = cell(page, 4)
+    # While the %%cost cell works, its live widget shows the calls made so far.
+    live = work.locator(".nbcost-live[data-state=running]")
+    live.wait_for(timeout=90_000)
+    assert "train + summarise" in live.text_content()
+    # The badge ticks too, although the extension's answer to the kernel's hello waits in the
+    # kernel's queue behind the cells of this "run all".
+    work.locator(".nbcost-badge[data-state=running]").wait_for(timeout=30_000)
+    badge = work.locator(".nbcost-badge[data-state=done]")
+    badge.wait_for(timeout=90_000)
+    assert "12 calls" in badge.text_content()
+    # The widget became the static summary; the session table follows in the last cell.
+    summary = work.locator(".nbcost-summary")
+    summary.wait_for()
+    assert "gpt-4o" in summary.text_content() and "claude-sonnet-4-5" in summary.text_content()
+    cell(page, 5).locator(".nbcost-table").wait_for(timeout=30_000)
+    page.locator(".nbcost-status").click()
+    page.locator("#nbcost-panel tr.nbcost-row", has_text="train + summarise").wait_for()
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.content.scrollToItem(4)")
+    page.wait_for_timeout(500)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "live-demo.png")
+
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    deadline = time.monotonic() + 30
+    while "nbcost" not in nbformat.read(lab.root / "live_demo.ipynb", as_version=4).cells[4].metadata:
+        assert time.monotonic() < deadline, "the saved demo has no metadata.nbcost"
+        time.sleep(0.3)
+    record = nbformat.read(lab.root / "live_demo.ipynb", as_version=4).cells[4].metadata["nbcost"]
+    assert record["llm"]["calls"] == 12
+    assert set(record["llm"]["by_model"]) == {"gpt-4o", "claude-sonnet-4-5"}
+    assert Decimal(record["cost_usd"]) == sum(
+        Decimal(m["cost_usd"]) for m in record["llm"]["by_model"].values())
+    assert not page.page_errors

@@ -9,11 +9,14 @@ kernel → front end
     ``final``   a finished cell: ``window_id``, ``record`` (``WindowRecord.compact()``), ``session``;
     ``session`` session totals and the finished cells' records (after hello, reattach or reset).
 front end → kernel
-    ``hello``    the front end's answer: only then does the kernel send it anything more;
-    ``reattach`` (comm open, after a page reload) the same, for a comm the front end opens.
+    ``hello``    the front end's answer (its capabilities); the kernel replies with ``session``;
+    ``reattach`` (comm open, after a page reload) a comm the front end opens: ``hello`` and
+                 ``session`` come back on it, then ticks and finals.
 
-A front end without the extension closes the comm (JupyterLab does) or never answers (nbclient,
-VS Code): the kernel then sends nothing more and costs are shown by the widget and the summary.
+Every open comm gets ticks and finals, answered or not: a front end's answer can sit in the
+kernel's queue behind the cells of a "run all" that it wants to watch. A JupyterLab without the
+extension closes the comm at once, and the kernel sends it nothing more; nbclient and VS Code
+ignore the messages. Either way the ``%%cost`` widget and summary show the cost.
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ class CommChannel:
         self.ticker = ticker
         self._lock = threading.Lock()  # guards the comms and orders ticks before finals
         self._comms: dict[str, Any] = {}
-        self._answered: set[str] = set()
         self._finished: deque[str] = deque(maxlen=64)
         self._remove_listener = lambda: None
         self._registered = False
@@ -71,7 +73,6 @@ class CommChannel:
         with self._lock:
             channels = list(self._comms.values())
             self._comms.clear()
-            self._answered.clear()
         for channel in channels:
             try:
                 channel.close()
@@ -80,9 +81,9 @@ class CommChannel:
 
     @property
     def listening(self) -> bool:
-        """Whether any front end has answered (and so wants ticks)."""
+        """Whether any comm is open (a front end may be watching)."""
         with self._lock:
-            return bool(self._answered)
+            return bool(self._comms)
 
     # -- comms --------------------------------------------------------------------------------
 
@@ -95,7 +96,6 @@ class CommChannel:
     def _forget(self, channel: Any) -> None:
         with self._lock:
             self._comms.pop(channel.comm_id, None)
-            self._answered.discard(channel.comm_id)
 
     def _on_frontend_open(self, channel: Any, msg: dict) -> None:
         """A front end opened a comm (after a page reload): greet it and send the state."""
@@ -114,11 +114,13 @@ class CommChannel:
         with self._lock:
             if channel.comm_id not in self._comms:
                 return
-            self._answered.add(channel.comm_id)
             if greet:
                 channel.send(self._hello())
             channel.send(state)
-        # Cells already running (a reload mid-cell) tick to the new comm too.
+        self._watch_running_cells()
+
+    def _watch_running_cells(self) -> None:
+        """Cells already running (the ``%load_ext`` of a "run all", a reload) tick too."""
         for window in self.session.open_windows():
             if is_top_cell(window.kind, window.parent_id):
                 self.ticker.watch(window.id, self._tick)
@@ -129,10 +131,8 @@ class CommChannel:
                 return  # a tick computed before the final must not arrive after it
             if final and window_id is not None:
                 self._finished.append(window_id)
-            for comm_id in list(self._answered):
-                channel = self._comms.get(comm_id)
-                if channel is not None:
-                    channel.send(data)
+            for channel in list(self._comms.values()):
+                channel.send(data)
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -156,7 +156,8 @@ class CommChannel:
         """Session listener: watch running cells, send finals; runs on the thread that logged."""
         kind = event.get("event")
         if kind == "cell_start" and is_top_cell(event.get("kind"), event.get("parent_id")):
-            self.ticker.watch(event["window_id"], self._tick)
+            if self.listening:
+                self.ticker.watch(event["window_id"], self._tick)
         elif kind == "cell_end" and is_top_cell(event.get("kind"), event.get("parent_id")):
             window_id = event["window_id"]
             self.ticker.unwatch(window_id, self._tick)
