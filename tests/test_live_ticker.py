@@ -1,0 +1,103 @@
+"""The ticker and the live payloads against a real Session (no kernel needed)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+from testmeters import PennyMeter, TokenMeter
+
+from nbcost.display.payload import cell_history, session_totals
+from nbcost.display.ticker import Ticker
+from nbcost.session import Session
+
+
+@pytest.fixture
+def session():
+    tokens = TokenMeter()
+    s = Session(meters=[PennyMeter(), tokens])
+    s.tokens = tokens
+    yield s
+    s.close()
+
+
+def test_ticker_feeds_a_watched_window_at_most_four_times_a_second(session, wait_until):
+    ticker = Ticker(session)
+    seen: list[tuple[float, dict]] = []
+    window = session.open_window("cell", cell_id="c1", execution_count=1)
+    started = time.monotonic()
+    ticker.watch(window.id, lambda wid, live: seen.append((time.monotonic(), live)))
+    assert wait_until(lambda: len(seen) >= 4, timeout=10)
+    ticker.unwatch(window.id)
+    count = len(seen)
+    elapsed = time.monotonic() - started
+    time.sleep(0.6)
+    ticker.stop()
+    assert len(seen) == count, "no updates after unwatch"
+    assert count <= 4 * elapsed + 1
+    assert seen[0][0] - started >= 0.2, "a window that ends within the first interval costs nothing"
+    walls = [live["wall_s"] for _, live in seen]
+    assert walls == sorted(walls)
+    assert all(live["cell_id"] == "c1" and live["status"] == "running" for _, live in seen)
+    session.close_window(window.id)
+
+
+def test_one_computation_serves_every_subscriber_of_a_window(session, wait_until):
+    ticker = Ticker(session)
+    window = session.open_window("cell")
+    first, second = [], []
+    ticker.watch(window.id, lambda wid, live: first.append(live))
+    ticker.watch(window.id, lambda wid, live: second.append(live))
+    assert wait_until(lambda: len(second) >= 2, timeout=10)
+    ticker.stop()
+    assert [id(x) for x in first[:2]] == [id(x) for x in second[:2]]
+    session.close_window(window.id)
+
+
+def test_ticker_thread_starts_on_demand_sleeps_when_idle_and_stops(session):
+    ticker = Ticker(session)
+    before = set(threading.enumerate())
+    assert not [t for t in threading.enumerate() if t.name == "nbcost-ticker"]
+    window = session.open_window("cell")
+    ticker.watch(window.id, lambda wid, live: None)
+    (thread,) = [t for t in set(threading.enumerate()) - before if t.name == "nbcost-ticker"]
+    assert thread.daemon
+    ticker.stop()
+    ticker.stop()  # idempotent
+    assert not thread.is_alive()
+    session.close_window(window.id)
+
+
+def test_a_closed_window_and_a_failing_view_stop_quietly(session, wait_until, capsys):
+    ticker = Ticker(session)
+    window = session.open_window("cell")
+    good: list[dict] = []
+
+    def broken(wid, live):
+        raise RuntimeError("view gone")
+
+    ticker.watch(window.id, broken)
+    ticker.watch(window.id, lambda wid, live: good.append(live))
+    assert wait_until(lambda: len(good) >= 2, timeout=10)
+    err = capsys.readouterr().err
+    assert err.count("the live display stopped updating") == 1
+    session.close_window(window.id)
+    assert wait_until(lambda: window.id not in ticker.watching, timeout=5)
+    ticker.stop()
+
+
+def test_session_totals_and_history_are_json_with_decimal_strings(session):
+    with session.window("cell") as info:
+        session.tokens.call("gpt-4o", 1000)
+    session.settings.budget_usd = Decimal("2.5")
+    totals = session_totals(session)
+    assert totals["session_id"] == session.id and totals["cells"] == 1
+    assert totals["budget_usd"] == "2.5" and totals["budget_hard"] is False
+    assert Decimal(totals["cost_usd"]) >= Decimal("0.002")
+    assert totals["tokens"]["cost_usd"] == "0.002"
+    (record,) = cell_history(session)
+    assert record["cell_id"] is None and record["execution_count"] is None
+    assert record == session.records[-1].compact()
+    assert info.id == session.records[-1].info.id
