@@ -54,6 +54,42 @@ def loop_rate(seconds: float) -> float:
     return count / seconds
 
 
+def interleaved(start_load, rounds: int = 4, seconds: float = 1.0) -> list[float]:
+    """Loop rate with the load on / the mean of the rates just before and after it."""
+    ratios = []
+    for _ in range(rounds):
+        before = loop_rate(seconds)
+        stop = start_load()
+        time.sleep(0.2)
+        during = loop_rate(seconds)
+        stop()
+        after = loop_rate(seconds)
+        ratios.append(during / ((before + after) / 2))
+    return ratios
+
+
+def idle_thread():
+    """Control: a thread that wakes every 0.2 s and does nothing."""
+    import threading
+
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: [None for _ in iter(lambda: done.wait(0.2), True)])
+    thread.start()
+    return lambda: (done.set(), thread.join())
+
+
+def sampler(GpuMeter, energy: bool = True):
+    def start():
+        meter = GpuMeter()
+        meter.start(CheckSink())
+        if not energy:
+            for series in meter.sampler.series:
+                series.has_energy = False
+        return meter.stop
+
+    return start
+
+
 def main() -> int:
     GpuMeter = import_gpu_meter()
     try:
@@ -63,7 +99,6 @@ def main() -> int:
     except Exception as error:  # noqa: BLE001
         print(f"(no torch context: {error})")
         held = None
-    off_before = loop_rate(3.0)
     meter = GpuMeter()
     meter.start(CheckSink())
     if meter.sampler is None:
@@ -71,7 +106,7 @@ def main() -> int:
         return 2
     time.sleep(0.5)
     cpu0, t0 = meter.sampler.cpu_s, time.time()
-    on = loop_rate(3.0)
+    time.sleep(3.0)
     cpu1, t1 = meter.sampler.cpu_s, time.time()
     # Cells of 0.5 s back to back: two edge reads a second on top of the timed reads.
     for _ in range(6):
@@ -82,10 +117,14 @@ def main() -> int:
           f"with a cell edge every 0.5 s: {100 * (cpu2 - cpu1) / (t2 - t1):.3f}%")
     nvml_call_costs(meter.sampler.backend, meter.sampler.series[0].device.handle)
     meter.stop()
-    off_after = loop_rate(3.0)
-    off = (off_before + off_after) / 2
-    print(f"CPU-bound loop: off {off / 1e6:.2f} M/s, sampler on {on / 1e6:.2f} M/s, "
-          f"ratio on/off {on / off:.4f}")
+    print("CPU-bound Python loop on the main thread, rate with the load / without it "
+          "(1 s each, interleaved, 4 rounds):")
+    for name, load in (("idle control thread", idle_thread),
+                       ("nbcost sampler", sampler(GpuMeter)),
+                       ("nbcost sampler, no energy reads", sampler(GpuMeter, energy=False))):
+        ratios = sorted(interleaved(load))
+        print(f"  {name:<34} median {ratios[len(ratios) // 2]:.3f}  all "
+              + " ".join(f"{r:.3f}" for r in ratios))
     del held
     return 0
 
