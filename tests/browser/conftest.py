@@ -119,7 +119,7 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 850})
     page = context.new_page()
     errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("pageerror", lambda exc: errors.append(exc.stack or str(exc)))
     page.page_errors = errors
     yield page
     context.close()
