@@ -286,7 +286,7 @@ def main() -> int:
         check.meter.sampler.request_edge()  # as a window edge at t1 would
         check.check_busy(r)
         check.check_held(r)
-        time.sleep(0.3)
+        time.sleep(0.6)  # edge reads are at most one per 0.5 s
         span = check.meter.measure(t0, t1)
         ours = q(span, "energy_j")
         bound = max(span.detail.get("energy_uncertainty_j", 0.0), 0.02 * (e1 - e0))
@@ -313,7 +313,7 @@ def main() -> int:
         block = torch.empty(4 * GIB, dtype=torch.uint8, device=check.device)
         block.fill_(1)
         torch.cuda.synchronize()
-        time.sleep(1.0)
+        time.sleep(2.0)  # the process list is read once a second
         del block
         torch.cuda.empty_cache()
 
@@ -354,7 +354,7 @@ def main() -> int:
     checkpoints = [t for t, event, _ in check.sink.events if event == "gpu_checkpoint"]
     gaps = [b - a for a, b in zip(checkpoints, checkpoints[1:])]
     print(f"gpu_checkpoint events: {len(checkpoints)}, largest gap {max(gaps, default=0):.2f} s")
-    if not gaps or max(gaps) > 5.5:
+    if not gaps or max(gaps) > 5.2:
         failures.append("gpu_checkpoint gaps over 5 s while held")
     wall = end - check.session_start
     share = sampler.cpu_s / wall

@@ -136,8 +136,10 @@ def test_energy_from_counter_differences_interpolated_at_edges():
 
 def test_sm_weighted_seconds_and_underfill():
     gpu = h200().busy(1001.0, 1005.0, sm=1)  # a kernel on ~1% of the SMs
-    meter, clock, _, _ = start_meter([gpu])
+    meter, clock, nvml, _ = start_meter([gpu])
     drive(meter, clock, 1008.0)
+    assert len(nvml.calls_to("nvmlGpmSampleGet")) >= 8
+    assert len(nvml.calls_to("nvmlGpmSampleAlloc")) == 2 == nvml.gpm_live  # two, reused
     q = meter.measure(1000.0, 1008.0).quantities
     assert q["busy_s"] == pytest.approx(4.0)
     assert q["sm_s"] == pytest.approx(0.04, abs=0.01)
@@ -252,6 +254,20 @@ def test_an_open_cell_counts_as_a_cell_for_the_session():
     drive(meter, clock, 1006.0)
     s = meter.session_measurement(1000.0, 1006.0)
     assert s.quantities["idle_between_s"] == pytest.approx(2.0)
+
+
+def test_a_just_closed_window_extends_held_and_energy_to_its_end():
+    gpu = h200().busy(1001.0, 1010.0, power_w=600)
+    meter, clock, _, _ = start_meter([gpu])
+    drive(meter, clock, 1004.0)
+    meter.window_started(Window("c", "cell", 1004.0))
+    drive(meter, clock, 1004.6)  # no process or energy read since the edge
+    m = meter.measure(1004.0, 1004.6)
+    assert m.quantities["held_s"] == pytest.approx(0.6)
+    truth = gpu.energy_j(1004.6) - gpu.energy_j(1004.0)
+    assert 0 < m.quantities["energy_j"]
+    assert abs(m.quantities["energy_j"] - truth) <= m.detail["energy_uncertainty_j"]
+    assert m.quantities["busy_s"] == pytest.approx(0.6, abs=m.detail["uncertainty_s"])
 
 
 def test_measure_reads_memory_only():

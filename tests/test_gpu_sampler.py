@@ -11,6 +11,7 @@ from fake_nvml import FakeGpu, FakeNvml, RecordingSink, Window, drive
 from test_gpu_meter import PID, h200, start_meter
 
 from nbcost.meters.gpu import GpuMeter
+from nbcost.meters.gpu.sampler import CADENCE_S
 
 # What start() may ask NVML on the main thread: loading it and mapping devices, once.
 STARTUP_CALLS = {"nvmlInit", "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex",
@@ -74,13 +75,14 @@ def test_checkpoints_at_least_every_five_seconds_while_held():
     times = [p["until"] for p in points]
     held_times = [p["until"] for p in points if p["held_now"]]
     assert held_times[0] == pytest.approx(1000.0, abs=0.2)
-    assert all(b - a <= 5.0 + 0.2 for a, b in zip(held_times, held_times[1:]))
-    assert held_times[-1] >= 1017.0 - 5.2
+    assert all(b - a <= 5.0 + 1e-6 for a, b in zip(held_times, held_times[1:]))
+    assert held_times[-1] >= 1017.0 - 5.0
     released = [p for p in points if not p["held_now"]]
-    assert len(released) == 1 and released[0]["until"] == pytest.approx(1017.0, abs=0.2)
+    # The process list is read every second: the release is seen within one.
+    assert len(released) == 1 and 1017.0 <= released[0]["until"] <= 1018.0
     assert times == sorted(times) and len(points) == len(held_times) + 1
     last = points[-1]
-    assert last["held_s"] == pytest.approx(17.0, abs=0.2)
+    assert last["held_s"] == pytest.approx(17.0, abs=0.6)  # ± half a poll at the release
     assert last["busy_s"] == pytest.approx(2.0)
     assert last["idle_between_s"] == pytest.approx(last["held_s"])
     costs = [Decimal(p["cost_usd"]) for p in points]
@@ -104,7 +106,8 @@ def test_stop_ends_the_thread_frees_gpm_samples_and_is_idempotent():
     assert sink.checkpoints()[-1]["held_now"] is False  # the final checkpoint
 
 
-def test_a_bug_in_the_sampler_is_said_once_and_the_thread_survives():
+def test_a_bug_in_the_sampler_is_said_once_and_the_thread_survives(monkeypatch):
+    monkeypatch.setitem(CADENCE_S, "processes", (0.1, 0.1))
     now = time.time()
     meter, nvml, sink = threaded_meter(FakeGpu("GPU-aaaa").process(PID, now - 5))
     meter.start(sink)
@@ -113,7 +116,7 @@ def test_a_bug_in_the_sampler_is_said_once_and_the_thread_survives():
         raise RuntimeError("a bug in nbcost")
 
     meter.sampler.backend.compute_processes = broken
-    time.sleep(0.8)  # several process-list reads (every 0.2 s)
+    time.sleep(0.8)  # several process-list reads
     assert "gpu:sampler" in sink.warnings and "a bug in nbcost" in sink.warnings["gpu:sampler"]
     assert sink.warn_calls > 1 and meter.sampler.running
     meter.stop()

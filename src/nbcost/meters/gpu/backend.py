@@ -199,14 +199,14 @@ class NvmlBackend:
         return bool(self.nvml.nvmlGpmQueryDeviceSupport(handle).isSupportedDevice)
 
     @_nvml_errors
-    def gpm_sample(self, handle: Any) -> Any:
-        """A fresh GPM sample of the device (free it with :meth:`gpm_free`)."""
-        sample = self.nvml.nvmlGpmSampleAlloc()
-        try:
-            return self.nvml.nvmlGpmSampleGet(handle, sample)
-        except self.nvml.NVMLError:
-            self.nvml.nvmlGpmSampleFree(sample)
-            raise
+    def gpm_alloc(self) -> Any:
+        """A GPM sample buffer, reused for every reading (free it with :meth:`gpm_free`)."""
+        return self.nvml.nvmlGpmSampleAlloc()
+
+    @_nvml_errors
+    def gpm_take(self, handle: Any, sample: Any) -> None:
+        """Fill ``sample`` with the device's GPM counters now."""
+        self.nvml.nvmlGpmSampleGet(handle, sample)
 
     @_nvml_errors
     def gpm_free(self, sample: Any) -> None:

@@ -73,10 +73,7 @@ def device_figures(s: DeviceSeries, start: float, end: float) -> DeviceFigures:
         flags.append("no_util")
     sm = None
     if s.has_sm:
-        sm = s.sm.between(start, end)
-        sm_tail = _unread_tail(s.sm.last_time, start, end)
-        if s.sm.last_time is not None and sm_tail <= MAX_EXTRAPOLATION_S:
-            sm += s.sm.last_rate * sm_tail  # as busy as the newest GPM interval
+        sm = s.sm.between(start, end) + _extrapolated(s.sm.last_rate, s.sm.last_time, start, end)
         sm = min(sm, wall_s)
     if not s.has_sm and not d.mig:
         flags.append("no_sm")
@@ -84,12 +81,16 @@ def device_figures(s: DeviceSeries, start: float, end: float) -> DeviceFigures:
     energy_uncertainty = 0.0
     if s.has_energy:
         energy = s.energy.between(start, end)
+        energy += _extrapolated(s.energy.last_rate, s.energy.last_time, start, end)
         power = energy / wall_s if wall_s else 0.0
         unread_s = _unread_tail(s.energy.last_time, start, end)
         energy_uncertainty = power * (2 * ENERGY_PERIOD_S + unread_s)
     elif not d.mig:
         flags.append("no_energy")
-    held = min(s.held.between(start, end), wall_s)
+    held = s.held.between(start, end)
+    if s.held_now and not s.lost:  # a state holds until the next poll says otherwise
+        held += _extrapolated(1.0, s.held.last_time, start, end)
+    held = min(held, wall_s)
     return DeviceFigures(
         key=d.key,
         name=d.name,
@@ -111,6 +112,18 @@ def _unread_tail(last_time: float | None, start: float, end: float) -> float:
     if last_time is None:
         return end - start
     return max(end - max(last_time, start), 0.0)
+
+
+def _extrapolated(rate: float, last_time: float | None, start: float, end: float) -> float:
+    """The unread end of a span at the newest reading's rate (reads lag; edges are rate-limited).
+
+    Only up to ``MAX_EXTRAPOLATION_S``: beyond that the sampler is not keeping up and the
+    figure is left short rather than guessed.
+    """
+    tail = _unread_tail(last_time, start, end)
+    if last_time is None or tail > MAX_EXTRAPOLATION_S:
+        return 0.0
+    return rate * tail
 
 
 def _sum(values: Iterable[float | None]) -> float | None:

@@ -49,7 +49,7 @@ class GpuMeter(Meter):
         clock: Callable[[], float] = time.time,
         pid: int | None = None,
         threaded: bool = True,
-        tick_s: float = 0.2,
+        tick_s: float = 0.5,
         edge_wait_s: float = 0.02,
         checkpoint_s: float = 5.0,
         **sampler_options: Any,
@@ -196,7 +196,8 @@ class GpuMeter(Meter):
     # --- spend-log checkpoints (sampler thread) -----------------------------------------------
     def _on_tick(self, now: float) -> None:
         held = any(s.held_now for s in self.sampler.series) if self.sampler else False
-        due = now - self._last_checkpoint >= self._checkpoint_s
+        # Due one tick early, so that consecutive checkpoints are never more than 5 s apart.
+        due = now - self._last_checkpoint >= self._checkpoint_s - self._tick_s - 1e-6
         if (held and due) or (held != self._was_held):
             self._checkpoint(now, final=not held)
         self._was_held = held

@@ -30,10 +30,10 @@ Notify = Callable[[str, str], None]
 
 #: Seconds between timed reads, (while held, while not held); None: not read.
 CADENCE_S: dict[str, tuple[float, float | None]] = {
-    "processes": (0.2, 0.2),  # held? our memory
+    "processes": (1.0, 1.0),  # held? our memory (window edges read it too)
     "utilization": (2.0, 5.0),  # the buffer holds ~14 s
     "energy": (5.0, 10.0),  # edges are read on demand
-    "gpm": (0.5, None),  # SM utilization, only while held
+    "gpm": (1.0, None),  # SM utilization, only while held
 }
 #: Edge reads (energy + utilization, ~5 ms of CPU) happen at most this often.
 EDGE_MIN_INTERVAL_S = 0.5
@@ -53,7 +53,7 @@ class Sampler:
         notify: Notify,
         clock: Callable[[], float] = time.time,
         pid: int | None = None,
-        tick_s: float = 0.2,
+        tick_s: float = 0.5,
         on_tick: Callable[[float], None] | None = None,
         pid_exists_here: Callable[[int], bool] = pid_exists_here,
         cuda_in_process: Callable[[float], bool] | None = None,
@@ -69,7 +69,7 @@ class Sampler:
         self.cuda_in_process = cuda_in_process or CudaInProcess()
         self.cpu_s = 0.0  # this thread's CPU time, for the overhead benchmark
         self.ticks = 0
-        self._gpm_prev: dict[int, tuple[Any, float]] = {}
+        self._gpm: dict[int, list[Any]] = {}  # [previous sample, spare, previous time]
         self._due: dict[tuple[int, str], float] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -93,12 +93,13 @@ class Sampler:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout_s)
-        for sample, _ in self._gpm_prev.values():
-            try:
-                self.backend.gpm_free(sample)
-            except GpuError:
-                pass
-        self._gpm_prev.clear()
+        for previous, spare, _ in self._gpm.values():
+            for sample in (previous, spare):
+                try:
+                    self.backend.gpm_free(sample)
+                except GpuError:
+                    pass
+        self._gpm.clear()
 
     @property
     def running(self) -> bool:
@@ -170,7 +171,7 @@ class Sampler:
         for s in self.series:
             if s.lost:
                 continue
-            if self._due_now(s, "processes", now) or edge:
+            if self._due_now(s, "processes", now) or requested:  # cheap: every edge
                 self._read_processes(s, now)
             if s.has_energy and (self._due_now(s, "energy", now) or edge and s.held_now):
                 self._read_energy(s)
@@ -203,6 +204,8 @@ class Sampler:
             processes = []
         except GpuError as error:
             self._failed(s, "the process list", error)
+            # A context does not end because NVML failed: the last state carries on, flagged.
+            s.add_process_poll(now, s.last_held, None, others=False)
             return
         state, memory, others = classify(dict(processes), self.pid, now, self.pid_exists_here,
                                          self.cuda_in_process)
@@ -257,25 +260,20 @@ class Sampler:
         s.add_utilization(samples)
 
     def _read_gpm(self, s: DeviceSeries) -> None:
+        """Take a GPM sample into the spare buffer; SM utilization since the previous one.
+
+        Two buffers per device are allocated once and swapped, so a reading is two NVML calls
+        (every call hands the GIL back and forth with the kernel's main thread).
+        """
         index = s.device.ordinal
         try:
-            sample = self.backend.gpm_sample(s.device.handle)
+            if index not in self._gpm:
+                self._gpm[index] = [self.backend.gpm_alloc(), self.backend.gpm_alloc(), None]
+            previous, spare, previous_at = self._gpm[index]
+            self.backend.gpm_take(s.device.handle, spare)
+            taken_at = self.clock()
+            self._gpm[index] = [spare, previous, taken_at]
+            if previous_at is not None and taken_at - previous_at > 0.1:  # GPM needs > 100 ms
+                s.add_sm(previous_at, taken_at, self.backend.gpm_sm_util_percent(previous, spare))
         except GpuError as error:
             self._failed(s, "GPM", error)
-            return
-        taken_at = self.clock()
-        previous = self._gpm_prev.get(index)
-        self._gpm_prev[index] = (sample, taken_at)
-        if previous is None:
-            return
-        older, older_at = previous
-        try:
-            if taken_at - older_at > 0.1:  # GPM needs samples > 100 ms apart
-                s.add_sm(older_at, taken_at, self.backend.gpm_sm_util_percent(older, sample))
-        except GpuError as error:
-            self._failed(s, "GPM", error)
-        finally:
-            try:
-                self.backend.gpm_free(older)
-            except GpuError:
-                pass
