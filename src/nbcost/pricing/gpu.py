@@ -82,7 +82,8 @@ def name_words(name: str) -> frozenset[str]:
 def _best(name: str, candidates: list[tuple[str, Any]]) -> tuple[str, Any] | None:
     """The candidate whose words all appear in ``name``, the one with most words first."""
     words = name_words(name)
-    exact = [(key, value) for key, value in candidates if key.strip().upper() == name.strip().upper()]
+    wanted = name.strip().upper()
+    exact = [(key, value) for key, value in candidates if key.strip().upper() == wanted]
     if exact:
         return exact[0]
     matches = [(len(name_words(key)), key, value) for key, value in candidates if name_words(key)]
