@@ -214,3 +214,16 @@ def test_whose_context_it_is(processes, exists_here, cuda, expected):
     from nbcost.meters.gpu.attribution import classify
 
     assert classify(processes, PID, 0.0, exists_here.__contains__, lambda now: cuda) == expected
+
+
+def test_an_unexpected_nvml_module_switches_the_meter_off_not_the_session():
+    class Broken(FakeNvml):
+        def nvmlDeviceGetCount(self):
+            raise AttributeError("this pynvml has no nvmlDeviceGetCount")
+
+    clock = Clock()
+    sink = RecordingSink()
+    meter = GpuMeter(Broken([h200()], clock), environ={}, clock=clock, threaded=False)
+    meter.start(sink)
+    assert meter.sampler is None and "AttributeError" in sink.warnings["gpu:none"]
+    assert meter.measure(1000.0, 1001.0).flags == ("no_gpu",)

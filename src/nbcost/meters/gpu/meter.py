@@ -79,7 +79,7 @@ class GpuMeter(Meter):
     def start(self, sink: MeterSink) -> None:
         if self.sampler is not None and not self._stopped:
             self.stop()  # started again: begin afresh
-        self.sampler, self._stopped, self._was_held = None, False, False
+        self.sampler, self._stopped, self._was_held, self.reason_off = None, False, False, None
         self._sink = sink
         self._session_start = self._clock()
         backend = load_backend(self._nvml)
@@ -89,6 +89,9 @@ class GpuMeter(Meter):
         except GpuError as error:
             reason = backend.reason if isinstance(backend, NullBackend) else str(error)
             self._switch_off(reason, backend)
+            return
+        except Exception as error:  # an unexpected pynvml: off, said once, never raised
+            self._switch_off(f"{type(error).__name__}: {error}", backend)
             return
         if not devices:
             self._switch_off("CUDA_VISIBLE_DEVICES hides every GPU", backend)
@@ -110,7 +113,7 @@ class GpuMeter(Meter):
         self.reason_off = reason
         try:
             backend.shutdown()
-        except GpuError:
+        except Exception:  # noqa: BLE001 - NVML may never have started
             pass
         if self._sink is not None:
             self._sink.warn_once("gpu:none", NO_GPU_MESSAGE.format(reason=reason))
@@ -123,6 +126,8 @@ class GpuMeter(Meter):
         self.sampler.stop()
         if self._was_held:
             self._checkpoint(self._clock(), final=True)
+        if self.sampler.running:  # stuck in a slow NVML call: don't pull NVML from under it
+            return
         try:
             self._backend.shutdown()
         except GpuError:
