@@ -49,7 +49,7 @@ class CallSpec:
     estimate_input: Callable[[Estimator, dict], int] | None = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Call:
     """One LLM call in flight (mutable; only its wrapper and stream proxy touch it)."""
 
@@ -98,8 +98,7 @@ def _clean(url: str) -> str:
 def request_hash(kwargs: dict) -> str:
     """sha256 of the canonical request; equal requests hash equal, the text is never kept."""
     canonical = {k: v for k, v in kwargs.items() if k not in _UNHASHED}
-    data = json.dumps(canonical, sort_keys=True, default=_jsonable, separators=(",", ":"))
-    return hashlib.sha256(data.encode()).hexdigest()
+    return hashlib.sha256(_ENCODER.encode(canonical).encode()).hexdigest()
 
 
 def _jsonable(value: Any) -> Any:
@@ -109,3 +108,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, type):
         return value.__qualname__
     return type(value).__name__
+
+
+#: One encoder, built once: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_jsonable)
