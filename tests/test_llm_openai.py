@@ -314,3 +314,10 @@ async def _aenumerate(iterable):
     async for item in iterable:
         yield i, item
         i += 1
+
+
+def test_responses_parse(srv, llm):
+    response = client(srv, **CACHED).responses.parse(model="o3", input=SENTINEL)
+    assert response.output_text == "word0 word1 word2 word3 "
+    call = one_call(llm)
+    assert tokens(call) == CACHED_TOKENS and call.attributes["api"] == "responses"

@@ -135,3 +135,25 @@ def test_changed_sdk_shape_warns_once_and_patches_the_rest(monkeypatch):
     assert len(patcher.applied) == 1
     patcher.uninstall()
     assert Resource.__dict__["create"].__name__ == "create" and not patcher.applied
+
+
+def test_sdk_not_installed_is_skipped_silently():
+    sink = RecordingSink()
+    table = {"ghost": [Patch("ghost_sdk_not_installed_zz.resources", "Chat.create",
+                             sync_wrapper(__import__("nbcost.meters.llm.openai").meters.llm.openai.CHAT))]}
+    patcher = Patcher(Recorder(sink), table)
+    patcher.install()
+    assert patcher.applied == [] and sink.warnings == {}
+
+
+def test_date_effective_price():
+    import datetime as dt
+
+    counts = {"input_tokens": 1_000_000, "output_tokens": 1_000_000}
+    before = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)  # o3's price dropped on 2025-06-10
+    book = PriceBook()
+    old = book.price(counts, ["o3"], "openai", None, settings(), at=before).cost_usd
+    new = book.price(counts, ["o3"], "openai", None, settings()).cost_usd
+    want_old = genai_prices.calc_price(genai_prices.Usage(**counts), "o3", provider_id="openai",
+                                       genai_request_timestamp=before).total_price
+    assert old == want_old and new < old
