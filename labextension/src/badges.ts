@@ -137,6 +137,11 @@ export class CellBadges implements IDisposable {
     const host = (cell as CodeCell).inputArea?.editorWidget?.node;
     let badge = cell.node.querySelector<HTMLElement>(`.${BADGE_CLASS}`);
     const shown = this._enabled() ? this._pick(cell) : null;
+    if (shown && !host && !this._waited.has(cell)) {
+      // A windowed notebook renders some cells later: try once more when the cell is ready.
+      this._waited.add(cell);
+      void cell.ready.then(() => this._render(cell));
+    }
     if (!shown || !host) {
       badge?.remove();
       return;
@@ -160,6 +165,7 @@ export class CellBadges implements IDisposable {
 
   private _cells: CellList | null = null;
   private _metadataSlots = new Map<ICellModel, () => void>();
+  private _waited = new WeakSet<Cell>();
   private _unsubscribe: () => void;
   private _isDisposed = false;
 }

@@ -256,3 +256,64 @@ def test_notebook_7_shows_badges_and_writes_metadata(page, lab):
     page.screenshot(path=ARTIFACTS / "notebook7.png")
     # (Notebook 7.6 served by a lab server logs one error of its own about a settings schema.)
     assert not [error for error in page.page_errors if "nbcost" in error]
+
+
+def cell_metadata(page, index):
+    return page.evaluate(
+        "index => window.jupyterapp.shell.currentWidget.content.widgets[index].model"
+        ".getMetadata('nbcost') ?? null", index)
+
+
+def test_a_second_page_watches_live_but_only_the_running_page_writes(browser, lab):
+    """Every client gets the comm; only the one that sent the execute request writes metadata.
+
+    The second page opens after ``%load_ext`` ran, so it also shows the reattach path.
+    """
+    write_notebook(lab.root / "two.ipynb", [nbformat.v4.new_code_cell(LOAD_CELL),
+                                            nbformat.v4.new_code_cell(
+                                                WORK_CELL.replace("browser-demo", "shared"))])
+    runner = browser.new_context(viewport={"width": 1200, "height": 800}).new_page()
+    watcher = browser.new_context(viewport={"width": 1200, "height": 800}).new_page()
+    try:
+        open_notebook(runner, lab, "two.ipynb")
+        run_cell(runner, 0)
+        runner.wait_for_function(
+            "() => /\\$\\d/.test(document.querySelector('.nbcost-status')?.textContent || '')",
+            timeout=60_000)
+        open_notebook(watcher, lab, "two.ipynb")
+        watcher.wait_for_function(  # the reattached page gets the session so far
+            "() => /\\$\\d/.test(document.querySelector('.nbcost-status')?.textContent || '')",
+            timeout=60_000)
+        run_cell(runner, 1)
+        cell(watcher, 1).locator(".nbcost-badge[data-state=running]").wait_for(timeout=30_000)
+        cell(watcher, 1).locator(".nbcost-badge[data-state=done]").wait_for(timeout=30_000)
+        cell(runner, 1).locator(".nbcost-badge[data-state=done]").wait_for(timeout=30_000)
+        assert "shared" in cell(watcher, 1).locator(".nbcost-badge").text_content()
+        written = cell_metadata(runner, 1)
+        assert written["label"] == "shared" and written["status"] == "ok"
+        assert cell_metadata(watcher, 1) is None, "the watching page must not write"
+    finally:
+        runner.context.close()
+        watcher.context.close()
+
+
+def test_a_restart_mid_cell_keeps_what_was_measured_marked_interrupted(page, lab):
+    long_cell = WORK_CELL.replace("< 3", "< 60").replace("browser-demo", "restarted")
+    write_notebook(lab.root / "restart.ipynb", [nbformat.v4.new_code_cell(LOAD_CELL),
+                                                nbformat.v4.new_code_cell(long_cell)])
+    open_notebook(page, lab, "restart.ipynb")
+    run_cell(page, 0)
+    page.wait_for_function(
+        "() => /\\$\\d/.test(document.querySelector('.nbcost-status')?.textContent || '')",
+        timeout=60_000)
+    run_cell(page, 1)
+    badge = cell(page, 1).locator(".nbcost-badge")
+    cell(page, 1).locator(".nbcost-badge[data-state=running]").wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session"
+                  ".kernel.restart()")
+    cell(page, 1).locator(".nbcost-badge[data-state=interrupted]").wait_for(timeout=30_000)
+    assert "interrupted" in badge.text_content()
+    record = cell_metadata(page, 1)
+    assert record["interrupted"] is True and record["status"] == "interrupted"
+    assert record["label"] == "restarted" and record["wall_s"] > 0
