@@ -122,7 +122,6 @@ def test_changed_sdk_shape_warns_once_and_patches_the_rest(monkeypatch):
 
     fake.Resource = Resource
     monkeypatch.setitem(sys.modules, "fake_sdk_zz", fake)
-    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
     from nbcost.meters.llm import openai as openai_module
 
     sink = RecordingSink()

@@ -9,10 +9,9 @@ for importing SDKs the notebook never uses. A method that moved gets one clear w
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import sys
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -80,6 +79,19 @@ def async_wrapper(spec: CallSpec) -> Callable[[Recorder], Callable[..., Any]]:
     return make
 
 
+#: Patchers installed now (weak: a dropped meter drops out), and the modules that have an import
+#: hook. wrapt cannot remove a post-import hook, so there is one per module for the process,
+#: and it patches for whichever patchers are live when the module is imported.
+_LIVE: weakref.WeakSet[Patcher] = weakref.WeakSet()
+_HOOKED: set[str] = set()
+
+
+def _on_import(module: Any) -> None:
+    for patcher in list(_LIVE):
+        if patcher.recorder.active:
+            patcher._patch_module(module)
+
+
 class Patcher:
     """Applies the ``PATCHES`` tables of the SDK modules for one recorder, and undoes them."""
 
@@ -90,22 +102,16 @@ class Patcher:
         self._done_modules: set[str] = set()
 
     def install(self) -> None:
-        for sdk, patches in self.tables.items():
-            top = patches[0].module.split(".")[0] if patches else sdk
-            try:
-                if importlib.util.find_spec(top) is None:
-                    continue  # not installed: nothing to patch, nothing to say
-            except (ImportError, ValueError):
-                continue
+        """Patch the SDK modules already imported; the others when (if ever) they are imported.
+        An SDK that is not installed is never imported, so it is skipped without a word."""
+        _LIVE.add(self)
+        for patches in self.tables.values():
             for module in sorted({p.module for p in patches}):
                 if module in sys.modules:
                     self._patch_module(sys.modules[module])
-                else:
-                    wrapt.register_post_import_hook(self._on_import, module)
-
-    def _on_import(self, module: Any) -> None:
-        if self.recorder.active:
-            self._patch_module(module)
+                elif module not in _HOOKED:  # one hook per module per process, whatever restarts
+                    _HOOKED.add(module)
+                    wrapt.register_post_import_hook(_on_import, module)
 
     def _patch_module(self, module: Any) -> None:
         name = module.__name__
@@ -139,7 +145,7 @@ class Patcher:
         self.applied.append((owner, attribute, wrapper))
 
     def uninstall(self) -> None:
-        """Put every original back (where something else re-wrapped on top of ours, our wrapper
+        """Stop patching and put every original back (where something else re-wrapped on top of ours, our wrapper
         stays but is inert, since the recorder is inactive)."""
         for owner, attribute, wrapper in reversed(self.applied):
             current = owner.__dict__.get(attribute) if isinstance(owner, type) else getattr(owner, attribute, None)
@@ -147,3 +153,4 @@ class Patcher:
                 setattr(owner, attribute, wrapper.__wrapped__)
         self.applied.clear()
         self._done_modules.clear()
+        _LIVE.discard(self)
