@@ -234,3 +234,18 @@ def test_unload_closes_the_comm(kernel):
     messages, _ = run(kernel, "%unload_ext nbcost")
     closes = [m for m in messages if m["msg_type"] == "comm_close"]
     assert [m["content"]["comm_id"] for m in closes] == [comm_id]
+
+
+def test_a_headless_run_saves_the_static_summary_not_the_widget(tmp_path, nbcost_home):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext nbcost"),
+                nbformat.v4.new_code_cell("%%cost --label saved\nx = sum(range(1000))")]
+    NotebookClient(nb, kernel_name="python3", timeout=120,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    (output,) = [o for o in nb.cells[1].outputs if o.output_type == "display_data"]
+    assert "application/vnd.jupyter.widget-view+json" not in output.data
+    assert "nbcost · saved" in output.data["text/plain"]
+    assert "nbcost · saved" in output.data["text/html"]
