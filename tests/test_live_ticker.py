@@ -101,3 +101,35 @@ def test_session_totals_and_history_are_json_with_decimal_strings(session):
     assert record["cell_id"] is None and record["execution_count"] is None
     assert record == session.records[-1].compact()
     assert info.id == session.records[-1].info.id
+
+
+def test_session_totals_name_the_idle_gpu_and_its_price(tmp_path, wait_until):
+    """What the panel shows as idle-GPU waste, from the GPU meter on the fake NVML."""
+    import os
+
+    from fake_nvml import FakeGpu, FakeNvml
+
+    from nbcost.config import Settings
+    from nbcost.meters.gpu import GpuMeter
+
+    gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=1 << 30)
+    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05, checkpoint_s=5,
+                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
+    ticker = Ticker(session)
+    try:
+        time.sleep(0.6)  # the GPU is held before the cell: idle between cells
+        window = session.open_window("cell", cell_id="g1", execution_count=1)
+        gpu.busy(time.time(), time.time() + 0.5)
+        live: list[dict] = []
+        ticker.watch(window.id, lambda wid, totals: live.append(totals))
+        assert wait_until(lambda: len(live) >= 2, timeout=10)
+        session.close_window(window.id)
+        totals = session_totals(session)
+    finally:
+        ticker.stop()
+        session.close()
+    assert live[-1]["gpu"]["held_s"] > 0 and live[-1]["status"] == "running"
+    assert totals["gpu"]["idle_between_s"] >= 0.4
+    assert Decimal(totals["gpu"]["idle_cost_usd"]) > 0
+    assert Decimal(totals["gpu"]["cost_usd"]) > Decimal(totals["gpu"]["idle_cost_usd"])
