@@ -34,7 +34,8 @@ class Estimator:
 
     def preload(self) -> None:
         """Load the encoding in a daemon thread (it takes ~0.3 s); idempotent."""
-        if self.method == "pending" and _offline_encoding.cache_info().currsize:
+        cache_info = getattr(_offline_encoding, "cache_info", None)
+        if self.method == "pending" and cache_info is not None and cache_info().currsize:
             self._load()  # already loaded in this process: no thread needed
         elif self.method == "pending" and not getattr(self, "_thread", None):
             self._thread = threading.Thread(target=self._load, name="nbcost-tiktoken", daemon=True)
