@@ -165,7 +165,7 @@ export class CostPanel extends Widget {
     const showTokens = rows.some(entry => (entry.record.llm?.calls ?? 0) > 0);
     const table = element('table', 'nbcost-panel-cells');
     const head = table.createTHead().insertRow();
-    const names = ['Cell', 'Time', ...(showGpu ? ['GPU busy'] : []), ...(showTokens ? ['Tok'] : []), 'Cost'];
+    const names = ['Cell', 'Time', ...(showGpu ? ['GPU'] : []), ...(showTokens ? ['Tok'] : []), 'Cost'];
     for (const name of names) {
       head.appendChild(element('th', '', name));
     }

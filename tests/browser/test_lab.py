@@ -317,3 +317,56 @@ def test_a_restart_mid_cell_keeps_what_was_measured_marked_interrupted(page, lab
     record = cell_metadata(page, 1)
     assert record["interrupted"] is True and record["status"] == "interrupted"
     assert record["label"] == "restarted" and record["wall_s"] > 0
+
+
+# The one fake: NVML, since this machine has no GPU (tests/fake_nvml.py, an H200 held by the
+# kernel since before the cell, busy for 1.5 s of the cell).
+FAKE_GPU_CELL = """%load_ext nbcost
+import os, sys, time
+sys.path.insert(0, {tests!r})
+import nbcost
+from fake_nvml import FakeGpu, FakeNvml
+from nbcost.meters.gpu import GpuMeter
+
+gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=20 << 30)
+nbcost.session().remove_meter("gpu")
+nbcost.session().add_meter(GpuMeter(FakeNvml([gpu], time.time), environ={{}}, tick_s=0.05,
+                                    pid_exists_here=lambda pid: True,
+                                    cuda_in_process=lambda now: True))
+time.sleep(1)"""
+
+GPU_WORK_CELL = """%%cost --label train
+gpu.busy(time.time(), time.time() + 1.5)
+time.sleep(2.5)"""
+
+
+def test_gpu_figures_show_on_the_badge_status_bar_and_panel(page, lab):
+    write_notebook(lab.root / "gpu.ipynb", [
+        nbformat.v4.new_code_cell(FAKE_GPU_CELL.format(tests=str(REPO / "tests"))),
+        nbformat.v4.new_code_cell(GPU_WORK_CELL)])
+    open_notebook(page, lab, "gpu.ipynb")
+    run_cell(page, 0)
+    page.wait_for_function(
+        "() => /\\$\\d/.test(document.querySelector('.nbcost-status')?.textContent || '')",
+        timeout=60_000)
+    run_cell(page, 1)
+    cell(page, 1).locator(".nbcost-badge[data-state=running]").wait_for(timeout=30_000)
+    badge = cell(page, 1).locator(".nbcost-badge[data-state=done]")
+    badge.wait_for(timeout=30_000)
+    assert re.search(r"GPU 1\.\d s busy", badge.text_content()), badge.text_content()
+    assert "GPU held" in badge.get_attribute("title")
+    status = page.locator(".nbcost-status")
+    page.wait_for_function(
+        "() => document.querySelector('.nbcost-status')?.dataset.state === 'idle'")
+    assert re.search(r"GPU \d+ % busy", status.text_content()), status.text_content()
+    status.click()
+    panel = page.locator("#nbcost-panel")
+    panel.locator("tr.nbcost-row", has_text="train").wait_for()
+    assert "GPU held" in panel.text_content()
+    assert re.search(r"Idle GPU between cells \d+\.\d s, \$0\.\d{4} wasted",
+                     panel.locator(".nbcost-waste").text_content())
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "jupyterlab-gpu.png")
+    record = cell_metadata(page, 1)
+    assert record["gpu"]["busy_s"] > 1 and record["gpu"]["held_s"] >= 2.5
+    assert Decimal(record["gpu"]["cost_usd"]) > 0
