@@ -211,7 +211,8 @@ def compact_record(info: WindowInfo, wall_s: float, status: str,
         "flags": sorted(set(flags).union(*(m.flags for m in meters.values()))),
     }
     for name, totals in meters.items():
-        out[name] = compact_meter(name, totals)
+        if totals.quantities or totals.cost_usd or totals.unpriced:  # a meter with no figures
+            out[name] = compact_meter(name, totals)                  # (no GPU) only flags
     return out
 
 

@@ -75,6 +75,10 @@ def record_lines(wall_s: float, meters: Mapping[str, MeterTotals]) -> list[tuple
     """The (label, value) lines of a cost summary: time, GPU, LLM by model, other meters, cost."""
     lines = [("Wall time", format_seconds(wall_s))]
     for name, totals in meters.items():
+        if not totals.quantities and not totals.cost_usd:  # e.g. no GPU visible: say why
+            lines.append((name.upper() if name in ("gpu", "llm") else name,
+                          ", ".join(totals.flags) or "no figures"))
+            continue
         if name == "gpu":
             lines.append(("GPU", gpu_line(totals)))
         elif name == "llm":
