@@ -9,7 +9,8 @@ import { IObservableList } from '@jupyterlab/observables';
 import { IDisposable } from '@lumino/disposable';
 
 import { badgeText, recordDetails } from './format';
-import { ICellEntry, ICostRecord, sanitizeRecord, SessionModel } from './model';
+import { ICellEntry, SessionModel } from './model';
+import { ICostRecord, sanitizeRecord } from './protocol';
 
 export const BADGE_CLASS = 'nbcost-badge';
 export const METADATA_KEY = 'nbcost';

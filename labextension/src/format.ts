@@ -6,7 +6,7 @@
  * `textContent`.
  */
 
-import type { ICostRecord, ISessionTotals } from './model';
+import type { ICostRecord, ISessionTotals } from './protocol';
 
 const DECIMAL = /^(-?)(\d+)(?:\.(\d+))?$/;
 

@@ -6,7 +6,7 @@ import { ISessionContext } from '@jupyterlab/apputils';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 
-import { COMM_TARGET, NbcostMessage, parseMessage, PROTOCOL_VERSION } from './model';
+import { COMM_TARGET, NbcostMessage, parseMessage, PROTOCOL_VERSION } from './protocol';
 
 /**
  * Called with each message; `own` is true when this browser client sent the execute request the

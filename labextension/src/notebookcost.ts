@@ -8,7 +8,8 @@ import { IDisposable } from '@lumino/disposable';
 
 import { CellBadges, METADATA_KEY } from './badges';
 import { KernelLink } from './kernellink';
-import { ICostRecord, NbcostMessage, SessionModel } from './model';
+import { SessionModel } from './model';
+import { ICostRecord, NbcostMessage } from './protocol';
 
 /** The user's settings (schema/plugin.json mirrors this). */
 export interface INbcostSettings {

@@ -16,7 +16,8 @@ import {
   recordDetails
 } from './format';
 import { nbcostIcon } from './icon';
-import { ICellEntry, ISessionTotals } from './model';
+import { ICellEntry } from './model';
+import { ISessionTotals } from './protocol';
 import { NotebookCost } from './notebookcost';
 
 export const PANEL_ID = 'nbcost-panel';

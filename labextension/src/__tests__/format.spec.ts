@@ -11,7 +11,7 @@ import {
   roundDecimal,
   statusText
 } from '../format';
-import { ICostRecord, ISessionTotals } from '../model';
+import { ICostRecord, ISessionTotals } from '../protocol';
 
 describe('roundDecimal', () => {
   it.each([
