@@ -33,16 +33,21 @@ def test_nothing_on_the_main_thread_reads_the_energy_counter_or_the_buffer():
     meter, nvml, sink = threaded_meter(gpu)
     meter.start(sink)
     startup = len(nvml.calls)
-    measured = []
+    spans = []
     for i in range(4):  # cells: edges, measure and session figures on the main thread
         start = time.time()
         meter.window_started(Window(f"c{i}", "cell", start))
         time.sleep(0.3)
         end = time.time()
         meter.window_ended(Window(f"c{i}", "cell", start, end))
-        measured.append(meter.measure(start, end))
+        meter.measure(start, end)
         meter.session_measurement(now, end)
+        spans.append((start, end))
     meter.stop()
+    # The settled figures: on a loaded machine the sampler may not have read an edge within the
+    # 20 ms a cell's end waits for it, which the record's uncertainty covers; this test is about
+    # which thread reads what.
+    measured = [meter.measure(start, end) for start, end in spans]
     assert {c[0] for c in nvml.calls[:startup] if c[2]} <= STARTUP_CALLS
     energy = nvml.calls_to("nvmlDeviceGetTotalEnergyConsumption")
     assert len(energy) >= 3  # timed and edge reads happened ...
