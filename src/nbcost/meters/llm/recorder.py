@@ -116,10 +116,11 @@ class Recorder:
         counts = counts or TokenCounts()
         models = _candidates(call, self.sink.settings)
         if call.error is not None:
-            cost: Decimal | None = Decimal(0)  # a failed request is not billed
-            key, price_source = models[0] if models else "unknown", None
             flags.append("error")
-        else:
+        if call.error is not None and call.usage is None:
+            cost: Decimal | None = Decimal(0)  # failed before any usage was reported: not billed
+            key, price_source = models[0] if models else "unknown", None
+        else:  # a stream that failed midway is billed for what it reported
             price = self.prices.price(counts.genai_usage(), models, call.spec.provider,
                                       call.base_url, self.sink.settings, call.service_tier)
             cost, key, price_source = price.cost_usd, price.model, price.source
