@@ -321,3 +321,22 @@ def test_responses_parse(srv, llm):
     assert response.output_text == "word0 word1 word2 word3 "
     call = one_call(llm)
     assert tokens(call) == CACHED_TOKENS and call.attributes["api"] == "responses"
+
+
+def test_connection_dropped_mid_stream(srv, llm):
+    c = client(srv, chunks=30, abort_after_bytes=900)
+
+    def run():
+        seen = []
+        with pytest.raises(openai.APIError) as raised:
+            for chunk in c.chat.completions.create(model="gpt-4o", messages=messages(), stream=True):
+                seen.append(chunk)
+        return seen, raised
+
+    plain_seen, plain_raised = without_nbcost(llm, run)
+    seen, raised = run()
+    assert seen and dump(seen) == dump(plain_seen)  # some chunks arrived before the drop
+    assert type(raised.value) is type(plain_raised.value)  # the SDK's exception, unchanged
+    call = one_call(llm)
+    assert call.attributes["status"] == "error" and "error" in call.flags
+    assert call.attributes["error_type"] == type(raised.value).__name__

@@ -7,6 +7,7 @@ prefix (``/s/<id>``), so clients with different behaviours can share one server.
 from __future__ import annotations
 
 import itertools
+import socket
 import json
 import re
 import threading
@@ -159,7 +160,10 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                 return self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
             if body is not None:
                 return self._json(200, body)
-            self._sse(sse_bytes(events), scenario.split_bytes)
+            data = sse_bytes(events)
+            if scenario.abort_after_bytes is not None:
+                return self._sse(data[:scenario.abort_after_bytes], scenario.split_bytes, end=False)
+            self._sse(data, scenario.split_bytes)
 
         def _json(self, status: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
@@ -170,7 +174,7 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _sse(self, data: bytes, split_bytes: int | None) -> None:
+        def _sse(self, data: bytes, split_bytes: int | None, end: bool = True) -> None:
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.send_header("transfer-encoding", "chunked")
@@ -181,6 +185,10 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                     piece = data[start:start + step]
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                     self.wfile.flush()
+                if not end:  # hang up mid-stream, as a dropped connection does
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):  # the client closed the stream early

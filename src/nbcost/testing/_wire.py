@@ -42,6 +42,8 @@ class Scenario:
         anthropic_delta_steps: how many cumulative ``message_delta`` events to send.
         fail_status: answer every request with this HTTP status (500) instead.
         service_tier: the service tier the response reports.
+        abort_after_bytes: drop the connection after this many bytes of a stream (a network
+            failure in the middle of a stream).
     """
 
     input_tokens: int = 21
@@ -57,6 +59,7 @@ class Scenario:
     anthropic_delta_steps: int = 2
     fail_status: int | None = None
     service_tier: str | None = None
+    abort_after_bytes: int | None = None
 
     def pieces(self) -> list[str]:
         return [f"word{i} " for i in range(self.chunks)]
