@@ -30,6 +30,7 @@ log = logging.getLogger("nbcost.llm")
 #: recorded a second time.
 INSIDE_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("nbcost_llm_inside", default=False)
 
+
 class Recorder:
     """Wrapper state: the sink, prices, the tokenizer, and whether recording is on."""
 
