@@ -44,9 +44,6 @@ def test_nothing_on_the_main_thread_reads_the_energy_counter_or_the_buffer():
         meter.session_measurement(now, end)
         spans.append((start, end))
     meter.stop()
-    # The settled figures: on a loaded machine the sampler may not have read an edge within the
-    # 20 ms a cell's end waits for it, which the record's uncertainty covers; this test is about
-    # which thread reads what.
     measured = [meter.measure(start, end) for start, end in spans]
     assert {c[0] for c in nvml.calls[:startup] if c[2]} <= STARTUP_CALLS
     energy = nvml.calls_to("nvmlDeviceGetTotalEnergyConsumption")
@@ -56,7 +53,11 @@ def test_nothing_on_the_main_thread_reads_the_energy_counter_or_the_buffer():
     main_calls = {c[0] for c in nvml.calls[startup:] if c[2]}
     assert main_calls <= {"nvmlShutdown", "nvmlGpmSampleFree"}, main_calls
     assert sum(m.quantities["energy_j"] for m in measured) > 0
-    assert sum(m.quantities["busy_s"] for m in measured) == pytest.approx(0.6, abs=0.25)
+    # On a loaded machine the sampler may lag behind the cells; the unread end of a window is
+    # then extrapolated, and the record says so in its uncertainty. The figures stay within it.
+    busy = sum(m.quantities["busy_s"] for m in measured)
+    uncertainty = sum(m.detail["uncertainty_s"] for m in measured)
+    assert busy == pytest.approx(0.6, abs=max(0.25, uncertainty))
 
 
 def test_measure_after_an_edge_waits_briefly_for_the_edge_read():
