@@ -116,9 +116,12 @@ def test_estimator_without_encoding_is_coarse_and_says_so_once(monkeypatch):
 def test_changed_sdk_shape_warns_once_and_patches_the_rest(monkeypatch):
     fake = types.ModuleType("fake_sdk_zz")
 
-    class Resource:
+    class Base:
         def create(self, **kwargs):
             return kwargs
+
+    class Resource(Base):  # the method moved to a base class: still found and patched
+        pass
 
     fake.Resource = Resource
     monkeypatch.setitem(sys.modules, "fake_sdk_zz", fake)
@@ -131,9 +134,10 @@ def test_changed_sdk_shape_warns_once_and_patches_the_rest(monkeypatch):
     patcher.install()
     assert list(sink.warnings) == ["llm-shape:fake_sdk_zz.Resource.vanished"]
     assert "not tracked" in sink.warnings["llm-shape:fake_sdk_zz.Resource.vanished"]
-    assert len(patcher.applied) == 1
+    assert len(patcher.applied) == 1 and hasattr(Resource.__dict__["create"], "_self_nbcost")
+    assert Resource().create(model="m") == {"model": "m"}  # the call itself is unchanged
     patcher.uninstall()
-    assert Resource.__dict__["create"].__name__ == "create" and not patcher.applied
+    assert "create" not in Resource.__dict__ and Resource.create is Base.create and not patcher.applied
 
 
 def test_sdk_not_installed_is_skipped_silently():

@@ -141,6 +141,11 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
             pass
 
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            # A fixed Date header: the same request gets byte-identical answers (SDKs expose
+            # headers on their objects, and tests compare what user code saw, run to run).
+            return "Thu, 27 Nov 2025 00:00:00 GMT"
+
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             raw = self.rfile.read(length) if length else b""

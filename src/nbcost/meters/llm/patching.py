@@ -98,7 +98,7 @@ class Patcher:
     def __init__(self, recorder: Recorder, tables: dict[str, list[Patch]]) -> None:
         self.recorder = recorder
         self.tables = tables
-        self.applied: list[tuple[Any, str, Any]] = []  # (owner, attribute, our wrapper)
+        self.applied: list[tuple[Any, str, Any, bool]] = []  # owner, attribute, wrapper, inherited
         self._done_modules: set[str] = set()
 
     def install(self) -> None:
@@ -129,7 +129,7 @@ class Patcher:
             owner = module
             for part in filter(None, owner_path.split(".")):
                 owner = getattr(owner, part)
-            original = owner.__dict__[attribute] if isinstance(owner, type) else getattr(owner, attribute)
+            original, inherited = _lookup(owner, attribute)
         except (AttributeError, KeyError):
             version = getattr(sys.modules.get(patch.module.split(".")[0]), "__version__", "?")
             self.recorder.sink.warn_once(
@@ -142,15 +142,28 @@ class Patcher:
         wrapper = wrapt.FunctionWrapper(original, patch.make_wrapper(self.recorder))
         wrapper._self_nbcost = True
         setattr(owner, attribute, wrapper)
-        self.applied.append((owner, attribute, wrapper))
+        self.applied.append((owner, attribute, wrapper, inherited))
 
     def uninstall(self) -> None:
-        """Stop patching and put every original back (where something else re-wrapped on top of ours, our wrapper
-        stays but is inert, since the recorder is inactive)."""
-        for owner, attribute, wrapper in reversed(self.applied):
+        """Stop patching and put every original back. Where something else re-wrapped on top of
+        ours, our wrapper stays, inert, since the recorder is inactive."""
+        for owner, attribute, wrapper, inherited in reversed(self.applied):
             current = owner.__dict__.get(attribute) if isinstance(owner, type) else getattr(owner, attribute, None)
-            if current is wrapper:
+            if current is wrapper and inherited:
+                delattr(owner, attribute)  # the base class's method shows through again
+            elif current is wrapper:
                 setattr(owner, attribute, wrapper.__wrapped__)
         self.applied.clear()
         self._done_modules.clear()
         _LIVE.discard(self)
+
+
+def _lookup(owner: Any, attribute: str) -> tuple[Any, bool]:
+    """The raw attribute (a class's own or inherited function, not a bound method) and whether
+    it was inherited. Raises KeyError/AttributeError when there is none."""
+    if not isinstance(owner, type):
+        return getattr(owner, attribute), False
+    for klass in owner.__mro__:
+        if attribute in klass.__dict__:
+            return klass.__dict__[attribute], klass is not owner
+    raise KeyError(attribute)
