@@ -85,6 +85,9 @@ def run_notebook(path: Path, output: Path | None = None, *, kernel_name: str | N
         resources={"metadata": {"path": str(path.parent.resolve())}},
         extra_arguments=["--InteractiveShellApp.extra_extensions=nbcost"],
     )
+    # The kernel offers the lab extension's comm; headless, the log is the record: take the
+    # comm quietly instead of nbclient's "No handler found for comm target 'nbcost'".
+    client.comm_open_handlers["nbcost"] = lambda msg: None
     error = None
     try:
         client.execute(env=env)

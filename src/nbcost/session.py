@@ -272,6 +272,15 @@ class Session:
         self._check_soft_budgets()
         return record
 
+    def budget_of(self, window_id: str) -> tuple[Decimal | None, bool]:
+        """``(budget_usd, hard)`` of an open window: its own (``%%cost --budget``), else the
+        session's."""
+        with self._lock:
+            window = self._open.get(window_id)
+            if window is not None and window.budget_usd is not None:
+                return window.budget_usd, window.budget_hard
+        return self.settings.budget_usd, self.settings.budget_hard
+
     def open_windows(self) -> list[WindowInfo]:
         with self._lock:
             return [w.info for w in self._open.values()]

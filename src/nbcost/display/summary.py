@@ -86,7 +86,9 @@ def record_lines(wall_s: float, meters: Mapping[str, MeterTotals]) -> list[tuple
             lines.append(("LLM", f"{calls} call{'s' * (calls != 1)}: {_tokens(totals.quantities)}"))
             for model, figures in totals.by_key.items():
                 cost = format_usd(figures.get("cost_usd") or Decimal(0), bool(figures.get("unpriced")))
-                lines.append((f"  {model}", f"{int(figures.get('calls', 0))} × — {_tokens(figures)}, {cost}"))
+                calls = int(figures.get("calls", 0))
+                lines.append((f"  {model}",
+                              f"{calls} call{'s' * (calls != 1)}: {_tokens(figures)}, {cost}"))
         else:
             shown = ", ".join(f"{k} {v:g}" for k, v in totals.quantities.items())
             lines.append((name, shown))
@@ -159,6 +161,13 @@ class Table:
                 f"</table></div>")
 
 
+def _held(gpu: MeterTotals | None) -> str:
+    """GPU held time, or "-" where no GPU was measured (none visible)."""
+    if gpu is None or "held_s" not in gpu.quantities:
+        return "-"
+    return format_seconds(gpu.quantities["held_s"])
+
+
 def _cell_name(record: WindowRecord) -> str:
     info = record.info
     if info.label:
@@ -178,7 +187,7 @@ def SessionSummary(session) -> Table:  # noqa: N802 - reads as a type at call si
         rows.append([
             _cell_name(record),
             format_seconds(record.wall_s),
-            format_seconds(gpu.quantities.get("held_s", 0)) if gpu else "-",
+            _held(gpu),
             f"{int(llm.quantities.get('calls', 0))}" if llm else "-",
             f"{int(llm.quantities.get('input_tokens', 0) + llm.quantities.get('output_tokens', 0)):,}"
             if llm else "-",
@@ -190,7 +199,7 @@ def SessionSummary(session) -> Table:  # noqa: N802 - reads as a type at call si
     footer = [
         "session total",
         format_seconds(max(0.0, (session.ended_at or time.time()) - session.started_at)),
-        format_seconds(gpu.quantities.get("held_s", 0)) if gpu else "-",
+        _held(gpu),
         f"{int(llm.quantities.get('calls', 0))}" if llm else "-",
         f"{int(llm.quantities.get('input_tokens', 0) + llm.quantities.get('output_tokens', 0)):,}"
         if llm else "-",

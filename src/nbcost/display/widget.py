@@ -187,8 +187,5 @@ class LivePanel:
 
 def window_budget(session: Any, window: WindowInfo) -> str | None:
     """The cell's own budget if ``%%cost --budget`` set one, else the session's."""
-    open_window = getattr(session, "_open", {}).get(window.id)  # the Session keeps it privately
-    budget = getattr(open_window, "budget_usd", None)
-    if budget is None:
-        budget = session.settings.budget_usd
+    budget, _hard = session.budget_of(window.id)
     return money(budget)
