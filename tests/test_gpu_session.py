@@ -39,6 +39,7 @@ def test_a_cell_gets_gpu_figures_and_the_session_idle_time_and_checkpoints(tmp_p
     compact = record.compact()["gpu"]
     assert {"held_s", "busy_s", "sm_s", "energy_j", "mem_peak_bytes", "cost_usd"} <= set(compact)
     assert totals["gpu"].quantities["idle_between_s"] == pytest.approx(1.0, abs=0.4)
+    session.flush()
     events = [json.loads(line) for line in session.ledger_path.read_text().splitlines()]
     checkpoints = [e for e in events if e.get("event") == "gpu_checkpoint"]
     assert len(checkpoints) >= 3

@@ -22,6 +22,30 @@ def test_each_event_is_on_disk_before_append_returns(tmp_path):
     ledger.close()
 
 
+def test_window_edges_are_written_soon_and_money_events_keep_the_order(tmp_path, wait_until):
+    path = tmp_path / "s.jsonl"
+    ledger = Ledger(path, {"session_id": "s1"})
+    ledger.append("cell_start", {"window_id": "w"}, durable=False)
+    # Queued for the writer thread: on disk within moments, without flush() or close().
+    assert wait_until(lambda: path.read_text().count("\n") == 1, timeout=5)
+    ledger.append("cell_end", {"window_id": "w"}, durable=False)
+    ledger.append("llm_call", {"key": "m"})  # durable: written, after what was queued, now
+    assert [json.loads(line)["event"] for line in path.read_text().splitlines()] == [
+        "cell_start", "cell_end", "llm_call"]
+    ledger.close()
+
+
+def test_a_field_that_cannot_be_written_is_reported_and_the_rest_kept(tmp_path):
+    errors = []
+    ledger = Ledger(tmp_path / "s.jsonl", {}, on_error=errors.append)
+    ledger.append("cell_start", {"bad": object()}, durable=False)
+    ledger.append("llm_call", {"key": "m"})
+    ledger.close()
+    assert [json.loads(l)["event"] for l in (tmp_path / "s.jsonl").read_text().splitlines()] == [
+        "llm_call"]
+    assert len(errors) == 1 and isinstance(errors[0], TypeError)
+
+
 def test_reader_skips_a_torn_last_line_and_says_so(tmp_path):
     path = tmp_path / "s.jsonl"
     ledger = Ledger(path, {"session_id": "s1"})

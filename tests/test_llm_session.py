@@ -19,6 +19,7 @@ def client(srv, **scenario):
 
 
 def ledger_events(session):
+    session.flush()
     return [json.loads(line) for line in session.ledger_path.read_text().splitlines() if line]
 
 

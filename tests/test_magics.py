@@ -41,6 +41,7 @@ def session(ip):
 
 
 def cell_ends(ip):
+    session(ip).flush()
     return [e for e in read_log(session(ip).ledger_path).events if e["event"] == "cell_end"]
 
 

@@ -25,6 +25,7 @@ def session():
 
 
 def events(session, kind=None):
+    session.flush()
     found = read_log(session.ledger_path).events
     return [e for e in found if kind is None or e["event"] == kind]
 

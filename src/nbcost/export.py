@@ -107,6 +107,7 @@ def export_rows(rows: list[Mapping[str, Any]], path: Path, fmt: str | None = Non
 
 
 def session_rows(session) -> list[dict[str, Any]]:
+    session.flush()
     return rows_from_events(read_log(session.ledger_path).events)
 
 

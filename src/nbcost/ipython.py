@@ -42,7 +42,7 @@ class CostExtension:
         self.shell.register_magics(CostMagics(self.shell, extension=self))
         self.shell.events.register("pre_run_cell", self.pre_run_cell)
         self.shell.events.register("post_run_cell", self.post_run_cell)
-        self._detach_display = self.session._safely(
+        self._detach_display = self.session.run_safely(
             "the display channel", lambda: display.attach(self.shell, self.session)
         ) or (lambda: None)
         atexit.register(self.session.close)
@@ -77,18 +77,16 @@ class CostExtension:
 
     def post_run_cell(self, result) -> None:
         window_id, self.cell_window_id = self.cell_window_id, None
-        if window_id is not None and self._is_open(window_id):
+        if window_id is not None and self.session.is_open(window_id):
             self.session.close_window(window_id, "ok" if result.success else "error")
 
     def close_cell_window(self, status: str) -> WindowRecord | None:
         """End the running cell's window now (``%%cost`` does, to show its exact record)."""
         window_id, self.cell_window_id = self.cell_window_id, None
-        if window_id is None or not self._is_open(window_id):
+        if window_id is None or not self.session.is_open(window_id):
             return None
         return self.session.close_window(window_id, status)
 
-    def _is_open(self, window_id: str) -> bool:
-        return any(w.id == window_id for w in self.session.open_windows())
 
 
 def _unregister_magics(shell) -> None:

@@ -13,10 +13,11 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import LedgerError
 
@@ -62,16 +63,28 @@ _ENCODER = json.JSONEncoder(default=_encode, separators=(",", ":"))
 
 
 class Ledger:
-    """Appends events to ``path``. Thread-safe; each event is one ``write`` to an O_APPEND file,
-    so it reaches the OS (and survives the process being killed) before ``append`` returns."""
+    """Appends events to ``path``: one JSON line each, in order, to an ``O_APPEND`` file.
 
-    def __init__(self, path: Path, common: Mapping[str, Any]) -> None:
+    A *durable* event (money: LLM calls, budgets, GPU checkpoints, session start and end) reaches
+    the OS before ``append`` returns, so it survives the process being killed. Cell and block edges
+    are queued and written by a writer thread within milliseconds: writing them inline would cost
+    two syscalls per cell, each of which hands the GIL to whatever thread waits for it (IPython's
+    history writer does, after every cell). A durable append first writes everything queued before
+    it, so the file keeps the order events happened in.
+    """
+
+    def __init__(self, path: Path, common: Mapping[str, Any],
+                 on_error: Callable[[Exception], None] | None = None) -> None:
         self.path = path
         self.common = dict(common)  # fields every event carries: session, notebook, user...
-        self._lock = threading.Lock()
+        self._on_error = on_error or (lambda exc: None)
         # Event ids: a random prefix per log and a counter, unique without a syscall per event.
         self._id_prefix = uuid.uuid4().hex[:16]
         self._sequence = itertools.count()
+        self._queue: deque[dict] = deque()  # appended by any thread; drained under _write_lock
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -80,10 +93,16 @@ class Ledger:
                 f"nbcost cannot write its spend log at {path}: {exc.strerror}. "
                 f"Set NBCOST_HOME to a writable folder."
             ) from exc
+        self._writer = threading.Thread(target=self._write_when_woken, name="nbcost-ledger",
+                                        daemon=True)
+        self._writer.start()
 
-    def append(self, event: str, fields: Mapping[str, Any], at: float | str | None = None) -> dict:
-        """Write one event (``at``: when, as epoch seconds or an already formatted UTC time);
-        return it as written (a JSON-able dict: do not change it)."""
+    def append(self, event: str, fields: Mapping[str, Any], at: float | str | None = None,
+               durable: bool = True) -> dict:
+        """Log one event (``at``: when, as epoch seconds or an already formatted UTC time);
+        return it as logged (a JSON-able dict: do not change it)."""
+        if self._closed:
+            raise LedgerError(f"the spend log {self.path} is closed")
         record = {
             "schema": SCHEMA_VERSION,
             "id": f"{self._id_prefix}{next(self._sequence):08x}",
@@ -92,15 +111,48 @@ class Ledger:
             **self.common,
             **fields,
         }
-        data = (_ENCODER.encode(record) + "\n").encode()
-        with self._lock:
-            if self._fd is None:
-                raise LedgerError(f"the spend log {self.path} is closed")
-            os.write(self._fd, data)
+        self._queue.append(record)
+        if durable:
+            self.flush()
+        elif not self._wake.is_set():  # the writer has not run since the last wake-up
+            self._wake.set()
         return record
 
+    def flush(self) -> None:
+        """Write every event queued so far; return once they reached the OS."""
+        with self._write_lock:
+            lines = []
+            while self._queue:
+                record = self._queue.popleft()
+                try:
+                    lines.append(_ENCODER.encode(record))
+                except (TypeError, ValueError) as exc:  # one bad field must not lose the rest
+                    self._on_error(exc)
+            if not lines or self._fd is None:
+                return
+            data = ("\n".join(lines) + "\n").encode()
+            try:
+                while data:
+                    data = data[os.write(self._fd, data):]
+            except OSError as exc:
+                self._on_error(exc)
+
+    def _write_when_woken(self) -> None:
+        while not self._closed:
+            self._wake.wait()
+            self._wake.clear()
+            self.flush()
+
     def close(self) -> None:
-        with self._lock:
+        """Write what is queued and close the file. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        if self._writer is not threading.current_thread():
+            self._writer.join(timeout=5)
+        self.flush()
+        with self._write_lock:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None

@@ -150,7 +150,7 @@ class CostMagics(Magics):
             window_id = session.open_window("cell", execution_count=self.shell.execution_count).id
         info = session.annotate_window(window_id, label=args.label, tags=tags,
                                        budget_usd=args.budget, budget_hard=args.hard)
-        panel = session._safely("the live panel",
+        panel = session.run_safely("the live panel",
                                 lambda: live_panel(self.shell, session, info, args.quiet))
         status = "ok"
         try:
@@ -162,7 +162,7 @@ class CostMagics(Magics):
             record = (session.close_window(window_id, status) if own_window
                       else self.extension.close_cell_window(status))
             if panel is not None and record is not None:
-                session._safely("the summary", lambda: panel.finish(record))
+                session.run_safely("the summary", lambda: panel.finish(record))
 
     def _compile(self, cell: str):
         source = self.shell.transform_cell(cell)

@@ -29,6 +29,8 @@ __all__ = ["Session", "notebook_identity"]
 
 Listener = Callable[[dict], None]
 BUDGET_THRESHOLDS = (Decimal("0.8"), Decimal("1"))
+# Events the ledger may queue for its writer thread (everything else is written before it returns).
+WINDOW_EDGE_EVENTS = frozenset({"cell_start", "cell_end", "track_start", "track_end"})
 
 
 def notebook_identity(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
@@ -107,7 +109,7 @@ class Session:
             "user": self.settings.user,
             "team": self.settings.team,
             "project": self.settings.project,
-        })
+        }, on_error=self._ledger_failed)
         self._emit("session_start", {
             "pid": os.getpid(),
             "python": sys.version.split()[0],
@@ -122,7 +124,7 @@ class Session:
         for window_id in reversed(list(self._open)):
             self.close_window(window_id, status="interrupted")
         for meter in list(self.meters.values()):
-            self._safely(f"stopping the {meter.name} meter", meter.stop)
+            self.run_safely(f"stopping the {meter.name} meter", meter.stop)
         self._write_session_end()
         self._ledger.close()
 
@@ -149,12 +151,12 @@ class Session:
         if meter.name in self.meters:
             raise ValueError(f"a meter named {meter.name!r} is already part of this session")
         self.meters[meter.name] = meter
-        self._safely(f"starting the {meter.name} meter", lambda: meter.start(self))
+        self.run_safely(f"starting the {meter.name} meter", lambda: meter.start(self))
 
     def remove_meter(self, name: str) -> None:
         meter = self.meters.pop(name, None)
         if meter is not None:
-            self._safely(f"stopping the {name} meter", meter.stop)
+            self.run_safely(f"stopping the {name} meter", meter.stop)
 
     # MeterSink ------------------------------------------------------------------------------
 
@@ -225,8 +227,7 @@ class Session:
                 execution_count=execution_count, parent_id=parent.info.id if parent else None,
             )
             window = self._open[info.id] = _Window(info)
-        for meter in list(self.meters.values()):
-            self._safely(f"the {meter.name} meter", lambda m=meter: m.window_started(info))
+        self._each_meter(lambda meter: meter.window_started(info), window)
         self._emit(f"{kind}_start", _window_fields(window), at=window.started_at)
         return info
 
@@ -248,28 +249,30 @@ class Session:
             window = self._open.pop(window_id)
             info = window.info.ended(end)
         wall_s = time.perf_counter() - window.started_perf
-        for meter in list(self.meters.values()):
-            self._safely(f"the {meter.name} meter", lambda m=meter: m.window_ended(info),
-                         also_flag=window)
+        self._each_meter(lambda meter: meter.window_ended(info), window)
         meters = self._measure(window, info.start, end)  # may flag the window
+        flags = tuple(sorted(window.flags)) if window.flags else ()
         record = WindowRecord(info=info, wall_s=wall_s, status=status, meters=meters,
-                              session_id=self.id, flags=tuple(sorted(window.flags)))
+                              session_id=self.id, flags=flags)
         with self._lock:
             self.records.append(record)
         window.info = info
         ended_at = iso_utc(end)
+        cost = record.cost_usd
         self._emit(f"{info.kind}_end", {
             **_window_fields(window),
             "ended_at": ended_at,
             "wall_s": wall_s,
             "status": status,
-            "cost_usd": money(record.cost_usd),
+            "cost_usd": money(cost),
             "unpriced": record.unpriced,
             "meters": {name: totals.to_json() for name, totals in meters.items()},
-            "flags": list(record.flags),
+            "flags": list(flags),
         }, at=ended_at)
-        self._check_window_budget(window, record.cost_usd)
-        self._check_soft_budgets()
+        if window.budget_usd is not None:
+            self._check_window_budget(window, cost)
+        if self.settings.budget_usd is not None:
+            self._check_soft_budgets()
         return record
 
     def budget_of(self, window_id: str) -> tuple[Decimal | None, bool]:
@@ -280,6 +283,9 @@ class Session:
             if window is not None and window.budget_usd is not None:
                 return window.budget_usd, window.budget_hard
         return self.settings.budget_usd, self.settings.budget_hard
+
+    def is_open(self, window_id: str) -> bool:
+        return window_id in self._open
 
     def open_windows(self) -> list[WindowInfo]:
         with self._lock:
@@ -312,11 +318,8 @@ class Session:
         end = end or self.ended_at or time.time()
         with self._lock:
             totals = {name: tally.freeze() for name, tally in self._tallies.items()}
-        for name, meter in list(self.meters.items()):
-            measured = self._safely(f"the {name} meter",
-                                    lambda m=meter: m.session_measurement(self.started_at, end))
-            if measured is not None:
-                totals[name] = MeterTotals.from_measurement(measured)
+        measured = self._each_meter(lambda meter: meter.session_measurement(self.started_at, end))
+        totals.update({name: MeterTotals.from_measurement(m) for name, m in measured.items() if m})
         return totals
 
     @property
@@ -353,27 +356,33 @@ class Session:
     def _measure(self, window: _Window, start: float, end: float) -> dict[str, MeterTotals]:
         with self._lock:
             meters = {name: tally.freeze() for name, tally in window.tallies.items()}
-        for name, meter in list(self.meters.items()):
-            measured = self._safely(f"the {name} meter", lambda m=meter: m.measure(start, end),
-                                    also_flag=window)
-            if measured is not None:
-                meters[name] = MeterTotals.from_measurement(measured)
+        measured = self._each_meter(lambda meter: meter.measure(start, end), window)
+        meters.update({name: MeterTotals.from_measurement(m) for name, m in measured.items() if m})
         return meters
 
     def _window_cost(self, window: _Window) -> Decimal:
         return sum((t.cost_usd for t in self._measure(window, window.info.start, time.time()).values()),
                    ZERO)
 
+    def flush(self) -> None:
+        """Make sure every event so far is in the spend log (cell edges are written by a
+        writer thread within milliseconds; read the file in-process after this)."""
+        self._ledger.flush()
+
     def _emit(self, event: str, fields: Mapping[str, Any], at=None) -> None:
         try:
-            payload = self._ledger.append(event, fields, at=at)
+            payload = self._ledger.append(event, fields, at=at,
+                                          durable=event not in WINDOW_EDGE_EVENTS)
         except Exception as exc:  # noqa: BLE001 - a full disk must not break the user's cell
-            self.warn_once("ledger", f"nbcost: could not write the spend log ({exc}); "
-                                     f"costs are still shown but not saved.")
+            self._ledger_failed(exc)
             return
         if self._listeners:
             for listener in list(self._listeners):
-                self._safely("a display listener", lambda fn=listener: fn(payload))
+                self.run_safely("a display listener", lambda fn=listener: fn(payload))
+
+    def _ledger_failed(self, exc: Exception) -> None:
+        self.warn_once("ledger", f"nbcost: could not write the spend log ({exc}); "
+                                 f"costs are still shown but not saved.")
 
     def _check_soft_budgets(self) -> None:
         budget = self.settings.budget_usd
@@ -401,20 +410,34 @@ class Session:
         print(f"nbcost: {scope} budget ${budget} {word} (${spent:.4f} so far).", file=sys.stderr,
               flush=True)
 
-    def _safely(self, what: str, action: Callable[[], Any], also_flag: _Window | None = None) -> Any:
-        """Run nbcost's own work; a failure becomes one warning and a flagged record."""
+    def run_safely(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run nbcost's own work (``what`` names it); a failure becomes one warning and a
+        flagged record, and ``None`` is returned. The user's exceptions are never caught here."""
         try:
             return action()
         except BudgetExceeded:
             raise
         except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
-            self.flag_open_windows("internal_error")
-            if also_flag is not None:  # a window being closed is no longer among the open ones
-                also_flag.flags.add("internal_error")
-            self.warn_once(f"internal:{what}:{type(exc).__name__}",
-                           f"nbcost: {what} failed ({type(exc).__name__}: {exc}); "
-                           f"your code is unaffected, this record is flagged.")
+            self._fault(what, exc)
             return None
+
+    def _each_meter(self, call: Callable[[Meter], Any], window: _Window | None = None) -> dict:
+        """``call(meter)`` for every meter, safely; the results by meter name (failures left out)."""
+        results = {}
+        for name, meter in list(self.meters.items()):
+            try:
+                results[name] = call(meter)
+            except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
+                self._fault(f"the {name} meter", exc, window)
+        return results
+
+    def _fault(self, what: str, exc: Exception, window: _Window | None = None) -> None:
+        self.flag_open_windows("internal_error")
+        if window is not None:  # a window being closed is no longer among the open ones
+            window.flags.add("internal_error")
+        self.warn_once(f"internal:{what}:{type(exc).__name__}",
+                       f"nbcost: {what} failed ({type(exc).__name__}: {exc}); "
+                       f"your code is unaffected, this record is flagged.")
 
     @contextmanager
     def window(self, kind: str = "track", label: str | None = None,
