@@ -112,16 +112,19 @@ class AsyncStreamProxy(_Tracked):
         return chunk
 
     async def close(self) -> Any:
-        try:
-            close = getattr(self.__wrapped__, "close", None) or getattr(self.__wrapped__, "aclose", None)
-            return await close() if close is not None else None
-        finally:
-            self._finish()
+        return await self._close_wrapped("close", "aclose")
 
     async def aclose(self) -> Any:
+        return await self._close_wrapped("aclose", "close")
+
+    async def _close_wrapped(self, *names: str) -> Any:
+        """Close the SDK's stream by the first of ``names`` it has; finish the record either way."""
         try:
-            aclose = getattr(self.__wrapped__, "aclose", None) or getattr(self.__wrapped__, "close", None)
-            return await aclose() if aclose is not None else None
+            for name in names:
+                method = getattr(self.__wrapped__, name, None)
+                if method is not None:
+                    return await method()
+            return None
         finally:
             self._finish()
 
