@@ -76,6 +76,20 @@ def test_cost_cell_error_is_recorded_and_reraised(shell):
     assert cell_ends(shell)[-1]["status"] == "error"
 
 
+def test_cost_cell_while_off_still_gets_its_own_record(shell):
+    run(shell, "%cost off")
+    result = run(shell, "%%cost --label alone\ntokens.call('m', 500)")
+    end = cell_ends(shell)[-1]
+    assert end["label"] == "alone" and end["execution_count"] == result.execution_count
+    assert end["cost_usd"] == "0.001"
+    run(shell, "%cost on")
+
+
+def test_cost_cell_with_a_syntax_error_says_so(shell):
+    result = run(shell, "%%cost\nx = (")
+    assert isinstance(result.error_in_exec, SyntaxError)
+
+
 def test_quiet_cost_cell_records_but_shows_nothing(shell, capsys):
     run(shell, "%%cost --quiet --label q\ntokens.call('m', 10)")
     assert "nbcost ·" not in capsys.readouterr().out

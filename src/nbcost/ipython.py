@@ -68,11 +68,12 @@ class CostExtension:
         self.cell_window_id = self.session.open_window(
             "cell",
             cell_id=getattr(info, "cell_id", None),
-            execution_count=self._running_count(info),
+            execution_count=self.running_count(info.store_history),
         ).id
 
-    def _running_count(self, info) -> int:
-        advanced = _COUNTER_ADVANCED_BEFORE_PRE_RUN and info.store_history
+    def running_count(self, store_history: bool) -> int:
+        """The execution count of the cell running now."""
+        advanced = _COUNTER_ADVANCED_BEFORE_PRE_RUN and store_history
         return self.shell.execution_count - 1 if advanced else self.shell.execution_count
 
     def post_run_cell(self, result) -> None:

@@ -147,7 +147,8 @@ class CostMagics(Magics):
         window_id = self.extension.cell_window_id
         own_window = window_id is None  # off, or run outside a recorded cell
         if own_window:
-            window_id = session.open_window("cell", execution_count=self.shell.execution_count).id
+            window_id = session.open_window(
+                "cell", execution_count=self.extension.running_count(store_history=True)).id
         info = session.annotate_window(window_id, label=args.label, tags=tags,
                                        budget_usd=args.budget, budget_hard=args.hard)
         panel = session.run_safely("the live panel",
@@ -165,11 +166,7 @@ class CostMagics(Magics):
                 session.run_safely("the summary", lambda: panel.finish(record))
 
     def _compile(self, cell: str):
-        source = self.shell.transform_cell(cell)
-        try:
-            tree = ast.parse(source)
-        except SyntaxError as exc:
-            raise UsageError(f"the cell has a syntax error: {exc}") from None
+        tree = ast.parse(self.shell.transform_cell(cell))  # a SyntaxError shows as usual
         last_expr = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last_expr = ast.Expression(tree.body.pop().value)
