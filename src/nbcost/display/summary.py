@@ -76,8 +76,9 @@ def record_lines(wall_s: float, meters: Mapping[str, MeterTotals]) -> list[tuple
     lines = [("Wall time", format_seconds(wall_s))]
     for name, totals in meters.items():
         if not totals.quantities and not totals.cost_usd:  # e.g. no GPU visible: say why
-            lines.append((name.upper() if name in ("gpu", "llm") else name,
-                          ", ".join(totals.flags) or "no figures"))
+            reason = ("no GPU visible" if "no_gpu" in totals.flags
+                      else ", ".join(totals.flags) or "no figures")
+            lines.append((name.upper() if name in ("gpu", "llm") else name, reason))
             continue
         if name == "gpu":
             lines.append(("GPU", gpu_line(totals)))
