@@ -101,11 +101,16 @@ def test_live_status_bar_badge_panel_and_saved_metadata(page, lab):
     badge.and_(page.locator("[data-state=running]")).wait_for(timeout=30_000)
     badge_texts, status_texts = set(), set()
     deadline = time.monotonic() + 30
-    while badge.get_attribute("data-state") == "running":
+    state_and_text = "el => [el.dataset.state, el.textContent]"  # one read: no race
+    while True:
+        badge_state, badge_text = badge.evaluate(state_and_text)
+        if badge_state != "running":
+            break
         assert time.monotonic() < deadline, "the cell never finished"
-        badge_texts.add(badge.text_content())
-        if status.get_attribute("data-state") == "running":
-            status_texts.add(status.text_content())
+        badge_texts.add(badge_text)
+        status_state, status_text = status.evaluate(state_and_text)
+        if status_state == "running":
+            status_texts.add(status_text)
         page.wait_for_timeout(150)
     assert len(badge_texts) >= 3, f"the badge should change while the cell runs: {badge_texts}"
     assert len(status_texts) >= 2, f"the status bar should change while running: {status_texts}"
