@@ -48,12 +48,17 @@ labext: install $(NODE_MODULES)
 test-js: install $(NODE_MODULES)
 	cd labextension && $(JLPM) test
 
-# Real JupyterLab in headless Chromium (Debian's: `apt-get install -y chromium`; .ci/run does).
-# The screenshot lands in test-artifacts/; `cp test-artifacts/jupyterlab-live.png
-# docs/screenshot.png` refreshes the README's.
+# Real JupyterLab in headless Chromium: Debian's, installed here when missing and we are root
+# (Playwright cannot download browsers on these machines). The screenshots land in
+# test-artifacts/; `cp test-artifacts/live-demo.png docs/screenshot.png` refreshes the README's.
 test-browser: labext
 	@test -x "$${CHROMIUM:-/usr/bin/chromium}" || { \
-		echo "test-browser needs Chromium: apt-get install -y chromium (or set CHROMIUM)"; exit 1; }
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update && apt-get install -y chromium; \
+		else \
+			echo "test-browser needs Chromium: sudo apt-get install -y chromium (or set CHROMIUM)"; \
+			exit 1; \
+		fi; }
 	$(BIN)/python -m pytest -q -m browser tests/browser
 
 bench: install
