@@ -17,6 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from nbcost.records import WindowInfo
+
 NVML_SUCCESS = 0
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NOT_FOUND = 6
@@ -349,15 +351,10 @@ def drive(meter: Any, clock: Clock, until: float, tick_s: float = 0.1) -> None:
 
 
 # --- what the Session would be, for meter tests ---------------------------------------------------
-@dataclass(frozen=True)
-class Window:
-    """The fields of ``nbcost.records.WindowInfo`` the GPU meter reads."""
-
-    id: str
-    kind: str
-    start: float
-    end: float | None = None
-    parent_id: str | None = None
+def Window(id: str, kind: str, start: float, end: float | None = None,  # noqa: N802
+           parent_id: str | None = None) -> WindowInfo:
+    """A real ``WindowInfo``, as the Session makes it, with the fields the GPU meter reads."""
+    return WindowInfo(id=id, kind=kind, start=start, end=end, parent_id=parent_id)
 
 
 class RecordingSink:

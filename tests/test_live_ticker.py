@@ -89,8 +89,9 @@ def test_a_closed_window_and_a_failing_view_stop_quietly(session, wait_until, ca
 
 
 def test_session_totals_and_history_are_json_with_decimal_strings(session):
-    with session.window("cell") as info:
-        session.tokens.call("gpt-4o", 1000)
+    info = session.open_window("cell")
+    session.tokens.call("gpt-4o", 1000)
+    session.close_window(info.id)
     session.settings.budget_usd = Decimal("2.5")
     totals = session_totals(session)
     assert totals["session_id"] == session.id and totals["cells"] == 1

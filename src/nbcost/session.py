@@ -13,11 +13,10 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from .config import Settings, load_settings
 from .errors import BudgetExceeded
@@ -438,19 +437,6 @@ class Session:
         self.warn_once(f"internal:{what}:{type(exc).__name__}",
                        f"nbcost: {what} failed ({type(exc).__name__}: {exc}); "
                        f"your code is unaffected, this record is flagged.")
-
-    @contextmanager
-    def window(self, kind: str = "track", label: str | None = None,
-               tags: Mapping[str, str] | None = None) -> Iterator[WindowInfo]:
-        info = self.open_window(kind, label=label, tags=tags)
-        status = "ok"
-        try:
-            yield info
-        except BaseException:
-            status = "error"
-            raise
-        finally:
-            self.close_window(info.id, status)
 
 
 def _window_fields(window: _Window) -> dict[str, Any]:
