@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping
 
-from .meters.base import Measurement, Usage
+from .ledger import iso_utc
+from .meters.base import Measurement, Usage, WindowInfo
+from .quantities import compact_keys
 
-__all__ = ["MeterTotals", "Tally", "WindowInfo", "WindowRecord", "compact_meter", "money"]
+__all__ = ["Budget", "MeterTotals", "Tally", "WindowInfo", "WindowRecord", "compact_meter", "money"]
 
 ZERO = Decimal(0)
 
@@ -22,31 +24,6 @@ def money(value: Decimal | None) -> str | None:
     if value is None:
         return None
     return format(value.normalize(), "f") if value else "0"
-
-
-@dataclass(frozen=True, slots=True)
-class WindowInfo:
-    """A span of time that costs accrue to: a notebook cell or a ``track()`` block.
-
-    Attributes:
-        start, end: ``time.time()`` seconds (UTC epoch); ``end`` is None while it runs.
-        parent_id: the enclosing window's id; None for a top-level window.
-    """
-
-    id: str
-    kind: str
-    start: float
-    label: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    cell_id: str | None = None
-    execution_count: int | None = None
-    parent_id: str | None = None
-    end: float | None = None
-
-    def ended(self, end: float) -> WindowInfo:
-        """This window, closed at ``end`` (faster than ``dataclasses.replace`` on a hot path)."""
-        return WindowInfo(self.id, self.kind, self.start, self.label, self.tags, self.cell_id,
-                          self.execution_count, self.parent_id, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +46,7 @@ class MeterTotals:
         return cls(
             quantities=dict(m.quantities),
             cost_usd=m.cost_usd or ZERO,
-            unpriced=m.cost_usd is None,
+            unpriced=m.cost_usd is None or m.unpriced,
             by_key={k: dict(v) for k, v in m.breakdown.items()},
             flags=tuple(m.flags),
             detail=dict(m.detail),
@@ -139,6 +116,19 @@ class Tally:
 
 
 @dataclass(frozen=True, slots=True)
+class Budget:
+    """The budget a window ran under: its own (``%%cost --budget``, scope "cell") or the
+    session's (``%cost budget``, scope "session")."""
+
+    usd: Decimal
+    hard: bool
+    scope: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"usd": money(self.usd), "hard": self.hard, "scope": self.scope}
+
+
+@dataclass(frozen=True, slots=True)
 class WindowRecord:
     """What one finished window cost. ``meters`` maps a meter's name to its figures."""
 
@@ -148,6 +138,7 @@ class WindowRecord:
     meters: Mapping[str, MeterTotals]
     session_id: str
     flags: tuple[str, ...] = ()
+    budget: Budget | None = None
 
     @property
     def cost_usd(self) -> Decimal:
@@ -169,21 +160,18 @@ class WindowRecord:
     def compact(self) -> dict[str, Any]:
         """The small JSON record a saved notebook carries in ``cell.metadata.nbcost``."""
         return compact_record(self.info, self.wall_s, self.status, self.meters, self.session_id,
-                              self.flags)
-
-
-_GPU_KEYS = ("held_s", "busy_s", "sm_s", "energy_j", "mem_peak_bytes")
-_LLM_KEYS = ("calls", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
-             "reasoning_tokens")
+                              self.flags, self.budget)
 
 
 def compact_meter(name: str, totals: MeterTotals) -> dict[str, Any]:
     """A meter's figures in the compact shape: the headline quantities and the cost."""
-    keys = {"gpu": _GPU_KEYS, "llm": _LLM_KEYS}.get(name, tuple(totals.quantities))
+    keys = compact_keys(name) or tuple(totals.quantities)
     out: dict[str, Any] = {k: _round(totals.quantities[k]) for k in keys if k in totals.quantities}
     out["cost_usd"] = money(totals.cost_usd)
     if totals.unpriced:
         out["unpriced"] = True
+    if name == "gpu":
+        out.update(_compact_waste(totals))
     if name == "llm" and totals.by_key:
         out["by_model"] = {
             model: {k: (money(v) if isinstance(v, Decimal) else v) for k, v in figures.items()}
@@ -192,9 +180,37 @@ def compact_meter(name: str, totals: MeterTotals) -> dict[str, Any]:
     return out
 
 
+_WASTE_KINDS = ("idle_between", "stall", "underfill")
+
+
+def _compact_waste(gpu: MeterTotals) -> dict[str, Any]:
+    """The GPU's named waste in seconds and dollars, their sum, and the busy-time uncertainty.
+
+    ``waste_usd`` is None where a wasting GPU had no rate (the seconds are still there).
+    """
+    seconds = gpu.detail.get("waste_s") or {}
+    dollars = gpu.detail.get("waste_usd") or {}
+    waste = {kind: {"s": _round(seconds[kind]), "usd": dollars.get(kind)}
+             for kind in _WASTE_KINDS if kind in seconds}
+    if not waste:
+        return {}
+    priced = [Decimal(w["usd"]) for w in waste.values() if w["usd"] is not None]
+    complete = len(priced) == len(waste) or not any(w["s"] for w in waste.values()
+                                                     if w["usd"] is None)
+    out: dict[str, Any] = {"waste": waste,
+                           "waste_usd": money(sum(priced, ZERO)) if complete else None}
+    if "uncertainty_s" in gpu.detail:
+        out["uncertainty_s"] = gpu.detail["uncertainty_s"]
+    return out
+
+
 def compact_record(info: WindowInfo, wall_s: float, status: str,
                    meters: Mapping[str, MeterTotals], session_id: str,
-                   flags: tuple[str, ...] = ()) -> dict[str, Any]:
+                   flags: tuple[str, ...] = (), budget: Budget | None = None) -> dict[str, Any]:
+    """The compact JSON record: what a saved notebook carries and the live views show.
+
+    ``start``/``end`` are ISO 8601 UTC strings, as in the spend log.
+    """
     cost = sum((m.cost_usd for m in meters.values()), ZERO)
     out: dict[str, Any] = {
         "v": 1,
@@ -202,14 +218,16 @@ def compact_record(info: WindowInfo, wall_s: float, status: str,
         "execution_count": info.execution_count,
         "cell_id": info.cell_id,
         "label": info.label,
-        "start": info.start,
-        "end": info.end,
+        "start": iso_utc(info.start),
+        "end": None if info.end is None else iso_utc(info.end),
         "wall_s": round(wall_s, 6),
         "cost_usd": money(cost),
         "unpriced": any(m.unpriced for m in meters.values()),
         "status": status,
         "flags": sorted(set(flags).union(*(m.flags for m in meters.values()))),
     }
+    if budget is not None:
+        out["budget"] = budget.to_json()
     for name, totals in meters.items():
         if totals.quantities or totals.cost_usd or totals.unpriced:  # a meter with no figures
             out[name] = compact_meter(name, totals)                  # (no GPU) only flags

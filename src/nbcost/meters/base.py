@@ -33,13 +33,37 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..session import WindowInfo
 
-__all__ = ["Measurement", "Meter", "MeterSink", "Usage", "utc_now"]
+__all__ = ["Measurement", "Meter", "MeterSink", "Usage", "WindowInfo", "utc_now"]
 
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowInfo:
+    """A span of time that costs accrue to: a notebook cell or a ``track()`` block.
+
+    Attributes:
+        start, end: ``time.time()`` seconds (UTC epoch); ``end`` is None while it runs.
+        parent_id: the enclosing window's id; None for a top-level window.
+    """
+
+    id: str
+    kind: str
+    start: float
+    label: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    cell_id: str | None = None
+    execution_count: int | None = None
+    parent_id: str | None = None
+    end: float | None = None
+
+    def ended(self, end: float) -> WindowInfo:
+        """This window, closed at ``end`` (faster than ``dataclasses.replace`` on a hot path)."""
+        return WindowInfo(self.id, self.kind, self.start, self.label, self.tags, self.cell_id,
+                          self.execution_count, self.parent_id, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +100,8 @@ class Measurement:
     Attributes:
         quantities: the span's figures, units in the names (``held_s``, ``energy_j``).
         cost_usd: their price; ``None`` means *unpriced*.
+        unpriced: part of the usage had no price: ``cost_usd`` is the priced part only (one GPU
+            without a rate beside priced ones), so the true cost is higher by an unknown amount.
         breakdown: the same figures per key (per GPU), for detail tables.
         flags: short words for anything degraded ("partial", "mig", "no_gpu").
         detail: JSON-able extras (uncertainty, waste split, device names).
@@ -86,6 +112,7 @@ class Measurement:
     breakdown: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
     detail: Mapping[str, Any] = field(default_factory=dict)
+    unpriced: bool = False
 
 
 class MeterSink(Protocol):
