@@ -52,6 +52,17 @@ class MeterTotals:
             detail=dict(m.detail),
         )
 
+    def __repr__(self) -> str:
+        """``t.gpu`` / ``t.llm`` at a prompt: the same lines as the cell summary."""
+        from .display.summary import meter_text  # display reads records, not the other way
+
+        return meter_text(self)
+
+    def _repr_html_(self) -> str:
+        from .display.summary import meter_html
+
+        return meter_html(self)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "quantities": dict(self.quantities),

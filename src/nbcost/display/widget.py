@@ -1,120 +1,29 @@
-"""The live panel under a ``%%cost`` cell: an anywidget (inline ESM, no build step).
+"""The live panel under a ``%%cost`` cell: an anywidget whose ES module is ``widget.js``.
 
 While the cell runs the ticker feeds it the cell's running totals; when the cell ends it gets the
 final record once, and its output is replaced by the static text/plain + text/html summary, so a
 saved notebook shows the summary in every viewer (GitHub, nbconvert, a notebook reopened without
-a kernel) instead of an unrenderable widget. The ESM uses plain DOM and ``textContent`` only,
-which VS Code's notebook renderer supports too.
+a kernel) instead of an unrenderable widget. The lines it shows are written here, by the same code
+as that summary (``summary.record_lines``); the ES module only lays them out as text.
 """
 
 from __future__ import annotations
 
+import pathlib
 import threading
+from decimal import Decimal
 from typing import Any
 
 import anywidget
 import traitlets
 
 from ..records import WindowInfo, WindowRecord, money
-from .summary import RecordSummary
+from .summary import RecordSummary, budget_view, record_lines, record_title
 from .ticker import Ticker
 
 __all__ = ["CostWidget", "LivePanel", "window_budget"]
 
-# Plain DOM and textContent only: labels are user input, and VS Code renders no more than this.
-_ESM = r"""
-const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
-
-function usd(value, unpriced) {
-  const match = DECIMAL.exec(String(value ?? ""));
-  if (!match) return unpriced ? "unpriced" : "$?";
-  const places = match[1].replace(/^0+/, "") ? 2 : 4;
-  const scaled = BigInt(match[1] + ((match[2] || "") + "0".repeat(places + 1)).slice(0, places + 1));
-  const rounded = ((scaled + 5n) / 10n).toString().padStart(places + 1, "0");
-  const text = rounded.slice(0, -places) + "." + rounded.slice(-places);
-  const tiny = /^[0.]*$/.test(text) && /[1-9]/.test(match[2] || "");
-  return (tiny ? "<$0.0001" : "$" + text) + (unpriced ? " + unpriced" : "");
-}
-
-function secs(s) {
-  if (typeof s !== "number") return "–";
-  if (s < 60) return s.toFixed(1) + " s";
-  return Math.floor(s / 60) + " min " + String(Math.floor(s % 60)).padStart(2, "0") + " s";
-}
-
-function pct(part, whole) {
-  return part && whole ? Math.round((100 * part) / whole) + " %" : "–";
-}
-
-function count(n) {
-  return (n || 0).toLocaleString("en-US");
-}
-
-function node(tag, className, text) {
-  const el = document.createElement(tag);
-  el.className = className;
-  if (text !== undefined) el.textContent = text;
-  return el;
-}
-
-function rows(r) {
-  const out = [["Elapsed", secs(r.wall_s)]];
-  const gpu = r.gpu;
-  if (gpu && gpu.held_s) {
-    out.push(["GPU", `held ${secs(gpu.held_s)}, busy ${pct(gpu.busy_s, gpu.held_s)}, SM ${pct(gpu.sm_s, gpu.held_s)}`]);
-    const extra = [];
-    if (gpu.energy_j) extra.push(`${count(Math.round(gpu.energy_j))} J`);
-    if (gpu.mem_peak_bytes) extra.push(`peak ${(gpu.mem_peak_bytes / 2 ** 30).toFixed(2)} GiB`);
-    if (extra.length) out.push(["", extra.join(", ")]);
-  }
-  const llm = r.llm;
-  if (llm && llm.calls) {
-    out.push(["LLM", `${llm.calls} call${llm.calls === 1 ? "" : "s"}: ${count(llm.input_tokens)} in, ${count(llm.output_tokens)} out tokens`]);
-    for (const [model, c] of Object.entries(llm.by_model || {})) {
-      out.push([`  ${model}`, `${c.calls || 0} × ${count((c.input_tokens || 0) + (c.output_tokens || 0))} tokens, ${usd(c.cost_usd, c.unpriced)}`]);
-    }
-  }
-  out.push(["Cost", usd(r.cost_usd, r.unpriced)]);
-  return out;
-}
-
-function render({ model, el }) {
-  const root = node("div", "nbcost-live");
-  el.appendChild(root);
-  const draw = () => {
-    const r = model.get("record") || {};
-    const running = model.get("running");
-    const budget = model.get("budget_usd");
-    const name = r.label || `cell [${r.execution_count ?? " "}]`;
-    const status = running ? "running" : r.status === "ok" ? "done" : r.status || "";
-    root.dataset.state = running ? "running" : "done";
-    const table = node("table", "nbcost-live-table");
-    for (const [label, value] of rows(r)) {
-      const row = table.insertRow();
-      row.appendChild(node("th", "", label));
-      row.appendChild(node("td", "", value));
-    }
-    const parts = [node("div", "nbcost-live-title", `nbcost · ${name} · ${status}`), table];
-    if (budget) {
-      const fraction = Math.min(1, Number(r.cost_usd || 0) / Math.max(Number(budget), 1e-12));
-      const bar = node("div", "nbcost-live-budget");
-      const fill = node("div", "nbcost-live-budget-fill");
-      fill.style.width = (100 * fraction).toFixed(1) + "%";
-      fill.dataset.level = fraction >= 1 ? "over" : fraction >= 0.8 ? "near" : "ok";
-      bar.appendChild(fill);
-      parts.push(bar, node("div", "nbcost-live-budget-text", `${Math.round(100 * fraction)} % of ${usd(budget)} budget`));
-    }
-    root.replaceChildren(...parts);
-  };
-  for (const name of ["record", "running", "budget_usd"]) model.on(`change:${name}`, draw);
-  draw();
-  return () => {
-    for (const name of ["record", "running", "budget_usd"]) model.off(`change:${name}`, draw);
-  };
-}
-
-export default { render };
-"""
+_HERE = pathlib.Path(__file__).parent
 
 _CSS = """
 .nbcost-live { font-family: var(--jp-ui-font-family, sans-serif); font-size: 12px; padding: 4px 0; }
@@ -126,66 +35,100 @@ _CSS = """
 .nbcost-live-budget-fill { height: 100%; background: #2e7d32; }
 .nbcost-live-budget-fill[data-level='near'] { background: #ef6c00; }
 .nbcost-live-budget-fill[data-level='over'] { background: #c62828; }
+.nbcost-live-budget-text[data-level='over'] { color: #c62828; font-weight: 600; }
 """
 
 
 class CostWidget(anywidget.AnyWidget):
-    """Elapsed time, GPU, LLM calls and tokens by model, dollars and budget of one window."""
+    """Elapsed time, GPU waste, LLM calls and tokens by model, dollars and budget of one window."""
 
-    _esm = _ESM
+    _esm = _HERE / "widget.js"
     _css = _CSS
 
     #: The window's compact record (``Session.live_totals`` while running, then the final one).
     record = traitlets.Dict().tag(sync=True)
     running = traitlets.Bool(True).tag(sync=True)
-    #: The budget the bar measures against (the cell's, else the session's), a decimal string.
-    budget_usd = traitlets.Unicode(None, allow_none=True).tag(sync=True)
+    #: What the panel shows, written by ``summary``: its title and (label, value) lines.
+    title = traitlets.Unicode("").tag(sync=True)
+    lines = traitlets.List().tag(sync=True)
+    #: ``budget_view``: the true share's text, the bar's fill (0–1) and level; None without one.
+    budget = traitlets.Dict(None, allow_none=True).tag(sync=True)
 
 
 class LivePanel:
-    """One ``%%cost`` cell's widget, fed by the ticker; ``finish(record)`` makes it final."""
+    """One ``%%cost`` cell's widget, fed by the ticker; ``finish(record)`` makes it final.
+
+    ``budget`` (``Budget.to_json()`` shape) is the budget the cell runs under, for records that
+    do not carry their own ``budget``.
+    """
 
     def __init__(self, session: Any, window: WindowInfo, ticker: Ticker,
-                 budget_usd: str | None) -> None:
+                 budget: dict[str, Any] | None) -> None:
         from IPython.display import display
 
         self.session = session
         self.window = window
         self.ticker = ticker
+        self.budget = budget
         self._lock = threading.Lock()  # one writer of the widget's traits at a time
         self._done = False
-        self.widget = CostWidget(record=session.live_totals(window.id), running=True,
-                                 budget_usd=budget_usd)
+        self.widget = CostWidget(**self._state(session.live_totals(window.id), running=True))
         self._handle = display(self._bundle(running=True), raw=True, display_id=True)
         ticker.watch(window.id, self._update)
 
+    def _state(self, record: dict[str, Any], running: bool) -> dict[str, Any]:
+        """Every trait the front end draws, from one compact record."""
+        budget = record.get("budget") or self.budget
+        spent = self._session_spent() if budget and budget.get("scope") == "session" else None
+        lines = record_lines(record, budget, spent, with_budget=False)
+        return {"record": record, "running": running, "title": record_title(record, running),
+                "lines": [list(line) for line in lines],
+                "budget": budget_view(record, budget, spent) if budget else None}
+
+    def _session_spent(self) -> Decimal | None:
+        try:
+            return self.session.total_usd
+        except Exception:  # noqa: BLE001 - the bar falls back to this cell's own share
+            return None
+
     def _bundle(self, running: bool, record: WindowRecord | None = None) -> dict:
         if record is not None:
-            summary = RecordSummary(record)
+            summary = RecordSummary(record, budget=self.budget)
             return {"text/plain": repr(summary), "text/html": summary._repr_html_()}
         data, _ = self.widget._repr_mimebundle_()
         return {**data, "text/plain": "nbcost: cell running…"}
 
     def _update(self, window_id: str, live: dict) -> None:
         """Ticker thread: show the running totals."""
+        state = self._state(live, running=True)
         with self._lock:
             if not self._done:
-                self.widget.record = live
+                with self.widget.hold_sync():
+                    self.widget.set_trait("record", state.pop("record"))
+                    for name, value in state.items():
+                        self.widget.set_trait(name, value)
 
     def finish(self, record: WindowRecord) -> None:
         """The cell ended: show its final record, then leave the static summary in the output."""
         self.ticker.unwatch(self.window.id, self._update)
+        state = self._state(record.compact(), running=False)
         with self._lock:
             self._done = True
             with self.widget.hold_sync():
-                self.widget.record = record.compact()
-                self.widget.running = False
+                for name, value in state.items():
+                    self.widget.set_trait(name, value)
         if self._handle is not None:
             self._handle.update(self._bundle(running=False, record=record), raw=True)
         self.widget.close()
 
 
-def window_budget(session: Any, window: WindowInfo) -> str | None:
-    """The cell's own budget if ``%%cost --budget`` set one, else the session's."""
-    budget, _hard = session.budget_of(window.id)
-    return money(budget)
+def window_budget(session: Any, window: WindowInfo) -> dict[str, Any] | None:
+    """The budget the cell runs under (``Budget.to_json()`` shape): its own if ``%%cost
+    --budget`` set one, else the session's; None without one."""
+    usd, hard = session.budget_of(window.id)
+    if usd is None:
+        return None
+    settings = getattr(session, "settings", None)
+    is_session = (usd, bool(hard)) == (getattr(settings, "budget_usd", None),
+                                       bool(getattr(settings, "budget_hard", False)))
+    return {"usd": money(usd), "hard": bool(hard), "scope": "session" if is_session else "cell"}
