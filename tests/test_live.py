@@ -2,11 +2,19 @@
 
 The test client plays the part of the JupyterLab extension: it answers the kernel's ``hello`` and
 reads what arrives on iopub while the cell runs.
+
+What "while the cell runs" means here is what the messaging protocol promises, never when this
+client happened to read a message: iopub and shell are separate sockets, so an ``execute_reply``
+may be read before or after the iopub messages sent ahead of it. On iopub, messages keep the
+order the kernel sent them in; each carries the request it belongs to (``parent_header``) and
+the kernel's send time (``header.date``, the clock the records' ``start``/``end`` use).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import time
 from decimal import Decimal
 
@@ -50,8 +58,7 @@ def kernel(nbcost_home):
 def run(kc, code, cell_id=None, timeout=60):
     """Execute like JupyterLab (cellId in the metadata); return (iopub messages, reply).
 
-    Each message is stamped with ``_received`` (monotonic seconds) when this client got it, so
-    the test can tell what arrived while the cell was still running.
+    The iopub messages are in the kernel's order, up to this request's ``status: idle``.
     """
     content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
                "allow_stdin": False, "stop_on_error": True}
@@ -67,19 +74,34 @@ def run(kc, code, cell_id=None, timeout=60):
             msg = kc.get_shell_msg(timeout=1)
             if msg["parent_header"].get("msg_id") == msg_id:
                 reply = msg
-                reply["_received"] = time.monotonic()
             continue
         try:
             msg = kc.get_iopub_msg(timeout=0.02)
         except Exception:  # queue.Empty
             continue
-        msg["_received"] = time.monotonic()
         messages.append(msg)
         if (msg["msg_type"] == "status" and msg["parent_header"].get("msg_id") == msg_id
                 and msg["content"]["execution_state"] == "idle"):
             idle = True
     assert reply["content"]["status"] == "ok", reply["content"]
     return messages, reply
+
+
+def during(messages, reply, sent):
+    """Assert that ``sent`` (some of ``messages``) came while ``reply``'s cell ran: each belongs
+    to that execute_request and the kernel sent it between the cell's ``busy`` and ``idle``."""
+    request_id = reply["parent_header"]["msg_id"]
+    status = [i for i, m in enumerate(messages) if m["msg_type"] == "status"
+              and m["parent_header"].get("msg_id") == request_id]
+    busy = next(i for i in status if messages[i]["content"]["execution_state"] == "busy")
+    idle = next(i for i in status if messages[i]["content"]["execution_state"] == "idle")
+    for m in sent:
+        assert m["parent_header"]["msg_id"] == request_id
+        assert busy < messages.index(m) < idle
+
+
+def utc(text):
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def comm_data(messages, comm_id, kind=None):
@@ -133,8 +155,7 @@ def test_ticks_arrive_while_the_cell_runs_and_the_widget_ends_on_the_final_recor
              if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == comm_id
              and m["content"]["data"].get("type") == "tick"]
     assert len(ticks) >= 4, "a 2-second cell ticks several times"
-    assert all(m["_received"] < reply["_received"] for m, _ in ticks), "ticks arrive during the run"
-    assert all(m["header"]["date"] < reply["header"]["date"] for m, _ in ticks)
+    during(messages, reply, [m for m, _ in ticks])
     # At most four a second (plus one for the edges).
     assert len(ticks) <= 4 * 2.6 + 1
     elapsed = [d["elapsed_s"] for _, d in ticks]
@@ -147,9 +168,10 @@ def test_ticks_arrive_while_the_cell_runs_and_the_widget_ends_on_the_final_recor
     assert costs[-1] > costs[0], "the running cost grows"
     assert Decimal(ticks[-1][1]["session"]["cost_usd"]) >= costs[-1]
 
-    finals = comm_data(messages, comm_id, "final")
+    finals = [m for m in messages if m["msg_type"] == "comm_msg"
+              and m["content"]["comm_id"] == comm_id and m["content"]["data"]["type"] == "final"]
     assert len(finals) == 1
-    final = finals[0]
+    final = finals[0]["content"]["data"]
     record = final["record"]
     assert record["cell_id"] == "cell-live" and record["status"] == "ok"
     assert record["label"] == "two-seconds" and record["wall_s"] >= 2
@@ -157,21 +179,27 @@ def test_ticks_arrive_while_the_cell_runs_and_the_widget_ends_on_the_final_recor
     assert record["penny"]["seconds"] >= 2
     assert final["window_id"] == ticks[0][1]["window_id"]
     assert final["session"]["cells"] == 1
-    # Nothing about this cell ticks after its final.
-    final_at = next(i for i, m in enumerate(messages)
-                    if m["msg_type"] == "comm_msg" and m["content"]["data"].get("type") == "final")
-    assert not [m for m in messages[final_at:]
-                if m["msg_type"] == "comm_msg" and m["content"]["data"].get("type") == "tick"]
+    # Every tick was sent while the cell's window was open: after it started, before its final
+    # (which the kernel sends once the window has closed); nothing ticks after the final.
+    final_at = messages.index(finals[0])
+    assert all(messages.index(m) < final_at for m, _ in ticks)
+    assert all(utc(record["start"]) <= m["header"]["date"] <= finals[0]["header"]["date"]
+               for m, _ in ticks)
 
     model_id, states = widget_states(messages)
     assert model_id is not None, "the %%cost cell shows the live widget"
-    live = [s for m, s in states if s.get("running") and m["_received"] < reply["_received"]]
-    assert len({s["record"]["wall_s"] for s in live}) >= 3, "the widget updates while it runs"
+    finished_at = next(i for i, (m, s) in enumerate(states) if s.get("running") is False)
+    live = [(m, s) for m, s in states[:finished_at] if s.get("running")]
+    during(messages, reply, [m for m, _ in live])
+    assert len({s["record"]["wall_s"] for _, s in live}) >= 3, "the widget updates while it runs"
+    assert all(s["title"] == "nbcost · two-seconds · running" for _, s in live)
+    assert all(dict(s["lines"])["Cost"].startswith("$") for _, s in live if s["lines"])
     last = states[-1][1]
     assert last["running"] is False
     assert last["record"] == record, "the widget's final state is the final record"
+    assert last["title"] == "nbcost · two-seconds"
 
-    # The output ends as the static summary, which every viewer renders.
+    # The output ends as the static summary, which every viewer renders: the same lines.
     displays = [m for m in messages if m["msg_type"] == "display_data"]
     assert displays[0]["content"]["data"]["application/vnd.jupyter.widget-view+json"][
         "model_id"] == model_id
@@ -180,6 +208,35 @@ def test_ticks_arrive_while_the_cell_runs_and_the_widget_ends_on_the_final_recor
     summary = updates[0]["content"]["data"]
     assert "two-seconds" in summary["text/plain"] and "two-seconds" in summary["text/html"]
     assert "application/vnd.jupyter.widget-view+json" not in summary
+    for label, value in last["lines"]:
+        assert re.search(rf"^  {re.escape(label)}\s+{re.escape(value)}$", summary["text/plain"],
+                         re.MULTILINE), (label, value)
+
+
+def test_the_widget_shows_the_true_share_of_a_blown_budget_and_the_summary_keeps_it(kernel):
+    load(kernel)
+    code = BUSY_2S.replace("--label two-seconds", "--label over --budget 0.001")
+    messages, reply = run(kernel, code, cell_id="over-budget")
+    _, states = widget_states(messages)
+    shares = [s["budget"] for _, s in states if s.get("running") and s.get("budget")]
+    assert shares, "the widget shows the cell's budget"
+    over = [b for b in shares if b["level"] == "over"]
+    assert over, "a penny a second blows $0.001 within the first tick or two"
+    pattern = re.compile(r"^([\d,]+) % of the \$0\.0010 cell budget, \$0\.0\d+ over$")
+    percents = []
+    for budget in over:
+        match = pattern.match(budget["text"])
+        assert match, budget["text"]
+        percents.append(int(match.group(1).replace(",", "")))
+        assert budget["fill"] == 1.0
+    assert max(percents) > 100, "the share is not capped at 100 %"
+    assert percents == sorted(percents), "the share grows with the running cost"
+    final = states[-1][1]
+    assert final["running"] is False and pattern.match(final["budget"]["text"])
+    (update,) = [m for m in messages if m["msg_type"] == "update_display_data"]
+    text = update["content"]["data"]["text/plain"]
+    assert re.search(r"^  Budget\s+[\d,]+ % of the \$0\.0010 cell budget, \$\S+ over$", text,
+                     re.MULTILINE), text
 
 
 def test_plain_cells_get_ticks_and_finals_too(kernel):
@@ -197,7 +254,8 @@ def test_ticks_flow_while_the_front_ends_answer_waits_behind_the_cells(kernel):
     messages, reply = run(kernel, BUSY_2S, cell_id="run-all")
     ticks = [m for m in messages if m["msg_type"] == "comm_msg"
              and m["content"]["comm_id"] == comm_id and m["content"]["data"]["type"] == "tick"]
-    assert ticks and all(m["_received"] < reply["_received"] for m in ticks)
+    assert ticks
+    during(messages, reply, ticks)
     (final,) = comm_data(messages, comm_id, "final")
     assert final["record"]["cell_id"] == "run-all"
     assert not [m for m in messages if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"]

@@ -18,8 +18,9 @@ from ..records import Budget, MeterTotals, WindowRecord, compact_meter
 from .format import (format_bytes, format_count, format_percent, format_seconds,
                      format_seconds_pm, format_usd, plural)
 
-__all__ = ["RecordSummary", "SessionSummary", "Table", "budget_view", "format_bytes",
-           "format_seconds", "format_usd", "meter_lines", "record_lines", "record_title"]
+__all__ = ["RecordSummary", "SessionSummary", "SummaryRow", "Table", "budget_view",
+           "format_bytes", "format_seconds", "format_usd", "meter_lines", "record_lines",
+           "record_title", "session_rows"]
 
 Line = tuple[str, str]
 ZERO = Decimal(0)
@@ -298,7 +299,7 @@ class Table:
                 f"</table>{notes}</div>")
 
 
-class _Row:
+class SummaryRow:
     """One line of the ``%cost`` table, summed exactly (Decimal cost, whole counts)."""
 
     def __init__(self, name: str, wall_s: float = 0.0, held_s: float | None = None,
@@ -309,7 +310,7 @@ class _Row:
         self.meter_costs = dict(meter_costs or {})
 
     @classmethod
-    def of(cls, name: str, compact: Mapping[str, Any]) -> _Row:
+    def of(cls, name: str, compact: Mapping[str, Any]) -> SummaryRow:
         gpu, llm = compact.get("gpu"), compact.get("llm")
         meters = {k: v for k, v in compact.items() if isinstance(v, Mapping) and k != "budget"}
         return cls(name, compact.get("wall_s") or 0.0,
@@ -345,43 +346,49 @@ def _cell_name(compact: Mapping[str, Any], kind: str) -> str:
     return kind
 
 
-def SessionSummary(session) -> Table:  # noqa: N802 - reads as a type at call sites
-    """``%cost``: every top-level window of the session, what ran between them, the total.
+def session_rows(session) -> tuple[list[SummaryRow], SummaryRow, list[str]]:
+    """The ``%cost`` table's rows, its total line (their sum, in every column) and notes.
 
-    The total line is the sum of the rows, in every column. What no window saw (the GPU held
-    idle between cells, LLM calls outside any cell) is the "between cells" row: per meter, the
-    session's total less its windows' rows. The session's elapsed time is said under the table.
+    Rows are the top-level windows (the running one so far), then "between cells": what no
+    window saw (the GPU held idle between cells, LLM calls outside any cell), per meter the
+    session's total less its windows' rows. The session's elapsed time goes in the notes.
     """
-    now = time.time()
+    now = session.ended_at or time.time()
     rows = []
     for record in list(session.records):
         if record.info.parent_id is None:
             compact = record.compact()
-            rows.append(_Row.of(_cell_name(compact, record.info.kind), compact))
+            rows.append(SummaryRow.of(_cell_name(compact, record.info.kind), compact))
     for info in session.open_windows():  # the cell running `%cost` itself, so far
         if info.parent_id is None:
             try:
                 compact = session.live_totals(info.id)
             except KeyError:  # it closed since we looked
                 continue
-            rows.append(_Row.of(f"{_cell_name(compact, info.kind)} (running)", compact))
-    elapsed = max(0.0, (session.ended_at or now) - session.started_at)
+            rows.append(SummaryRow.of(f"{_cell_name(compact, info.kind)} (running)", compact))
+    elapsed = max(0.0, now - session.started_at)
     in_windows = sum(r.wall_s for r in rows)
     between, notes = _between_cells(session.totals(now), rows, max(elapsed - in_windows, 0.0))
     if between is not None:
         rows.append(between)
-    total = _Row("session total", sum(r.wall_s for r in rows), _add(r.held_s for r in rows),
-                 _add(r.calls for r in rows), _add(r.tokens for r in rows),
-                 sum((r.cost_usd for r in rows), ZERO), any(r.unpriced for r in rows))
+    total = SummaryRow("session total", sum(r.wall_s for r in rows), _add(r.held_s for r in rows),
+                       _add(r.calls for r in rows), _add(r.tokens for r in rows),
+                       sum((r.cost_usd for r in rows), ZERO), any(r.unpriced for r in rows))
     notes.insert(0, f"Session elapsed {format_seconds(elapsed)}, "
                     f"{format_seconds(in_windows)} of it in cells.")
+    return rows, total, notes
+
+
+def SessionSummary(session) -> Table:  # noqa: N802 - reads as a type at call sites
+    """``%cost``: every top-level window of the session, what ran between them, the total."""
+    rows, total, notes = session_rows(session)
     return Table(f"nbcost · session {session.id[:8]}",
                  ["cell", "wall", "GPU held", "LLM calls", "tokens", "cost"],
                  [r.cells() for r in rows], total.cells(), notes)
 
 
-def _between_cells(totals: Mapping[str, MeterTotals], rows: list[_Row], wall_s: float
-                   ) -> tuple[_Row | None, list[str]]:
+def _between_cells(totals: Mapping[str, MeterTotals], rows: list[SummaryRow], wall_s: float
+                   ) -> tuple[SummaryRow | None, list[str]]:
     """What the session's totals hold beyond its windows' rows, per meter, and why, in words."""
     costs = {name: t.cost_usd - sum((r.meter_costs.get(name, ZERO) for r in rows), ZERO)
              for name, t in totals.items()}
@@ -408,4 +415,4 @@ def _between_cells(totals: Mapping[str, MeterTotals], rows: list[_Row], wall_s: 
     cost = sum(costs.values(), ZERO)
     if not cost and not held and not calls and wall_s < 0.0005:
         return None, notes
-    return _Row("between cells", wall_s, held, calls, tokens, cost, unpriced), notes
+    return SummaryRow("between cells", wall_s, held, calls, tokens, cost, unpriced), notes
