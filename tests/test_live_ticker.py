@@ -96,6 +96,7 @@ def test_session_totals_and_history_are_json_with_decimal_strings(session):
     totals = session_totals(session)
     assert totals["session_id"] == session.id and totals["cells"] == 1
     assert totals["budget_usd"] == "2.5" and totals["budget_hard"] is False
+    assert totals["budget"] == {"usd": "2.5", "hard": False, "scope": "session"}
     assert Decimal(totals["cost_usd"]) >= Decimal("0.002")
     assert totals["tokens"]["cost_usd"] == "0.002"
     (record,) = cell_history(session)

@@ -235,3 +235,40 @@ def test_the_idle_gpu_between_cells_is_a_row_and_the_table_adds_up(tmp_path):
     assert total.held_s == pytest.approx(session.totals()["gpu"].quantities["held_s"])
     assert any("GPU was held" in note and "no cell running" in note for note in notes)
     assert "between cells" in table
+
+
+# -- in IPython (the terminal path: no widgets) -----------------------------------------------
+
+@pytest.fixture
+def shell():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from nbcost.ipython import extension_for
+
+    ip = InteractiveShell.instance()
+    ip.run_cell("%load_ext nbcost", store_history=True)
+    tokens = TokenMeter()
+    extension_for(ip).session.add_meter(tokens)
+    ip.user_ns["tokens"] = tokens
+    yield ip
+    ip.run_cell("%unload_ext nbcost", store_history=True)
+
+
+def test_a_cost_cell_over_its_budget_ends_with_the_budget_line(shell, capsys):
+    shell.run_cell("%%cost --label over --budget 0.001\ntokens.call('m', 1000)",
+                   store_history=True)
+    out = capsys.readouterr().out
+    assert re.search(r"^  Budget\s+200 % of the \$0\.0010 cell budget, \$0\.0010 over$", out,
+                     re.MULTILINE), out
+
+
+def test_percent_cost_has_a_between_cells_row_and_a_total_that_adds_up(shell, capsys):
+    shell.run_cell("tokens.call('m', 500)", store_history=True)  # a plain cell
+    shell.run_cell("%%cost --label embed\ntokens.call('m', 1000)", store_history=True)
+    capsys.readouterr()
+    shell.run_cell("%cost", store_history=True)
+    out = capsys.readouterr().out
+    lines = {line.split("  ")[0]: line.split()[-1] for line in out.splitlines() if "$" in line}
+    assert lines["embed"] == "$0.0020" and lines["session total"] == "$0.0030"
+    assert sum(Decimal(v.lstrip("<$")) for k, v in lines.items()
+               if k != "session total") == Decimal("0.0030")

@@ -15,7 +15,7 @@ import weakref
 from typing import Any, Callable
 
 from ..records import WindowInfo, WindowRecord
-from .summary import RecordSummary
+from .summary import RecordSummary, window_budget
 from .ticker import Ticker
 
 __all__ = ["attach", "live_panel"]
@@ -56,23 +56,28 @@ def attach(shell, session) -> Callable[[], None]:
 
 
 class StaticPanel:
-    """Shows nothing while the cell runs and the static summary when it ends."""
+    """Shows nothing while the cell runs and the static summary when it ends.
 
-    def __init__(self, quiet: bool) -> None:
+    ``budget`` is the one the cell runs under, for a record that does not carry it.
+    """
+
+    def __init__(self, quiet: bool, budget: dict | None = None) -> None:
         self.quiet = quiet
+        self.budget = budget
 
     def finish(self, record: WindowRecord) -> None:
         if not self.quiet:
             from IPython.display import display
 
-            display(RecordSummary(record))
+            display(RecordSummary(record, budget=self.budget))
 
 
 def live_panel(shell, session, window: WindowInfo, quiet: bool) -> Any:
     """The panel for one ``%%cost`` cell: live where widgets render, static otherwise."""
     ticker = _tickers.get(session)
+    budget = None if quiet else window_budget(session, window)
     if quiet or ticker is None or not _in_kernel(shell) or not session.settings.live:
-        return StaticPanel(quiet)
-    from .widget import LivePanel, window_budget
+        return StaticPanel(quiet, budget)
+    from .widget import LivePanel
 
-    return LivePanel(session, window, ticker, window_budget(session, window))
+    return LivePanel(session, window, ticker, budget)

@@ -9,7 +9,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from ..records import ZERO, compact_meter, money
+from ..records import ZERO, Budget, compact_meter, money
 
 __all__ = ["cell_history", "is_top_cell", "session_totals"]
 
@@ -35,6 +35,8 @@ def session_totals(session: Any, now: float | None = None) -> dict[str, Any]:
         "budget_usd": money(settings.budget_usd),
         "budget_hard": bool(settings.budget_hard),
     }
+    if settings.budget_usd is not None:  # the shape records carry (``records.Budget``)
+        out["budget"] = Budget(settings.budget_usd, bool(settings.budget_hard), "session").to_json()
     for name, meter_totals in totals.items():
         out[name] = compact_meter(name, meter_totals)
     gpu = totals.get("gpu")

@@ -20,7 +20,7 @@ from .format import (format_bytes, format_count, format_percent, format_seconds,
 
 __all__ = ["RecordSummary", "SessionSummary", "SummaryRow", "Table", "budget_view",
            "format_bytes", "format_seconds", "format_usd", "meter_lines", "record_lines",
-           "record_title", "session_rows"]
+           "record_title", "session_rows", "window_budget"]
 
 Line = tuple[str, str]
 ZERO = Decimal(0)
@@ -186,6 +186,19 @@ def budget_view(record: Mapping[str, Any], budget: Mapping[str, Any],
     share = spent / limit if limit > 0 else Decimal(1)
     level = "over" if share >= 1 else "near" if share >= Decimal("0.8") else "ok"
     return {"text": text, "fill": float(min(share, Decimal(1))), "level": level}
+
+
+def window_budget(session: Any, window: Any) -> dict[str, Any] | None:
+    """The budget an open window runs under (``Budget.to_json()`` shape): its own if ``%%cost
+    --budget`` set one, else the session's; None without one. For records that do not carry
+    their ``budget`` yet."""
+    usd, hard = session.budget_of(window.id)
+    if usd is None:
+        return None
+    settings = getattr(session, "settings", None)
+    is_session = (usd, bool(hard)) == (getattr(settings, "budget_usd", None),
+                                       bool(getattr(settings, "budget_hard", False)))
+    return Budget(usd, bool(hard), "session" if is_session else "cell").to_json()
 
 
 def as_budget(value: Budget | Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -17,11 +17,11 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..records import WindowInfo, WindowRecord, money
-from .summary import RecordSummary, budget_view, record_lines, record_title
+from ..records import WindowInfo, WindowRecord
+from .summary import RecordSummary, budget_view, record_lines, record_title, window_budget
 from .ticker import Ticker
 
-__all__ = ["CostWidget", "LivePanel", "window_budget"]
+__all__ = ["CostWidget", "LivePanel", "widget_state", "window_budget"]
 
 _HERE = pathlib.Path(__file__).parent
 
@@ -77,13 +77,9 @@ class LivePanel:
         ticker.watch(window.id, self._update)
 
     def _state(self, record: dict[str, Any], running: bool) -> dict[str, Any]:
-        """Every trait the front end draws, from one compact record."""
         budget = record.get("budget") or self.budget
         spent = self._session_spent() if budget and budget.get("scope") == "session" else None
-        lines = record_lines(record, budget, spent, with_budget=False)
-        return {"record": record, "running": running, "title": record_title(record, running),
-                "lines": [list(line) for line in lines],
-                "budget": budget_view(record, budget, spent) if budget else None}
+        return widget_state(record, running, budget, spent)
 
     def _session_spent(self) -> Decimal | None:
         try:
@@ -122,13 +118,12 @@ class LivePanel:
         self.widget.close()
 
 
-def window_budget(session: Any, window: WindowInfo) -> dict[str, Any] | None:
-    """The budget the cell runs under (``Budget.to_json()`` shape): its own if ``%%cost
-    --budget`` set one, else the session's; None without one."""
-    usd, hard = session.budget_of(window.id)
-    if usd is None:
-        return None
-    settings = getattr(session, "settings", None)
-    is_session = (usd, bool(hard)) == (getattr(settings, "budget_usd", None),
-                                       bool(getattr(settings, "budget_hard", False)))
-    return {"usd": money(usd), "hard": bool(hard), "scope": "session" if is_session else "cell"}
+def widget_state(record: dict[str, Any], running: bool, budget: dict[str, Any] | None = None,
+                 session_spent_usd: Decimal | None = None) -> dict[str, Any]:
+    """Every trait the front end draws, from one compact record (``budget`` defaults to the
+    record's own; ``session_spent_usd`` is what a session budget measures)."""
+    budget = budget or record.get("budget")
+    lines = record_lines(record, budget, session_spent_usd, with_budget=False)
+    return {"record": record, "running": running, "title": record_title(record, running),
+            "lines": [list(line) for line in lines],
+            "budget": budget_view(record, budget, session_spent_usd) if budget else None}
