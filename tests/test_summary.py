@@ -130,7 +130,8 @@ def test_a_session_budget_reads_against_the_session_or_says_it_is_this_cells_sha
     assert live == {"text": "85 % of the $1.00 hard session budget", "fill": 0.85,
                     "level": "near"}
     # A record without a budget of its own takes the one it ran under.
-    assert "Budget" in dict(RecordSummary(cell, budget=Budget(Decimal("1"), True, "session")).lines())
+    ran_under = Budget(Decimal("1"), True, "session")
+    assert "Budget" in dict(RecordSummary(cell, budget=ran_under).lines())
     assert "Budget" not in dict(RecordSummary(cell).lines())
 
 

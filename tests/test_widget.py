@@ -66,7 +66,8 @@ def test_the_budget_bar_says_the_true_share_and_the_overshoot():
     assert state["budget"] == {"text": "5,000 % of the $0.0010 cell budget, $0.0490 over",
                                "fill": 1.0, "level": "over"}
     assert "Budget" not in dict(state["lines"]), "the bar's text says it once"
-    assert dict(state["lines"])["  gpt-4o"] == "5 calls, 600 tokens (500 input, 100 output), $0.0500"
+    assert dict(state["lines"])["  gpt-4o"] == (
+        "5 calls, 600 tokens (500 input, 100 output), $0.0500")
 
 
 def test_a_session_budget_measures_the_session_spend():

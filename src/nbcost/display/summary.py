@@ -256,8 +256,9 @@ def meter_summary(totals: MeterTotals) -> tuple[str, list[Line]]:
         reason = "no GPU visible" if "no_gpu" in totals.flags else ", ".join(totals.flags)
         return name, [(name.upper(), reason or "no figures")]
     lines = meter_lines(name, compact_meter(name, totals))
-    if totals.flags:
-        lines.append(("Flags", ", ".join(totals.flags)))
+    flags = [f for f in totals.flags if f != "unpriced"]  # the cost says so
+    if flags:
+        lines.append(("Flags", ", ".join(flags)))
     if name != "meter":
         lines.append(("Cost", format_usd(totals.cost_usd, totals.unpriced)))
     return name, lines
@@ -265,12 +266,12 @@ def meter_summary(totals: MeterTotals) -> tuple[str, list[Line]]:
 
 def meter_text(totals: MeterTotals) -> str:
     name, lines = meter_summary(totals)
-    return _text(f"nbcost · {name.upper() if name != 'meter' else 'meter'}", lines)
+    return _text(f"nbcost · {name if name == 'meter' else name.upper()}", lines)
 
 
 def meter_html(totals: MeterTotals) -> str:
     name, lines = meter_summary(totals)
-    return _html(f"nbcost · {name.upper() if name != 'meter' else 'meter'}", lines)
+    return _html(f"nbcost · {name if name == 'meter' else name.upper()}", lines)
 
 
 # -- tables ---------------------------------------------------------------------------------------
