@@ -14,6 +14,7 @@ import tiktoken
 from llm_support import RecordingSink
 
 from nbcost.config import Settings
+from nbcost.display.format import format_usd
 from nbcost.meters.base import Usage
 from nbcost.meters.llm import tokens as tokens_module
 from nbcost.meters.llm.patching import Patch, Patcher, sync_wrapper
@@ -83,9 +84,9 @@ def test_compare_cheapest_first_and_cache_savings():
     assert order == ["gpt-4o-mini", "claude-haiku-4-5", "gpt-4o"]
     mini = genai_prices.calc_price(genai_prices.Usage(input_tokens=1000, output_tokens=100),
                                    "gpt-4o-mini", provider_id="openai").total_price * 3
-    assert f"${mini:.6f}" in lines[3] and f"${Decimal('0.0105') - mini:.6f}" in lines[3]
+    assert format_usd(mini) in lines[3] and format_usd(Decimal("0.0105") - mini) in lines[3]
     assert "no price known for: zz-unknown" in text
-    assert "1 calls repeated an earlier identical request" in text and "$0.003500" in text
+    assert "1 call repeated an earlier identical request" in text and "$0.0035" in text
     assert "<table>" in html and "gpt-4o-mini" in html
 
 
@@ -99,7 +100,7 @@ def test_estimate_report_counts_with_offline_tiktoken():
     report = estimate_report(text, "gpt-4o", settings())
     assert f"≈ {n:,} input tokens" in report
     cost = genai_prices.calc_price(genai_prices.Usage(input_tokens=n), "gpt-4o").total_price
-    assert f"${cost:.6f}" in report
+    assert format_usd(cost) in report
 
 
 def test_estimator_without_encoding_is_coarse_and_says_so_once(monkeypatch):

@@ -11,6 +11,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any, Iterable
 
+from ...display.format import format_usd, plural
 from ...pricing.llm import shared_price_book
 from ..base import Usage
 from .tokens import Estimator
@@ -30,7 +31,7 @@ def _counts(usage: Usage) -> dict[str, int]:
 
 
 def _money(value: Decimal | None) -> str:
-    return "unpriced" if value is None else f"${value:.6f}"
+    return format_usd(value, unpriced=value is None)
 
 
 def _llm_calls(usages: Iterable[Usage]) -> list[Usage]:
@@ -99,7 +100,7 @@ def _repeats(calls: list[Usage]) -> str:
         return ""
     saved = sum((u.cost_usd for u in repeated if u.cost_usd is not None), Decimal(0))
     distinct = sum(1 for group in groups.values() if len(group) > 1)
-    return (f"{len(repeated)} calls repeated an earlier identical request ({distinct} distinct); "
+    return (f"{plural(len(repeated), "call")} repeated an earlier identical request ({distinct} distinct); "
             f"a response cache would have saved {_money(saved)}.")
 
 
