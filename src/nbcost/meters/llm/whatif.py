@@ -100,7 +100,7 @@ def _repeats(calls: list[Usage]) -> str:
         return ""
     saved = sum((u.cost_usd for u in repeated if u.cost_usd is not None), Decimal(0))
     distinct = sum(1 for group in groups.values() if len(group) > 1)
-    return (f"{plural(len(repeated), "call")} repeated an earlier identical request ({distinct} distinct); "
+    return (f"{plural(len(repeated), 'call')} repeated an earlier identical request ({distinct} distinct); "
             f"a response cache would have saved {_money(saved)}.")
 
 
