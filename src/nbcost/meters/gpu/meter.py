@@ -1,7 +1,8 @@
 """``GpuMeter``: the Session's view of the GPU sampler.
 
 ``start`` maps the visible GPUs and starts the sampler thread (or says once that there is no
-GPU); the window hooks note when top-level cells run; ``measure`` and ``session_measurement``
+GPU); the window hooks note when top-level windows (cells, or ``track()`` blocks outside any cell,
+as in a script) run; ``measure`` and ``session_measurement``
 read the sampler's series. While a GPU is held, a ``gpu_checkpoint`` event with the session's
 running figures goes to the spend log at least every ``checkpoint_s`` seconds, so a killed
 kernel loses at most that much.
@@ -68,9 +69,9 @@ class GpuMeter(Meter):
         self.sampler: Sampler | None = None
         self.reason_off: str | None = None
         self._session_start = 0.0
-        self._open_cells: dict[str, float] = {}
-        self._cells: list[tuple[float, float]] = []
-        self._cells_lock = threading.Lock()
+        self._open_windows: dict[str, float] = {}  # top-level windows: id -> start
+        self._windows: list[tuple[float, float]] = []
+        self._windows_lock = threading.Lock()
         self._last_checkpoint = 0.0
         self._was_held = False
         self._stopped = False
@@ -137,22 +138,25 @@ class GpuMeter(Meter):
     def window_started(self, window: Any) -> None:
         if self.sampler is not None and not self._stopped:
             self.sampler.request_edge()
-        if window.kind == "cell" and window.parent_id is None:
-            self._open_cells[window.id] = window.start
+        # Top-level windows of any kind: a script's `track()` blocks are what its cells are to
+        # a notebook, so held time outside all of them is the idle between.
+        if window.parent_id is None:
+            self._open_windows[window.id] = window.start
 
     def window_ended(self, window: Any) -> None:
         if self.sampler is not None and not self._stopped:
             self.sampler.request_edge()
-        start = self._open_cells.pop(window.id, None)
+        start = self._open_windows.pop(window.id, None)
         if start is not None:
             end = window.end if window.end is not None else self._clock()
-            with self._cells_lock:
-                self._cells.append((start, end))
+            with self._windows_lock:
+                self._windows.append((start, end))
 
-    def _cell_spans(self, now: float) -> list[tuple[float, float]]:
-        with self._cells_lock:
-            spans = list(self._cells)
-        return spans + [(start, now) for start in list(self._open_cells.values())]
+    def _window_spans(self, now: float) -> list[tuple[float, float]]:
+        """The top-level windows' spans so far (the open ones up to ``now``)."""
+        with self._windows_lock:
+            spans = list(self._windows)
+        return spans + [(start, now) for start in list(self._open_windows.values())]
 
     # --- figures ------------------------------------------------------------------------------
     def measure(self, start: float, end: float) -> Measurement | None:
@@ -165,17 +169,18 @@ class GpuMeter(Meter):
     def session_measurement(self, start: float, end: float) -> Measurement | None:
         if self.sampler is None:
             return self._off_measurement()
-        cells = [(max(a, start), min(b, end)) for a, b in self._cell_spans(end)]
-        cells = [(a, b) for a, b in cells if b > a]
+        # Idle between = held outside every top-level window; stall is counted only inside
+        # them (held − busy there), so no second of held time is wasted twice.
+        windows = _union([(max(a, start), min(b, end)) for a, b in self._window_spans(end)])
         figures = []
         for s in self.sampler.series:
             f = device_figures(s, start, end)
-            held_in_cells = float(sum(s.held.between(a, b) for a, b in cells))
+            held_in = float(sum(s.held.between(a, b) for a, b in windows))
             stall = f.stall_s
             if f.busy_s is not None:
-                busy_in_cells = sum(s.busy_between(a, b) for a, b in cells)
-                stall = max(held_in_cells - busy_in_cells, 0.0)
-            figures.append((s, replace(f, idle_between_s=max(f.held_s - held_in_cells, 0.0),
+                busy_in = sum(s.busy_between(a, b) for a, b in windows)
+                stall = max(held_in - busy_in, 0.0)
+            figures.append((s, replace(f, idle_between_s=max(f.held_s - held_in, 0.0),
                                        stall_s=stall)))
         return measurement(figures, start, end, self._settings())
 
@@ -226,3 +231,14 @@ class GpuMeter(Meter):
             sampler_cpu_s=round(self.sampler.cpu_s, 6),
         )
         self._sink.log("gpu_checkpoint", fields)
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping spans merged (two threads' top-level blocks may overlap), empty ones dropped."""
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted(s for s in spans if s[1] > s[0]):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
