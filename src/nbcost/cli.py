@@ -73,6 +73,8 @@ def _cmd_report(args) -> int:
         writer.writeheader()
         writer.writerows(g.to_json() for g in report.groups)
         text = out.getvalue().rstrip("\n")
+        for note in report.notes:  # a CSV has no place for them
+            print(f"nbcost: {note}", file=sys.stderr)
     else:
         text = repr(report.table())
     if args.output:
