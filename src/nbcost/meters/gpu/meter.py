@@ -29,6 +29,12 @@ NO_GPU_MESSAGE = (
 )
 
 
+def _say(line: str) -> None:
+    """One informational line on stdout: in a notebook a plain output line, not the red
+    stderr box a warning gets (no GPU is a fact about the machine, not a fault)."""
+    print(line, flush=True)
+
+
 class GpuMeter(Meter):
     """Held, busy and SM-weighted GPU time, energy and memory, per window and per session.
 
@@ -38,6 +44,7 @@ class GpuMeter(Meter):
         clock: ``time.time``-like; tests script it.
         pid: the process whose contexts count as held (default: this one).
         threaded: run the sampler in its thread; tests drive ``meter.sampler.poll()`` by hand.
+        notice: where the one "no GPU visible" line goes (default: stdout).
     """
 
     name = "gpu"
@@ -53,8 +60,10 @@ class GpuMeter(Meter):
         tick_s: float = 0.5,
         edge_wait_s: float = 0.02,
         checkpoint_s: float = 5.0,
+        notice: Callable[[str], None] = _say,
         **sampler_options: Any,
     ) -> None:
+        self._notice = notice
         self._nvml = nvml
         self._environ = environ
         self._clock = clock
@@ -91,8 +100,8 @@ class GpuMeter(Meter):
             reason = backend.reason if isinstance(backend, NullBackend) else str(error)
             self._switch_off(reason, backend)
             return
-        except Exception as error:  # an unexpected pynvml: off, said once, never raised
-            self._switch_off(f"{type(error).__name__}: {error}", backend)
+        except Exception as error:  # an unexpected pynvml: off, warned once, never raised
+            self._switch_off(f"{type(error).__name__}: {error}", backend, fault=True)
             return
         if not devices:
             self._switch_off("CUDA_VISIBLE_DEVICES hides every GPU", backend)
@@ -110,14 +119,18 @@ class GpuMeter(Meter):
         if self._threaded:
             self.sampler.start()
 
-    def _switch_off(self, reason: str, backend: Any) -> None:
+    def _switch_off(self, reason: str, backend: Any, fault: bool = False) -> None:
+        """No GPU to measure: say so in one quiet line (a broken pynvml is warned about)."""
         self.reason_off = reason
         try:
             backend.shutdown()
         except Exception:  # noqa: BLE001 - NVML may never have started
             pass
-        if self._sink is not None:
-            self._sink.warn_once("gpu:none", NO_GPU_MESSAGE.format(reason=reason))
+        message = NO_GPU_MESSAGE.format(reason=reason)
+        if fault and self._sink is not None:
+            self._sink.warn_once("gpu:none", message)
+        elif not fault:
+            self._notice(message)
 
     def stop(self) -> None:
         """Stop the sampler and close NVML; the series stay readable. Idempotent."""
