@@ -48,3 +48,30 @@ def test_a_cell_gets_gpu_figures_and_the_session_idle_time_and_checkpoints(tmp_p
     costs = [Decimal(event["cost_usd"]) for event in checkpoints]
     assert costs == sorted(costs) and costs[-1] > 0
     assert checkpoints[-1]["held_now"] is False  # the final one, when the session closed
+
+
+def test_a_scripts_track_block_is_a_window_for_the_session_waste(tmp_path):
+    # Outside IPython there are no cells: a top-level `with nbcost.track()` is the window.
+    import nbcost
+    from nbcost.api import set_session
+
+    gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5)
+    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05,
+                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
+    old = set_session(session)
+    try:
+        time.sleep(0.3)
+        with nbcost.track("train") as t:
+            now = time.time()
+            gpu.busy(now, now + 0.6, util=50)  # half busy: the rest of the block is stall
+            time.sleep(0.8)
+        time.sleep(0.3)
+        q = session.totals()["gpu"].quantities
+    finally:
+        set_session(old)
+        session.close()
+    block_s = t.wall_s
+    assert q["idle_between_s"] < q["held_s"] - block_s / 2  # the block is not idle time
+    assert q["stall_s"] > block_s / 4  # it was stalled more than half of its time
+    assert q["idle_between_s"] + q["stall_s"] <= q["held_s"] + 1e-6  # nothing counted twice
