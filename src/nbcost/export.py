@@ -41,7 +41,8 @@ def write_jsonl(rows: list[Mapping[str, Any]], path: Path) -> None:
     columns = columns_for(rows)
     with open(path, "w", encoding="utf-8") as out:
         for row in rows:
-            out.write(json.dumps({c.name: to_plain(row.get(c.name), c.type) for c in columns}) + "\n")
+            record = {c.name: to_plain(row.get(c.name), c.type) for c in columns}
+            out.write(json.dumps(record) + "\n")
 
 
 def to_arrow(rows: list[Mapping[str, Any]]):

@@ -61,7 +61,8 @@ def _window_row(start: Mapping[str, Any], end: Mapping[str, Any] | None,
     if end is not None:
         row.update(end=parse_ts(end.get("ended_at")), wall_s=end.get("wall_s"),
                    status=end.get("status"), cost_usd=Decimal(end.get("cost_usd") or 0),
-                   unpriced=bool(end.get("unpriced")), flags=",".join(end.get("flags") or ()) or None)
+                   unpriced=bool(end.get("unpriced")),
+                   flags=",".join(end.get("flags") or ()) or None)
         row.update(_meter_fields(end.get("meters") or {}))
         return row
     # Not ended: still running (the cell exporting its own session) or the kernel died inside

@@ -20,7 +20,8 @@ from .quantities import QUANTITIES
 __all__ = ["COLUMNS", "Column", "arrow_schema", "columns_for", "from_text", "to_plain"]
 
 # The column types, named for what they hold.
-STRING, INT, FLOAT, DECIMAL, TIMESTAMP, BOOL = "string", "int", "float", "decimal", "timestamp", "bool"
+STRING, INT, FLOAT, DECIMAL = "string", "int", "float", "decimal"
+TIMESTAMP, BOOL = "timestamp", "bool"
 MONEY_PLACES = 12  # decimal128(38, 12): a single cached token can cost $1e-8
 _INT_UNITS = {"count", "tokens", "bytes"}
 
