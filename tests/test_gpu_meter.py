@@ -11,7 +11,7 @@ from fake_nvml import Clock, FakeGpu, FakeNvml, RecordingSink, Window, drive
 
 from nbcost.meters.base import Meter
 from nbcost.meters.gpu import GpuMeter
-from nbcost.records import MeterTotals
+from nbcost.records import MeterTotals, compact_meter
 
 PID = 4242
 GIB = 1 << 30
@@ -215,6 +215,9 @@ def test_a_gpu_without_a_rate_keeps_the_priced_gpus_cost_and_marks_the_rest_unpr
     assert m.detail["waste_unpriced"] == ["stall"]
     totals = MeterTotals.from_measurement(m)
     assert totals.cost_usd == H200_RATE / 100 and totals.unpriced
+    compact = compact_meter("gpu", totals)  # "$0.0359 + unpriced", waste likewise
+    assert Decimal(compact["cost_usd"]) == H200_RATE / 100 and compact["unpriced"] is True
+    assert Decimal(compact["waste"]["stall"]["usd"]) == stall
 
 
 def test_two_gpus_add_up_with_a_breakdown_at_their_own_rates():
