@@ -92,9 +92,14 @@ class _Accumulator:
         else:
             self.cost[meter] += Decimal(cost)
 
-    def replace(self, meter: str, quantities: Mapping[str, float], cost: str | None) -> None:
+    def replace(self, meter: str, quantities: Mapping[str, float], cost: str | None,
+                unpriced: bool = False) -> None:
         self.quantities[meter] = dict(quantities)
         self.cost[meter] = Decimal(cost or 0)
+        if cost is None or unpriced:
+            self.unpriced.add(meter)
+        else:
+            self.unpriced.discard(meter)
 
     def as_meters(self) -> dict[str, dict[str, Any]]:
         return {m: {"quantities": self.quantities[m], "cost_usd": str(self.cost[m]),
@@ -111,7 +116,8 @@ def session_totals(events: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
     acc = _Accumulator()
     for event in events:
         if event.get("cumulative"):
-            acc.replace(event["meter"], event.get("quantities") or {}, event.get("cost_usd"))
+            acc.replace(event["meter"], event.get("quantities") or {}, event.get("cost_usd"),
+                        bool(event.get("unpriced")))
         elif "quantities" in event and "meter" in event:
             acc.add(event["meter"], event["quantities"], event.get("cost_usd"))
     return acc.as_meters()
@@ -124,11 +130,13 @@ def _between_cells_row(events: list[Mapping[str, Any]], rows: list[dict[str, Any
                            "kind": "between_cells", "tags": "{}", "status": "ok", "flags": None}
     cost = ZERO
     unpriced = False
+    # Never below zero: a killed session's last GPU checkpoint can predate its last cell's end
+    # (the cell then holds all there is), and floats leave crumbs like -1e-12.
     for meter, figures in totals.items():
-        meter_cost = Decimal(figures.get("cost_usd") or 0) - sum(
-            (r.get(f"{meter}_cost_usd") or ZERO for r in top), ZERO)
+        meter_cost = max(Decimal(figures.get("cost_usd") or 0) - sum(
+            (r.get(f"{meter}_cost_usd") or ZERO for r in top), ZERO), ZERO)
         for q, v in (figures.get("quantities") or {}).items():
-            rest = v - sum((r.get(f"{meter}_{q}") or 0 for r in top))
+            rest = max(v - sum((r.get(f"{meter}_{q}") or 0 for r in top)), 0)
             if q not in _NOT_ADDITIVE:
                 row[f"{meter}_{q}"] = rest
         row[f"{meter}_cost_usd"] = meter_cost

@@ -234,16 +234,19 @@ class GpuMeter(Meter):
         m = self.session_measurement(since, now)
         if m is None:
             return
-        fields: dict[str, Any] = {k: round(v, 6) for k, v in m.quantities.items()}
-        fields.update(
-            since=since,
-            until=now,
-            held_now=not final,
-            cost_usd=None if m.cost_usd is None else str(m.cost_usd),
-            flags=list(m.flags),
-            sampler_cpu_s=round(self.sampler.cpu_s, 6),
-        )
-        self._sink.log("gpu_checkpoint", fields)
+        # The documented cumulative shape, which readers rebuild a killed session's GPU from.
+        self._sink.log("gpu_checkpoint", {
+            "meter": self.name,
+            "cumulative": True,
+            "quantities": {k: round(v, 6) for k, v in m.quantities.items()},
+            "cost_usd": None if m.cost_usd is None else str(m.cost_usd),
+            "unpriced": m.cost_usd is None or m.unpriced,
+            "flags": list(m.flags),
+            "since": since,
+            "until": now,
+            "held_now": not final,
+            "sampler_cpu_s": round(self.sampler.cpu_s, 6),
+        })
 
 
 def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
