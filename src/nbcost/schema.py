@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 from .ledger import iso_utc
 from .quantities import QUANTITIES
 
-__all__ = ["COLUMNS", "Column", "arrow_schema", "columns_for", "from_text", "to_plain"]
+__all__ = ["COLUMNS", "Column", "arrow_schema", "columns_for", "from_text", "to_plain", "typed"]
 
 # The column types, named for what they hold.
 STRING, INT, FLOAT, DECIMAL = "string", "int", "float", "decimal"
