@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import json
 import subprocess
 import sys
@@ -52,6 +54,9 @@ def test_run_writes_cell_metadata_prints_the_table_and_report_totals_match(
     assert meta[1]["label"] == "embed" and meta[1]["cost_usd"] == "0.002"
     assert meta[2]["cost_usd"] == "0.001" and meta[2]["status"] == "ok"
     assert executed.metadata["nbcost"]["notebook_id"]
+    for m in meta:  # ISO 8601 UTC strings, as the kernel and the lab extension write them
+        start, end = (dt.datetime.fromisoformat(m[k].replace("Z", "+00:00")) for k in ("start", "end"))
+        assert m["start"].endswith("Z") and start.tzinfo and start <= end
     session_id = executed.metadata["nbcost"]["session_id"]
     assert all(m["session_id"] == session_id for m in meta)
 
@@ -77,6 +82,7 @@ def test_run_reports_a_failing_cell_and_keeps_the_cells_before_it(notebook, tmp_
     out = tmp_path / "out.ipynb"
     done = run_cli("run", notebook, "-o", out)
     assert done.returncode == 1 and "model diverged" in done.stderr
+    assert "\x1b[" not in done.stderr + done.stdout  # a pipe gets no colour codes
     executed = nbformat.read(out, as_version=4)
     assert executed.cells[-1].metadata["nbcost"]["status"] == "error"
     assert executed.cells[2].metadata["nbcost"]["cost_usd"] == "0.002"
@@ -99,3 +105,19 @@ def test_prices_lists_gpu_rates(capsys):
     assert main(["prices"]) == 0
     out = capsys.readouterr().out
     assert "H100" in out and "A100 80GB" in out
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_colour_only_for_a_terminal_that_wants_it(monkeypatch):
+    from nbcost.cli import _for
+
+    coloured = "\x1b[31mRuntimeError\x1b[39m: boom"
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert _for(io.StringIO(), coloured) == "RuntimeError: boom"
+    assert _for(_Terminal(), coloured) == coloured
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert _for(_Terminal(), coloured) == "RuntimeError: boom"

@@ -31,10 +31,14 @@ def assert_said_once(sink, key, *words):
 def test_no_nvml_library_switches_the_meter_off_softly():
     clock = Clock()
     sink = RecordingSink()
-    meter = GpuMeter(FakeNvml([], clock, missing_library=True), clock=clock, threaded=False)
+    notices = []
+    meter = GpuMeter(FakeNvml([], clock, missing_library=True), clock=clock, threaded=False,
+                     notice=notices.append)
     meter.start(sink)
     assert meter.sampler is None
-    assert_said_once(sink, "gpu:none", "no NVIDIA GPU", "everything else works")
+    (notice,) = notices  # one quiet line, not a warning
+    assert "no NVIDIA GPU" in notice and "everything else works" in notice
+    assert not sink.warnings
     m = meter.measure(1000.0, 1001.0)
     assert m.flags == ("no_gpu",) and m.cost_usd == 0 and dict(m.quantities) == {}
     assert meter.session_measurement(1000.0, 1001.0).flags == ("no_gpu",)
@@ -48,9 +52,11 @@ def test_a_machine_without_gpus_or_with_every_gpu_hidden():
     for gpus, env in (([], {}), ([h200()], {"CUDA_VISIBLE_DEVICES": "-1"})):
         clock = Clock()
         sink = RecordingSink()
-        meter = GpuMeter(FakeNvml(gpus, clock), environ=env, clock=clock, threaded=False)
+        notices = []
+        meter = GpuMeter(FakeNvml(gpus, clock), environ=env, clock=clock, threaded=False,
+                         notice=notices.append)
         meter.start(sink)
-        assert meter.sampler is None and "gpu:none" in sink.warnings
+        assert meter.sampler is None and len(notices) == 1 and not sink.warnings
 
 
 def test_the_real_pynvml_on_this_machine_fails_softly(monkeypatch):
@@ -66,10 +72,11 @@ def test_the_real_pynvml_on_this_machine_fails_softly(monkeypatch):
     except Exception:  # noqa: BLE001 - NVMLError_LibraryNotFound and friends
         pass
     sink = RecordingSink()
-    meter = GpuMeter()
+    notices = []
+    meter = GpuMeter(notice=notices.append)
     meter.start(sink)
     assert meter.sampler is None
-    assert "gpu:none" in sink.warnings
+    assert len(notices) == 1 and "no NVIDIA GPU" in notices[0]
     assert meter.measure(0.0, 1.0).flags == ("no_gpu",)
 
 

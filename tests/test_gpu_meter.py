@@ -11,6 +11,7 @@ from fake_nvml import Clock, FakeGpu, FakeNvml, RecordingSink, Window, drive
 
 from nbcost.meters.base import Meter
 from nbcost.meters.gpu import GpuMeter
+from nbcost.records import MeterTotals, compact_meter
 
 PID = 4242
 GIB = 1 << 30
@@ -196,6 +197,29 @@ def test_an_unknown_gpu_is_unpriced_with_its_seconds():
     assert m.detail["waste_usd"]["stall"] is None
 
 
+def test_a_gpu_without_a_rate_keeps_the_priced_gpus_cost_and_marks_the_rest_unpriced():
+    a = h200().busy(1001.0, 1003.0)
+    b = FakeGpu("GPU-bbbb", name="NVIDIA Mystery 9000").process(PID, 1000.0).busy(1001.0, 1002.0)
+    meter, clock, _, _ = start_meter([a, b])
+    drive(meter, clock, 1040.0)
+    m = meter.measure(1000.0, 1036.0)
+    assert m.cost_usd == H200_RATE / 100  # the H200's 36 s, not None
+    assert m.unpriced and "unpriced" in m.flags
+    assert m.breakdown["0:NVIDIA H200"]["cost_usd"] == H200_RATE / 100
+    assert "unpriced" not in m.breakdown["0:NVIDIA H200"]
+    assert m.breakdown["1:NVIDIA Mystery 9000"]["unpriced"] is True
+    assert m.breakdown["1:NVIDIA Mystery 9000"]["cost_usd"] is None
+    # The H200's stall (34 s) in dollars; the Mystery's stall is marked, not priced.
+    stall = (Decimal(34) / 3600 * H200_RATE).quantize(Decimal("1e-8"))
+    assert Decimal(m.detail["waste_usd"]["stall"]) == stall
+    assert m.detail["waste_unpriced"] == ["stall"]
+    totals = MeterTotals.from_measurement(m)
+    assert totals.cost_usd == H200_RATE / 100 and totals.unpriced
+    compact = compact_meter("gpu", totals)  # "$0.0359 + unpriced", waste likewise
+    assert Decimal(compact["cost_usd"]) == H200_RATE / 100 and compact["unpriced"] is True
+    assert Decimal(compact["waste"]["stall"]["usd"]) == stall
+
+
 def test_two_gpus_add_up_with_a_breakdown_at_their_own_rates():
     a = h200().busy(1001.0, 1003.0)
     b = FakeGpu("GPU-bbbb", name="NVIDIA H100 80GB HBM3").process(PID, 1000.0).busy(1001.0, 1002.0)
@@ -222,13 +246,13 @@ def test_cuda_visible_devices_limits_and_renumbers():
     assert m.quantities["busy_s"] == pytest.approx(1.0)
 
 
-def test_session_adds_idle_between_cells_and_ignores_nested_and_track_windows():
+def test_session_idle_is_held_time_outside_every_top_level_window():
     gpu = h200().busy(1001.0, 1002.0).busy(1010.0, 1011.0)
     meter, clock, _, _ = start_meter([gpu])
     windows = [
         Window("c1", "cell", 1001.0, 1003.0),
-        Window("t1", "track", 1001.5, 1002.0, parent_id="c1"),
-        Window("t2", "track", 1004.0, 1008.0),  # a track() block outside any cell
+        Window("t1", "track", 1001.5, 1002.0, parent_id="c1"),  # nested: inside c1 already
+        Window("t2", "track", 1004.0, 1008.0),  # a track() block outside any cell is a window
         Window("c2", "cell", 1010.0, 1012.0),
     ]
     for w in windows:
@@ -239,12 +263,48 @@ def test_session_adds_idle_between_cells_and_ignores_nested_and_track_windows():
     drive(meter, clock, 1020.0)
     s = meter.session_measurement(1000.0, 1020.0)
     assert s.quantities["held_s"] == pytest.approx(20.0)
-    assert s.quantities["idle_between_s"] == pytest.approx(16.0)
+    assert s.quantities["idle_between_s"] == pytest.approx(20.0 - 8.0)
     assert s.quantities["busy_s"] == pytest.approx(2.0)
-    assert s.quantities["stall_s"] == pytest.approx(4.0 - 2.0)
+    assert s.quantities["stall_s"] == pytest.approx(8.0 - 2.0)
     idle_usd = Decimal(s.detail["waste_usd"]["idle_between"])
-    assert idle_usd == (Decimal(16) / 3600 * H200_RATE).quantize(Decimal("1e-8"))
+    assert idle_usd == (Decimal(12) / 3600 * H200_RATE).quantize(Decimal("1e-8"))
     assert "idle_between_s" not in meter.measure(1001.0, 1003.0).quantities
+
+
+def test_a_script_block_is_a_window_for_the_session_waste():
+    # Issue 8, item 9: held 5.8 s, of which 2.5 s inside a top-level block that was 80 % busy.
+    gpu = FakeGpu("GPU-aaaa").process(PID, 1000.0, 1005.8).busy(1001.0, 1003.5, util=80)
+    meter, clock, _, _ = start_meter([gpu])
+    drive(meter, clock, 1001.0)
+    meter.window_started(Window("t", "track", 1001.0))
+    drive(meter, clock, 1003.5)
+    meter.window_ended(Window("t", "track", 1001.0, 1003.5))
+    drive(meter, clock, 1008.0)
+    s = meter.session_measurement(1000.0, 1008.0)
+    held = s.quantities["held_s"]  # ~5.8 s, to the sampler's process poll
+    assert held == pytest.approx(5.8, abs=0.6)
+    assert s.quantities["idle_between_s"] == pytest.approx(held - 2.5, abs=0.01)
+    assert s.quantities["stall_s"] == pytest.approx(2.5 * 0.2, abs=0.05)
+    # Every held second is idle, stalled or busy, once.
+    busy = s.quantities["busy_s"]
+    assert s.quantities["idle_between_s"] + s.quantities["stall_s"] + busy == pytest.approx(
+        s.quantities["held_s"], abs=0.05)
+
+
+def test_overlapping_top_level_blocks_count_their_time_once():
+    meter, clock, _, _ = start_meter([h200()])
+    drive(meter, clock, 1001.0)
+    meter.window_started(Window("a", "track", 1001.0))
+    drive(meter, clock, 1002.0)
+    meter.window_started(Window("b", "track", 1002.0))  # another thread's block, also top level
+    drive(meter, clock, 1003.0)
+    meter.window_ended(Window("a", "track", 1001.0, 1003.0))
+    drive(meter, clock, 1004.0)
+    meter.window_ended(Window("b", "track", 1002.0, 1004.0))
+    drive(meter, clock, 1006.0)
+    s = meter.session_measurement(1000.0, 1006.0)
+    assert s.quantities["idle_between_s"] == pytest.approx(6.0 - 3.0)
+    assert s.quantities["stall_s"] == pytest.approx(3.0)
 
 
 def test_an_open_cell_counts_as_a_cell_for_the_session():

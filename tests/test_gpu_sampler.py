@@ -88,9 +88,11 @@ def test_checkpoints_at_least_every_five_seconds_while_held():
     assert len(released) == 1 and 1017.0 <= released[0]["until"] <= 1018.0
     assert times == sorted(times) and len(points) == len(held_times) + 1
     last = points[-1]
-    assert last["held_s"] == pytest.approx(17.0, abs=0.6)  # ± half a poll at the release
-    assert last["busy_s"] == pytest.approx(2.0)
-    assert last["idle_between_s"] == pytest.approx(last["held_s"])
+    assert last["meter"] == "gpu" and last["cumulative"] is True
+    figures = last["quantities"]
+    assert figures["held_s"] == pytest.approx(17.0, abs=0.6)  # ± half a poll at the release
+    assert figures["busy_s"] == pytest.approx(2.0)
+    assert figures["idle_between_s"] == pytest.approx(figures["held_s"])
     costs = [Decimal(p["cost_usd"]) for p in points]
     assert costs == sorted(costs) and costs[-1] > 0
     assert isinstance(last["cost_usd"], str) and isinstance(last["flags"], list)

@@ -43,8 +43,60 @@ def test_a_cell_gets_gpu_figures_and_the_session_idle_time_and_checkpoints(tmp_p
     events = [json.loads(line) for line in session.ledger_path.read_text().splitlines()]
     checkpoints = [e for e in events if e.get("event") == "gpu_checkpoint"]
     assert len(checkpoints) >= 3
-    held = [event["held_s"] for event in checkpoints]
+    held = [event["quantities"]["held_s"] for event in checkpoints]
     assert held == sorted(held) and held[-1] > 1.0
     costs = [Decimal(event["cost_usd"]) for event in checkpoints]
     assert costs == sorted(costs) and costs[-1] > 0
     assert checkpoints[-1]["held_now"] is False  # the final one, when the session closed
+
+
+def test_a_scripts_track_block_is_a_window_for_the_session_waste(tmp_path):
+    # Outside IPython there are no cells: a top-level `with nbcost.track()` is the window.
+    import nbcost
+    from nbcost.api import set_session
+
+    gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5)
+    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05,
+                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
+    old = set_session(session)
+    try:
+        time.sleep(0.3)
+        with nbcost.track("train") as t:
+            now = time.time()
+            gpu.busy(now, now + 0.6, util=50)  # half busy: the rest of the block is stall
+            time.sleep(0.8)
+        time.sleep(0.3)
+        q = session.totals()["gpu"].quantities
+    finally:
+        set_session(old)
+        session.close()
+    block_s = t.wall_s
+    assert q["idle_between_s"] < q["held_s"] - block_s / 2  # the block is not idle time
+    assert q["stall_s"] > block_s / 4  # it was stalled more than half of its time
+    assert q["idle_between_s"] + q["stall_s"] <= q["held_s"] + 1e-6  # nothing counted twice
+
+
+def test_a_killed_gpu_session_is_rebuilt_from_the_meters_last_checkpoint(tmp_path):
+    from nbcost.ledger import read_log
+    from nbcost.rows import rows_from_events
+
+    gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5)
+    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05, checkpoint_s=0.3,
+                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
+    info = session.open_window("cell", execution_count=1)
+    time.sleep(0.3)
+    session.close_window(info.id)
+    time.sleep(0.5)
+    session.close()
+    # The kernel was killed: no session_end, the final checkpoint is the last word on the GPU.
+    events = [e for e in read_log(session.ledger_path).events if e["event"] != "session_end"]
+    last = [e for e in events if e["event"] == "gpu_checkpoint"][-1]
+    rows = rows_from_events(events)
+    top = [r for r in rows if not r["parent_id"]]
+    assert sum(r["gpu_cost_usd"] for r in top) == Decimal(last["cost_usd"]) > 0
+    between = rows[-1]
+    assert between["kind"] == "between_cells" and between["gpu_cost_usd"] > 0
+    assert between["gpu_held_s"] == pytest.approx(
+        last["quantities"]["held_s"] - rows[0]["gpu_held_s"])

@@ -88,3 +88,16 @@ def test_arrow_and_dataframe_types():
     frame = dataframe(rows)
     assert frame["tokens_cost_usd"].iloc[0] == Decimal("0.000006")
     assert str(frame["start"].dt.tz) == "UTC"
+
+
+def test_a_checkpoint_older_than_the_last_cell_leaves_no_negative_row():
+    held = HeldMeter()
+    session = Session(load_settings(), meters=[held])
+    held.checkpoint(session.started_at, time.time())  # then the kernel runs a cell and dies
+    cell = session.open_window("cell", execution_count=1)
+    time.sleep(0.05)
+    session.close_window(cell.id)
+    session.flush()
+    rows = rows_from_events(read_log(session.ledger_path).events)
+    assert all((r.get("gpu_cost_usd") or 0) >= 0 and (r.get("gpu_held_s") or 0) >= 0 for r in rows)
+    assert build_report(rows).total.cost_usd == rows[0]["cost_usd"] > 0

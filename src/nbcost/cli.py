@@ -6,6 +6,8 @@ import argparse
 import csv
 import io
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -13,6 +15,16 @@ from . import __version__
 from .errors import NbcostError
 
 __all__ = ["main"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _for(stream, text: str) -> str:
+    """``text`` without ANSI colour codes unless ``stream`` is a terminal that wants colour
+    (kernel tracebacks arrive coloured; a pipe, a file or NO_COLOR gets plain text)."""
+    if os.environ.get("NO_COLOR") or not getattr(stream, "isatty", lambda: False)():
+        return _ANSI.sub("", text)
+    return text
 
 
 def _cmd_run(args) -> int:
@@ -24,7 +36,7 @@ def _cmd_run(args) -> int:
     output = Path(args.output) if args.output else None
     result = run_notebook(path, output, kernel_name=args.kernel, timeout=args.timeout,
                           allow_errors=args.allow_errors)
-    print(repr(result.table()))
+    print(_for(sys.stdout, repr(result.table())))
     if output:
         print(f"\nExecuted notebook with its cost record: {output}")
     if result.ledger_path:
@@ -33,7 +45,7 @@ def _cmd_run(args) -> int:
         print("nbcost: the kernel wrote no spend log (was nbcost importable in it?)", file=sys.stderr)
         return 1
     if result.error:
-        print(f"nbcost run: a cell failed: {result.error}", file=sys.stderr)
+        print(_for(sys.stderr, f"nbcost run: a cell failed: {result.error}"), file=sys.stderr)
         return 1
     return 0
 
@@ -61,6 +73,8 @@ def _cmd_report(args) -> int:
         writer.writeheader()
         writer.writerows(g.to_json() for g in report.groups)
         text = out.getvalue().rstrip("\n")
+        for note in report.notes:  # a CSV has no place for them
+            print(f"nbcost: {note}", file=sys.stderr)
     else:
         text = repr(report.table())
     if args.output:

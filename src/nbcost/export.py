@@ -1,86 +1,59 @@
-"""Writers for the flat spend table: CSV, JSONL and Parquet (and a pandas DataFrame).
+"""Writers for the flat spend table: CSV, JSONL and Parquet (and a pandas DataFrame), and the
+reader that brings any of them back.
 
-The table comes from :mod:`nbcost.rows`; money stays Decimal all the way (decimal strings in CSV
-and JSONL, ``decimal128`` in Parquet) and timestamps are UTC.
+The table comes from :mod:`nbcost.rows`; every writer follows the declared schema in
+:mod:`nbcost.schema`, so each column has one type whatever the machine: money stays Decimal
+(decimal strings in CSV and JSONL, ``decimal128`` in Parquet), counts are integers (nullable),
+timestamps are UTC.
 """
 
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
-from .ledger import iso_utc, read_log
-from .rows import MONEY_COLUMNS, TIME_COLUMNS, columns_for, rows_from_events
+from .ledger import read_log
+from .rows import rows_from_events
+from .schema import arrow_schema, columns_for, from_text, to_plain, typed
 
-__all__ = ["FORMATS", "export_rows", "export_session", "session_dataframe", "to_arrow"]
+__all__ = ["FORMATS", "dataframe", "export_rows", "export_session", "read_export",
+           "session_dataframe", "to_arrow"]
 
 FORMATS = ("csv", "jsonl", "parquet")
-MONEY_TYPE = ("decimal128", 38, 12)  # 12 places: a single cached token can cost $1e-8
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
                ".pq": "parquet"}
-
-
-def _is_money(column: str) -> bool:
-    return column in MONEY_COLUMNS or column.endswith("_cost_usd")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, dt.datetime):
-        return iso_utc(value)
-    return value
 
 
 def write_csv(rows: list[Mapping[str, Any]], path: Path) -> None:
     columns = columns_for(rows)
     with open(path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(columns)
+        writer.writerow([c.name for c in columns])
         for row in rows:
-            writer.writerow(["" if row.get(c) is None else _plain(row.get(c)) for c in columns])
+            writer.writerow(["" if (v := to_plain(row.get(c.name), c.type)) is None else v
+                             for c in columns])
 
 
 def write_jsonl(rows: list[Mapping[str, Any]], path: Path) -> None:
     columns = columns_for(rows)
     with open(path, "w", encoding="utf-8") as out:
         for row in rows:
-            out.write(json.dumps({c: _plain(row.get(c)) for c in columns}) + "\n")
+            record = {c.name: to_plain(row.get(c.name), c.type) for c in columns}
+            out.write(json.dumps(record) + "\n")
 
 
 def to_arrow(rows: list[Mapping[str, Any]]):
-    """The table as a typed Arrow table: decimal money, UTC timestamps."""
+    """The table as an Arrow table with the declared schema (the same for every session)."""
     import pyarrow as pa
 
-    fields, arrays = [], []
-    for column in columns_for(rows):
-        values = [row.get(column) for row in rows]
-        if _is_money(column):
-            type_ = pa.decimal128(MONEY_TYPE[1], MONEY_TYPE[2])
-            values = [None if v is None else Decimal(v).quantize(Decimal(10) ** -MONEY_TYPE[2])
-                      for v in values]
-        elif column in TIME_COLUMNS:
-            type_ = pa.timestamp("us", tz="UTC")
-        elif column in ("unpriced",):
-            type_ = pa.bool_()
-        elif column in ("execution_count",) or column.endswith(("_calls", "_tokens", "_bytes",
-                                                                 "_errors", "_gpus")):
-            type_ = pa.int64()
-            values = [None if v is None else int(v) for v in values]
-        elif all(v is None or isinstance(v, (int, float)) for v in values) and any(
-                isinstance(v, (int, float)) for v in values):
-            type_ = pa.float64()
-        else:
-            type_ = pa.string()
-            values = [None if v is None else str(v) for v in values]
-        fields.append(pa.field(column, type_))
-        arrays.append(pa.array(values, type=type_))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    columns = columns_for(rows)
+    schema = arrow_schema(columns)
+    arrays = [pa.array([typed(row.get(c.name), c.type) for row in rows], type=field.type)
+              for c, field in zip(columns, schema)]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def write_parquet(rows: list[Mapping[str, Any]], path: Path) -> None:
@@ -107,8 +80,11 @@ def export_rows(rows: list[Mapping[str, Any]], path: Path, fmt: str | None = Non
 
 
 def session_rows(session) -> list[dict[str, Any]]:
+    """The session's table now: a window still open (the cell running ``%cost export``) is
+    ``running``, not ``interrupted``."""
     session.flush()
-    return rows_from_events(read_log(session.ledger_path).events)
+    running = {w.id for w in session.open_windows()}
+    return rows_from_events(read_log(session.ledger_path).events, running=running)
 
 
 def export_session(session, path: Path, fmt: str | None = None) -> tuple[Path, int]:
@@ -122,5 +98,39 @@ def session_dataframe(session):
 
 
 def dataframe(rows: Iterable[Mapping[str, Any]]):
-    table = to_arrow(list(rows))
-    return table.to_pandas()
+    """The rows as a DataFrame with the declared types (see :func:`frame_of`)."""
+    return frame_of(to_arrow(list(rows)))
+
+
+def frame_of(table):
+    """An Arrow table of the schema as pandas: counts as nullable ``Int64`` (never float64 for
+    a missing value), ``unpriced`` as ``boolean``, money as ``Decimal``, UTC-aware timestamps."""
+    import pandas as pd
+    import pyarrow as pa
+
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    return table.to_pandas(types_mapper=mapping.get)
+
+
+def read_export(path: Path, fmt: str | None = None):
+    """An export (CSV, JSONL or Parquet) back as an Arrow table with the declared schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fmt = fmt or _EXTENSIONS.get(Path(path).suffix.lower())
+    if fmt == "parquet":
+        return pq.read_table(path)  # written with the schema
+    if fmt == "csv":
+        with open(path, newline="", encoding="utf-8") as src:
+            raw = list(csv.DictReader(src))
+    elif fmt == "jsonl":
+        with open(path, encoding="utf-8") as src:
+            raw = [json.loads(line) for line in src if line.strip()]
+    else:
+        raise ConfigError(f"cannot tell the format of {Path(path).name!r}; pass fmt")
+    columns = columns_for(raw)  # other meters' columns: numbers in JSONL, text in CSV
+    rows = [{c.name: from_text(r.get(c.name), c.type) for c in columns} for r in raw]
+    schema = arrow_schema(columns)
+    return pa.Table.from_arrays([pa.array([r[c.name] for r in rows], type=f.type)
+                                 for c, f in zip(columns, schema)], schema=schema)
+

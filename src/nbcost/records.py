@@ -104,7 +104,9 @@ class Tally:
         self.flags: set[str] = set()
 
     def add(self, usage: Usage) -> None:
-        per_key = self.by_key.setdefault(usage.key, {"cost_usd": ZERO})
+        # A key's cost stays None until one of its calls has a price: a model none of whose
+        # calls were priced costs "unpriced" (null), never $0.
+        per_key = self.by_key.setdefault(usage.key, {"cost_usd": None})
         for name, amount in usage.quantities.items():
             self.quantities[name] = self.quantities.get(name, 0) + amount
             per_key[name] = per_key.get(name, 0) + amount
@@ -113,7 +115,7 @@ class Tally:
             per_key["unpriced"] = True
         else:
             self.cost_usd += usage.cost_usd
-            per_key["cost_usd"] += usage.cost_usd
+            per_key["cost_usd"] = (per_key["cost_usd"] or ZERO) + usage.cost_usd
         self.flags.update(usage.flags)
 
     def freeze(self) -> MeterTotals:

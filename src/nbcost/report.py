@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -59,6 +60,21 @@ class Group:
                 "llm_tokens": self.llm_tokens}
 
 
+class NotedTable(Table):
+    """A table with lines under it that say why its rows do not add up to its total."""
+
+    def __init__(self, *args: Any, notes: Iterable[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.notes = list(notes)
+
+    def __repr__(self) -> str:
+        return "\n".join([super().__repr__(), *self.notes])
+
+    def _repr_html_(self) -> str:
+        notes = "".join(f"<p>{html.escape(n)}</p>" for n in self.notes)
+        return super()._repr_html_() + notes
+
+
 @dataclass
 class Report:
     by: str
@@ -66,17 +82,18 @@ class Report:
     total: Group
     sessions: int
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # why the rows do not add up to the total
 
     def to_json(self) -> dict[str, Any]:
         return {"by": self.by, "total_usd": format(self.total.cost_usd, "f"),
                 "unpriced": self.total.unpriced, "sessions": self.sessions,
                 "total": self.total.to_json(), "groups": [g.to_json() for g in self.groups],
-                "warnings": self.warnings}
+                "notes": self.notes, "warnings": self.warnings}
 
     def table(self) -> Table:
-        return Table(f"nbcost report by {self.by} ({self.sessions} session"
-                     f"{'s' * (self.sessions != 1)})", [self.by, *COLUMNS],
-                     [g.cells() for g in self.groups], self.total.cells())
+        return NotedTable(f"nbcost report by {self.by} ({self.sessions} session"
+                          f"{'s' * (self.sessions != 1)})", [self.by, *COLUMNS],
+                          [g.cells() for g in self.groups], self.total.cells(), notes=self.notes)
 
 
 def _keys(row: Mapping[str, Any], by: str) -> list[str]:
@@ -104,12 +121,15 @@ def build_report(rows: Iterable[Mapping[str, Any]], by: str = "notebook",
                  since: dt.datetime | None = None, warnings: list[str] | None = None) -> Report:
     """Group the top-level rows (cells, top-level track blocks and between-cells time): only
     they add up, nested windows are already inside their parents. A row with several tags
-    counts in each tag's group; the total counts it once."""
+    counts in each tag's group and the total counts it once; the report's notes say so, with
+    the amount counted more than once. Rows without a tag, and the time between cells, are
+    the "(untagged)" group: spend no tag allocates."""
     if by not in GROUPINGS:
         raise ValueError(f"--by takes one of {', '.join(GROUPINGS)}; got {by!r}")
     groups: dict[str, Group] = defaultdict(lambda: Group(""))
     total = Group("total")
     sessions = set()
+    repeated = Group("counted more than once")
     for row in rows:
         if row.get("parent_id"):
             continue
@@ -117,9 +137,20 @@ def build_report(rows: Iterable[Mapping[str, Any]], by: str = "notebook",
             continue
         sessions.add(row.get("session_id"))
         total.add(row)
-        for key in _keys(row, by):
+        keys = _keys(row, by)
+        for key in keys:
             group = groups[key]
             group.key = key
             group.add(row)
+        for _ in keys[1:]:
+            repeated.add(row)
     ordered = sorted(groups.values(), key=lambda g: (-g.cost_usd, g.key))
-    return Report(by, ordered, total, len(sessions), list(warnings or []))
+    notes = []
+    if repeated.windows:
+        notes.append(
+            f"The rows add up to more than the total: {repeated.windows} window"
+            f"{'s carry' if repeated.windows != 1 else ' carries'} more than one tag and "
+            f"count{'s' * (repeated.windows == 1)} in the row of each "
+            f"({format_usd(repeated.cost_usd, repeated.unpriced)} counted more than once); "
+            f"the total counts every window once.")
+    return Report(by, ordered, total, len(sessions), list(warnings or []), notes)

@@ -3,7 +3,8 @@
 One row per window (a cell execution or a ``track()`` block) plus, per session, one
 ``between_cells`` row for what no top-level window saw: the GPU held idle between cells and LLM
 calls made outside any cell. So the top-level rows (``parent_id`` empty) of a session add up to the
-session's total. The columns are documented in ``docs/schema.md``.
+session's total. The columns and their types are declared in :mod:`nbcost.schema` and documented in
+``docs/schema.md``.
 """
 
 from __future__ import annotations
@@ -14,38 +15,11 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
-__all__ = ["BASE_COLUMNS", "METER_COLUMNS", "columns_for", "rows_from_events", "session_totals"]
+__all__ = ["rows_from_events", "session_totals"]
 
-BASE_COLUMNS = [
-    "session_id", "window_id", "parent_id", "kind", "notebook_path", "notebook_id", "cell_id",
-    "execution_count", "label", "tags", "user", "team", "project", "start", "end", "wall_s",
-    "status", "cost_usd", "unpriced", "flags",
-]
-# The meters' columns: `<meter>_<quantity>` plus `<meter>_cost_usd`, in a fixed order.
-METER_COLUMNS = {
-    "gpu": ["held_s", "busy_s", "sm_s", "energy_j", "mem_peak_bytes", "power_avg_w",
-            "idle_between_s", "stall_s", "underfill_s", "gpus"],
-    "llm": ["calls", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
-            "reasoning_tokens", "errors", "estimated_calls"],
-}
-MONEY_COLUMNS = {"cost_usd", "gpu_cost_usd", "llm_cost_usd"}
-TIME_COLUMNS = {"start", "end"}
 ZERO = Decimal(0)
-
-
-def columns_for(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The fixed columns, then any other meter's columns in the order first seen."""
-    columns = list(BASE_COLUMNS)
-    for meter, quantities in METER_COLUMNS.items():
-        columns += [f"{meter}_{q}" for q in quantities] + [f"{meter}_cost_usd"]
-    columns.append("llm_models")
-    known = set(columns)
-    for row in rows:
-        for key in row:
-            if key not in known:
-                known.add(key)
-                columns.append(key)
-    return columns
+# GPU figures that do not add up over windows: a between-cells row leaves them out.
+_NOT_ADDITIVE = ("mem_peak_bytes", "power_avg_w", "gpus")
 
 
 def parse_ts(text: str | None) -> dt.datetime | None:
@@ -71,7 +45,7 @@ def _base(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _window_row(start: Mapping[str, Any], end: Mapping[str, Any] | None,
-                last_ts: str | None) -> dict[str, Any]:
+                last_ts: str | None, running: bool = False) -> dict[str, Any]:
     source = end or start
     row = {
         **_base(source),
@@ -87,12 +61,17 @@ def _window_row(start: Mapping[str, Any], end: Mapping[str, Any] | None,
     if end is not None:
         row.update(end=parse_ts(end.get("ended_at")), wall_s=end.get("wall_s"),
                    status=end.get("status"), cost_usd=Decimal(end.get("cost_usd") or 0),
-                   unpriced=bool(end.get("unpriced")), flags=",".join(end.get("flags") or []))
+                   unpriced=bool(end.get("unpriced")),
+                   flags=",".join(end.get("flags") or ()) or None)
         row.update(_meter_fields(end.get("meters") or {}))
-    else:  # the kernel died inside this window: what reached the log is all there is
-        row.update(end=parse_ts(last_ts), status="interrupted", cost_usd=ZERO, unpriced=False,
-                   flags="interrupted")
-        row["wall_s"] = (row["end"] - row["start"]).total_seconds() if row["end"] else None
+        return row
+    # Not ended: still running (the cell exporting its own session) or the kernel died inside
+    # it. Either way what reached the log so far is all there is.
+    status = "running" if running else "interrupted"
+    row.update(end=None if running else parse_ts(last_ts), status=status, cost_usd=ZERO,
+               unpriced=False, flags=status)
+    until = parse_ts(last_ts)
+    row["wall_s"] = (until - row["start"]).total_seconds() if until and row["start"] else None
     return row
 
 
@@ -113,9 +92,14 @@ class _Accumulator:
         else:
             self.cost[meter] += Decimal(cost)
 
-    def replace(self, meter: str, quantities: Mapping[str, float], cost: str | None) -> None:
+    def replace(self, meter: str, quantities: Mapping[str, float], cost: str | None,
+                unpriced: bool = False) -> None:
         self.quantities[meter] = dict(quantities)
         self.cost[meter] = Decimal(cost or 0)
+        if cost is None or unpriced:
+            self.unpriced.add(meter)
+        else:
+            self.unpriced.discard(meter)
 
     def as_meters(self) -> dict[str, dict[str, Any]]:
         return {m: {"quantities": self.quantities[m], "cost_usd": str(self.cost[m]),
@@ -132,7 +116,8 @@ def session_totals(events: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
     acc = _Accumulator()
     for event in events:
         if event.get("cumulative"):
-            acc.replace(event["meter"], event.get("quantities") or {}, event.get("cost_usd"))
+            acc.replace(event["meter"], event.get("quantities") or {}, event.get("cost_usd"),
+                        bool(event.get("unpriced")))
         elif "quantities" in event and "meter" in event:
             acc.add(event["meter"], event["quantities"], event.get("cost_usd"))
     return acc.as_meters()
@@ -142,17 +127,18 @@ def _between_cells_row(events: list[Mapping[str, Any]], rows: list[dict[str, Any
     totals = session_totals(events)
     top = [r for r in rows if not r.get("parent_id")]
     row: dict[str, Any] = {**_base(events[0]), "window_id": None, "parent_id": None,
-                           "kind": "between_cells", "tags": "{}", "status": "ok", "flags": ""}
+                           "kind": "between_cells", "tags": "{}", "status": "ok", "flags": None}
     cost = ZERO
     unpriced = False
+    # Never below zero: a killed session's last GPU checkpoint can predate its last cell's end
+    # (the cell then holds all there is), and floats leave crumbs like -1e-12.
     for meter, figures in totals.items():
-        meter_cost = Decimal(figures.get("cost_usd") or 0) - sum(
-            (r.get(f"{meter}_cost_usd") or ZERO for r in top), ZERO)
+        meter_cost = max(Decimal(figures.get("cost_usd") or 0) - sum(
+            (r.get(f"{meter}_cost_usd") or ZERO for r in top), ZERO), ZERO)
         for q, v in (figures.get("quantities") or {}).items():
-            rest = v - sum((r.get(f"{meter}_{q}") or 0 for r in top))
-            if q in ("mem_peak_bytes", "power_avg_w", "gpus"):  # not additive over windows
-                continue
-            row[f"{meter}_{q}"] = rest
+            rest = max(v - sum((r.get(f"{meter}_{q}") or 0 for r in top)), 0)
+            if q not in _NOT_ADDITIVE:
+                row[f"{meter}_{q}"] = rest
         row[f"{meter}_cost_usd"] = meter_cost
         cost += meter_cost
         unpriced |= bool(figures.get("unpriced"))
@@ -166,8 +152,14 @@ def _between_cells_row(events: list[Mapping[str, Any]], rows: list[dict[str, Any
     return row
 
 
-def rows_from_events(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The flat table: one row per window, one ``between_cells`` row per session where needed."""
+def rows_from_events(events: Iterable[Mapping[str, Any]],
+                     running: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The flat table: one row per window, one ``between_cells`` row per session where needed.
+
+    ``running``: ids of windows still open in a live session; an unended window not among them
+    was cut short by a dead kernel (``interrupted``).
+    """
+    running = set(running)
     by_session: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for event in events:
         by_session[event.get("session_id")].append(event)
@@ -183,18 +175,19 @@ def rows_from_events(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
                 ends[event["window_id"]] = event
         last_ts = session_events[-1].get("ts")
         session_rows = [_window_row(starts.get(wid, end), end, last_ts) for wid, end in ends.items()]
-        session_rows += [_window_row(start, None, last_ts) for wid, start in starts.items()
-                         if wid not in ends]
-        _attribute_interrupted(session_rows, session_events)
+        session_rows += [_window_row(start, None, last_ts, wid in running)
+                         for wid, start in starts.items() if wid not in ends]
+        _attribute_unended(session_rows, session_events)
         rest = _between_cells_row(session_events, session_rows)
         session_rows.sort(key=lambda r: r["start"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
         rows += session_rows + ([rest] if rest else [])
     return rows
 
 
-def _attribute_interrupted(rows: list[dict[str, Any]], events: list[Mapping[str, Any]]) -> None:
-    """A window the kernel died in still gets the LLM calls the log saw inside it."""
-    open_rows = {r["window_id"]: r for r in rows if r["status"] == "interrupted"}
+def _attribute_unended(rows: list[dict[str, Any]], events: list[Mapping[str, Any]]) -> None:
+    """A window still running, or one the kernel died in, gets the LLM calls the log saw
+    inside it."""
+    open_rows = {r["window_id"]: r for r in rows if r["status"] in ("interrupted", "running")}
     if not open_rows:
         return
     for event in events:

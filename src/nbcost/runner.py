@@ -22,7 +22,7 @@ from .display.summary import Table
 from .ledger import read_log
 from .records import MeterTotals, WindowInfo, compact_record
 from .report import COLUMNS, Group
-from .rows import rows_from_events
+from .rows import parse_ts, rows_from_events
 
 __all__ = ["RunResult", "run_notebook"]
 
@@ -59,14 +59,16 @@ def _row_name(row: dict[str, Any], sources: dict[Any, str]) -> str:
 
 
 def _compact_from_event(event: dict[str, Any]) -> dict[str, Any]:
-    info = WindowInfo(id=event["window_id"], kind=event["kind"], start=0.0,
-                      label=event.get("label"), cell_id=event.get("cell_id"),
-                      execution_count=event.get("execution_count"))
+    """The compact record of a ``cell_end`` event, built as the kernel builds it (so ``start``
+    and ``end`` are ISO 8601 UTC strings, like the lab extension's)."""
+    start, end = parse_ts(event.get("started_at")), parse_ts(event.get("ended_at"))
+    info = WindowInfo(id=event["window_id"], kind=event["kind"],
+                      start=start.timestamp() if start else 0.0,
+                      end=end.timestamp() if end else None, label=event.get("label"),
+                      cell_id=event.get("cell_id"), execution_count=event.get("execution_count"))
     meters = {name: MeterTotals.from_json(m) for name, m in (event.get("meters") or {}).items()}
-    record = compact_record(info, event.get("wall_s") or 0.0, event.get("status") or "ok", meters,
-                            event["session_id"], tuple(event.get("flags") or ()))
-    record["start"], record["end"] = event.get("started_at"), event.get("ended_at")
-    return record
+    return compact_record(info, event.get("wall_s") or 0.0, event.get("status") or "ok", meters,
+                          event["session_id"], tuple(event.get("flags") or ()))
 
 
 def run_notebook(path: Path, output: Path | None = None, *, kernel_name: str | None = None,

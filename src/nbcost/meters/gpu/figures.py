@@ -162,9 +162,12 @@ def measurement(
     if held and any(f.idle_between_s is not None for _, f in figures):
         quantities.setdefault("idle_between_s", 0.0)
 
-    cost: Decimal | None = Decimal(0)
-    waste: dict[str, Decimal | None] = {"idle_between": Decimal(0), "stall": Decimal(0),
-                                        "underfill": Decimal(0)}
+    # Priced GPUs keep their cost beside one without a rate (as the LLM meter keeps priced
+    # calls beside an unpriced model): the total is the priced part, ``unpriced`` marks the rest.
+    cost = Decimal(0)
+    priced_any = unpriced = False
+    waste: dict[str, Decimal | None] = {"idle_between": None, "stall": None, "underfill": None}
+    waste_unpriced: set[str] = set()
     rates: dict[str, Any] = {}
     breakdown: dict[str, dict[str, Any]] = {}
     for s, f in held:
@@ -178,19 +181,23 @@ def measurement(
             if getattr(f, name) is not None:
                 row[name] = getattr(f, name)
         breakdown[f.key] = row
-        if device_cost is None:  # one unpriced GPU makes the total unpriced, never $0
-            row["unpriced"] = True
-            cost = None
-            waste = dict.fromkeys(waste)
+        wastes = (("idle_between", f.idle_between_s), ("stall", f.stall_s),
+                  ("underfill", f.underfill_s))
+        if device_cost is None:  # this GPU's share is unknown, never $0
+            row["unpriced"] = unpriced = True
+            waste_unpriced.update(kind for kind, seconds in wastes if seconds)
             continue
-        if cost is not None:
-            cost += device_cost
-        for kind, seconds in (("idle_between", f.idle_between_s), ("stall", f.stall_s),
-                              ("underfill", f.underfill_s)):
-            if waste[kind] is not None and seconds:
-                waste[kind] += _usd(seconds, quote, fraction)
-    if cost is None:
+        priced_any = True
+        cost += device_cost
+        for kind, seconds in wastes:
+            if seconds is not None:
+                waste[kind] = (waste[kind] or Decimal(0)) + (_usd(seconds, quote, fraction)
+                                                             if seconds else Decimal(0))
+    if unpriced:
         flags.append("unpriced")
+    for kind in waste:  # waste no GPU could price stays unknown; none at all is $0
+        if waste[kind] is None and kind not in waste_unpriced:
+            waste[kind] = Decimal(0)
     period = max((s.sample_period_s for s, _ in held), default=None)
     detail = {
         "uncertainty_s": round(sum(f.uncertainty_s for _, f in held), 6),
@@ -199,8 +206,10 @@ def measurement(
         "devices": [f.name for _, f in held],
         "rates": rates,
         "waste_usd": {k: None if v is None else str(v) for k, v in waste.items()},
+        "waste_unpriced": sorted(waste_unpriced),  # kinds whose dollars leave out a GPU
         "waste_s": {k: round(v, 6) for k, v in (("idle_between", optional["idle_between_s"]),
                                       ("stall", optional["stall_s"]),
                                       ("underfill", optional["underfill_s"])) if v is not None},
     }
-    return Measurement(quantities, cost, breakdown, tuple(flags), detail)
+    total = cost if priced_any or not unpriced else None  # no GPU priced: unpriced, never $0
+    return Measurement(quantities, total, breakdown, tuple(flags), detail, unpriced=unpriced)

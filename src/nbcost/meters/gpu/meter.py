@@ -1,7 +1,8 @@
 """``GpuMeter``: the Session's view of the GPU sampler.
 
 ``start`` maps the visible GPUs and starts the sampler thread (or says once that there is no
-GPU); the window hooks note when top-level cells run; ``measure`` and ``session_measurement``
+GPU); the window hooks note when top-level windows (cells, or ``track()`` blocks outside any cell,
+as in a script) run; ``measure`` and ``session_measurement``
 read the sampler's series. While a GPU is held, a ``gpu_checkpoint`` event with the session's
 running figures goes to the spend log at least every ``checkpoint_s`` seconds, so a killed
 kernel loses at most that much.
@@ -28,6 +29,12 @@ NO_GPU_MESSAGE = (
 )
 
 
+def _say(line: str) -> None:
+    """One informational line on stdout: in a notebook a plain output line, not the red
+    stderr box a warning gets (no GPU is a fact about the machine, not a fault)."""
+    print(line, flush=True)
+
+
 class GpuMeter(Meter):
     """Held, busy and SM-weighted GPU time, energy and memory, per window and per session.
 
@@ -37,6 +44,7 @@ class GpuMeter(Meter):
         clock: ``time.time``-like; tests script it.
         pid: the process whose contexts count as held (default: this one).
         threaded: run the sampler in its thread; tests drive ``meter.sampler.poll()`` by hand.
+        notice: where the one "no GPU visible" line goes (default: stdout).
     """
 
     name = "gpu"
@@ -52,8 +60,10 @@ class GpuMeter(Meter):
         tick_s: float = 0.5,
         edge_wait_s: float = 0.02,
         checkpoint_s: float = 5.0,
+        notice: Callable[[str], None] = _say,
         **sampler_options: Any,
     ) -> None:
+        self._notice = notice
         self._nvml = nvml
         self._environ = environ
         self._clock = clock
@@ -68,9 +78,9 @@ class GpuMeter(Meter):
         self.sampler: Sampler | None = None
         self.reason_off: str | None = None
         self._session_start = 0.0
-        self._open_cells: dict[str, float] = {}
-        self._cells: list[tuple[float, float]] = []
-        self._cells_lock = threading.Lock()
+        self._open_windows: dict[str, float] = {}  # top-level windows: id -> start
+        self._windows: list[tuple[float, float]] = []
+        self._windows_lock = threading.Lock()
         self._last_checkpoint = 0.0
         self._was_held = False
         self._stopped = False
@@ -90,8 +100,8 @@ class GpuMeter(Meter):
             reason = backend.reason if isinstance(backend, NullBackend) else str(error)
             self._switch_off(reason, backend)
             return
-        except Exception as error:  # an unexpected pynvml: off, said once, never raised
-            self._switch_off(f"{type(error).__name__}: {error}", backend)
+        except Exception as error:  # an unexpected pynvml: off, warned once, never raised
+            self._switch_off(f"{type(error).__name__}: {error}", backend, fault=True)
             return
         if not devices:
             self._switch_off("CUDA_VISIBLE_DEVICES hides every GPU", backend)
@@ -109,14 +119,18 @@ class GpuMeter(Meter):
         if self._threaded:
             self.sampler.start()
 
-    def _switch_off(self, reason: str, backend: Any) -> None:
+    def _switch_off(self, reason: str, backend: Any, fault: bool = False) -> None:
+        """No GPU to measure: say so in one quiet line (a broken pynvml is warned about)."""
         self.reason_off = reason
         try:
             backend.shutdown()
         except Exception:  # noqa: BLE001 - NVML may never have started
             pass
-        if self._sink is not None:
-            self._sink.warn_once("gpu:none", NO_GPU_MESSAGE.format(reason=reason))
+        message = NO_GPU_MESSAGE.format(reason=reason)
+        if fault and self._sink is not None:
+            self._sink.warn_once("gpu:none", message)
+        elif not fault:
+            self._notice(message)
 
     def stop(self) -> None:
         """Stop the sampler and close NVML; the series stay readable. Idempotent."""
@@ -137,22 +151,25 @@ class GpuMeter(Meter):
     def window_started(self, window: Any) -> None:
         if self.sampler is not None and not self._stopped:
             self.sampler.request_edge()
-        if window.kind == "cell" and window.parent_id is None:
-            self._open_cells[window.id] = window.start
+        # Top-level windows of any kind: a script's `track()` blocks are what its cells are to
+        # a notebook, so held time outside all of them is the idle between.
+        if window.parent_id is None:
+            self._open_windows[window.id] = window.start
 
     def window_ended(self, window: Any) -> None:
         if self.sampler is not None and not self._stopped:
             self.sampler.request_edge()
-        start = self._open_cells.pop(window.id, None)
+        start = self._open_windows.pop(window.id, None)
         if start is not None:
             end = window.end if window.end is not None else self._clock()
-            with self._cells_lock:
-                self._cells.append((start, end))
+            with self._windows_lock:
+                self._windows.append((start, end))
 
-    def _cell_spans(self, now: float) -> list[tuple[float, float]]:
-        with self._cells_lock:
-            spans = list(self._cells)
-        return spans + [(start, now) for start in list(self._open_cells.values())]
+    def _window_spans(self, now: float) -> list[tuple[float, float]]:
+        """The top-level windows' spans so far (the open ones up to ``now``)."""
+        with self._windows_lock:
+            spans = list(self._windows)
+        return spans + [(start, now) for start in list(self._open_windows.values())]
 
     # --- figures ------------------------------------------------------------------------------
     def measure(self, start: float, end: float) -> Measurement | None:
@@ -165,17 +182,18 @@ class GpuMeter(Meter):
     def session_measurement(self, start: float, end: float) -> Measurement | None:
         if self.sampler is None:
             return self._off_measurement()
-        cells = [(max(a, start), min(b, end)) for a, b in self._cell_spans(end)]
-        cells = [(a, b) for a, b in cells if b > a]
+        # Idle between = held outside every top-level window; stall is counted only inside
+        # them (held − busy there), so no second of held time is wasted twice.
+        windows = _union([(max(a, start), min(b, end)) for a, b in self._window_spans(end)])
         figures = []
         for s in self.sampler.series:
             f = device_figures(s, start, end)
-            held_in_cells = float(sum(s.held.between(a, b) for a, b in cells))
+            held_in = float(sum(s.held.between(a, b) for a, b in windows))
             stall = f.stall_s
             if f.busy_s is not None:
-                busy_in_cells = sum(s.busy_between(a, b) for a, b in cells)
-                stall = max(held_in_cells - busy_in_cells, 0.0)
-            figures.append((s, replace(f, idle_between_s=max(f.held_s - held_in_cells, 0.0),
+                busy_in = sum(s.busy_between(a, b) for a, b in windows)
+                stall = max(held_in - busy_in, 0.0)
+            figures.append((s, replace(f, idle_between_s=max(f.held_s - held_in, 0.0),
                                        stall_s=stall)))
         return measurement(figures, start, end, self._settings())
 
@@ -216,13 +234,27 @@ class GpuMeter(Meter):
         m = self.session_measurement(since, now)
         if m is None:
             return
-        fields: dict[str, Any] = {k: round(v, 6) for k, v in m.quantities.items()}
-        fields.update(
-            since=since,
-            until=now,
-            held_now=not final,
-            cost_usd=None if m.cost_usd is None else str(m.cost_usd),
-            flags=list(m.flags),
-            sampler_cpu_s=round(self.sampler.cpu_s, 6),
-        )
-        self._sink.log("gpu_checkpoint", fields)
+        # The documented cumulative shape, which readers rebuild a killed session's GPU from.
+        self._sink.log("gpu_checkpoint", {
+            "meter": self.name,
+            "cumulative": True,
+            "quantities": {k: round(v, 6) for k, v in m.quantities.items()},
+            "cost_usd": None if m.cost_usd is None else str(m.cost_usd),
+            "unpriced": m.cost_usd is None or m.unpriced,
+            "flags": list(m.flags),
+            "since": since,
+            "until": now,
+            "held_now": not final,
+            "sampler_cpu_s": round(self.sampler.cpu_s, 6),
+        })
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping spans merged (two threads' top-level blocks may overlap), empty ones dropped."""
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted(s for s in spans if s[1] > s[0]):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
