@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -60,21 +59,6 @@ class Group:
                 "llm_tokens": self.llm_tokens}
 
 
-class NotedTable(Table):
-    """A table with lines under it that say why its rows do not add up to its total."""
-
-    def __init__(self, *args: Any, notes: Iterable[str] = (), **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.notes = list(notes)
-
-    def __repr__(self) -> str:
-        return "\n".join([super().__repr__(), *self.notes])
-
-    def _repr_html_(self) -> str:
-        notes = "".join(f"<p>{html.escape(n)}</p>" for n in self.notes)
-        return super()._repr_html_() + notes
-
-
 @dataclass
 class Report:
     by: str
@@ -91,9 +75,9 @@ class Report:
                 "notes": self.notes, "warnings": self.warnings}
 
     def table(self) -> Table:
-        return NotedTable(f"nbcost report by {self.by} ({self.sessions} session"
-                          f"{'s' * (self.sessions != 1)})", [self.by, *COLUMNS],
-                          [g.cells() for g in self.groups], self.total.cells(), notes=self.notes)
+        return Table(f"nbcost report by {self.by} ({self.sessions} session"
+                     f"{'s' * (self.sessions != 1)})", [self.by, *COLUMNS],
+                     [g.cells() for g in self.groups], self.total.cells(), notes=self.notes)
 
 
 def _keys(row: Mapping[str, Any], by: str) -> list[str]:
