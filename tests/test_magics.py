@@ -85,9 +85,11 @@ def test_cost_cell_while_off_still_gets_its_own_record(shell):
     run(shell, "%cost on")
 
 
-def test_cost_cell_with_a_syntax_error_says_so(shell):
+def test_cost_cell_with_a_syntax_error_says_so(shell, capsys):
     result = run(shell, "%%cost\nx = (")
-    assert isinstance(result.error_in_exec, SyntaxError)
+    assert isinstance(result.error_before_exec, SyntaxError)  # as the same cell without %%cost
+    assert "SyntaxError" in capsys.readouterr().out
+    assert cell_ends(shell)[-1]["status"] == "error"
 
 
 def test_quiet_cost_cell_records_but_shows_nothing(shell, capsys):
@@ -132,7 +134,7 @@ def test_budget_sub_command_sets_shows_and_clears(shell, capsys):
     settings = session(shell).settings
     assert settings.budget_usd == Decimal("0.01") and settings.budget_hard
     run(shell, "tokens.call('m', 4000)")  # $0.008: 80% warning
-    assert "80% used" in capsys.readouterr().err
+    assert "session budget $0.0100: 80 % spent" in capsys.readouterr().err
     result = run(shell, "tokens.call('m', 1000)\ntokens.call('m', 1)")
     assert isinstance(result.error_in_exec, nbcost.BudgetExceeded)
     run(shell, "%cost budget")
@@ -143,7 +145,7 @@ def test_budget_sub_command_sets_shows_and_clears(shell, capsys):
 
 def test_cell_budget_warns_when_the_cell_overspends(shell, capsys):
     run(shell, "%%cost --budget 0.001\ntokens.call('m', 1000)")
-    assert "cell budget $0.001 spent" in capsys.readouterr().err
+    assert "cell budget $0.0010: 200 % spent, $0.0010 over" in capsys.readouterr().err
 
 
 def test_hard_cell_budget_refuses_the_call_that_would_overspend(shell):

@@ -100,7 +100,8 @@ def test_soft_budget_warns_once_at_80_and_100_percent(session, capsys):
     tokens.call("m", 500)   # $0.009
     tokens.call("m", 1000)  # $0.011 -> 100%
     err = capsys.readouterr().err
-    assert err.count("80% used") == 1 and err.count("spent") == 1
+    assert err.count("session budget $0.0100: 80 % spent.") == 1
+    assert err.count("session budget $0.0100: 110 % spent, $0.0010 over.") == 1
     warnings = [e for e in events(session, "budget") if e["action"] == "warning"]
     assert [w["threshold"] for w in warnings] == ["0.8", "1"]
 
