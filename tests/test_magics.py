@@ -138,7 +138,7 @@ def test_budget_sub_command_sets_shows_and_clears(shell, capsys):
     result = run(shell, "tokens.call('m', 1000)\ntokens.call('m', 1)")
     assert isinstance(result.error_in_exec, nbcost.BudgetExceeded)
     run(shell, "%cost budget")
-    assert "Session budget: $0.01 (hard)" in capsys.readouterr().out
+    assert "Session budget: $0.0100 (hard); spent $0.0100." in capsys.readouterr().out
     run(shell, "%cost budget off")
     assert settings.budget_usd is None
 
