@@ -39,7 +39,7 @@ class CostExtension:
         self.session = Session(load_settings(NbCost(parent=shell)))
         self.cell_window_id: str | None = None
         self._cell_id: str | None = None
-        self._in_cell = False  # between pre_run_cell and post_run_cell (silent runs have neither)
+        self._depth = 0  # run_cells under way (%%capture runs one inside); silent ones don't count
         self._panel: Any = None
         self._detach_display: Callable[[], None] = lambda: None
 
@@ -80,7 +80,9 @@ class CostExtension:
     # -- cell hooks ---------------------------------------------------------------------------
 
     def pre_run_cell(self, info) -> None:
-        self._in_cell = True
+        self._depth += 1
+        if self._depth > 1:  # a cell run inside a cell (%%capture) is part of it
+            return
         self._cell_id = getattr(info, "cell_id", None)
         if info.silent or not self.session.enabled:
             return
@@ -97,11 +99,13 @@ class CostExtension:
 
     def post_execute(self) -> None:
         """A silent run (no pre/post_run_cell) that used ``%%cost`` ends its window here."""
-        if not self._in_cell and self.cell_window_id is not None:
+        if self._depth == 0 and self.cell_window_id is not None:
             self.finish_cell("ok")
 
     def post_run_cell(self, result) -> None:
-        self._in_cell = False
+        self._depth = max(0, self._depth - 1)
+        if self._depth:
+            return
         self.finish_cell("ok" if result.success else "error")
 
     def cost_cell(self, options) -> bool:

@@ -26,6 +26,7 @@ Examples
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
 import shlex
@@ -49,7 +50,12 @@ __all__ = ["CellOptions", "CostMagics", "cost_cell_header", "help_text"]
 
 
 class _Parser(MagicArgumentParser):
-    """argparse whose errors are UsageErrors that show the usage line and what was wrong."""
+    """argparse whose errors are UsageErrors that show the usage line and what was wrong; its
+    help is plain text (``%cost?`` prints it as is)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{message}\n{self.format_usage().strip()}")
@@ -89,17 +95,18 @@ def _build_parser() -> _Parser:
     budget.add_argument("--hard", action="store_true",
                         help="refuse LLM calls that would start after the budget is spent")
     export = command("export", "Write the session's spend log as a table.")
-    export.add_argument("path", help="the file to write")
+    export.add_argument("path", metavar="PATH", help="the file to write")
     export.add_argument("--format", choices=EXPORT_FORMATS,
                         help="default: from the file's extension")
     prices = command("prices", "Show the prices in effect (GPU rates, or MODEL's LLM price).")
-    prices.add_argument("model", nargs="?", help="an LLM model name")
+    prices.add_argument("model", nargs="?", metavar="MODEL", help="an LLM model name")
     rate = command("gpu-rate", "Show or override the GPU hourly rate for this session.")
     rate.add_argument("usd_per_gpu_hour", nargs="?", type=_money, metavar="USD_PER_GPU_HOUR")
     rate.add_argument("--model", help="only for this GPU model (e.g. H100); default: every GPU")
     llm_price = command("llm-price", "Price an LLM model for this session, in USD per million "
-                                     "tokens (calls from now on).")
-    llm_price.add_argument("model", help="the model name as the API reports it")
+                                     "tokens (calls from now on).",
+                        usage="%(prog)s MODEL --input USD --output USD [--cached USD]")
+    llm_price.add_argument("model", metavar="MODEL", help="the model name as the API reports it")
     llm_price.add_argument("--input", type=_money, required=True, metavar="USD",
                            help="per million input tokens")
     llm_price.add_argument("--output", type=_money, required=True, metavar="USD",
@@ -110,8 +117,8 @@ def _build_parser() -> _Parser:
     compare.add_argument("--models", help="comma-separated model names")
     compare.add_argument("--cell", type=int, metavar="N", help="only cell [N]'s usage")
     estimate = command("estimate", "Estimate a prompt's tokens and cost.")
-    estimate.add_argument("text", help="the prompt text (quoted)")
-    estimate.add_argument("--model", required=True)
+    estimate.add_argument("text", metavar="TEXT", help="the prompt text (quoted)")
+    estimate.add_argument("--model", required=True, help="the model to price it as")
     command("off", "Stop recording cells (LLM and GPU spend is still logged).")
     command("on", "Record cells again.")
     command("reset", "End this session's log and start a new session.")
@@ -125,23 +132,19 @@ _COMMANDS: dict[str, _Parser] = next(
 
 def help_text() -> str:
     """``%cost?``: generated from the parser."""
-    cell = _COMMANDS["cell"]
-    parts = [
-        "Show or manage what this notebook costs.",
-        cell.format_help().rstrip(),
-        "    `%cost cell [OPTIONS]` on any line of a cell does the same as a %%cost first line.",
-        "usage: %cost [COMMAND]\n\n"
-        "Without a command: the session's cells and total. Commands:",
-    ]
+    lines = ["Show or manage what this notebook costs.", "",
+             _COMMANDS["cell"].format_help().rstrip(), "",
+             "`%cost cell [OPTIONS]` on any line of a cell does what a %%cost first line does.",
+             "", "usage: %cost [COMMAND]", "",
+             "Without a command: the session's cells and total. Commands:"]
     for name, parser in _COMMANDS.items():
         if name == "cell":
             continue
-        usage = parser.format_usage().strip().removeprefix("usage: ")
-        parts.append(f"  {usage}\n      {parser.description}")
-        for action in parser._actions:
-            if action.help and action.option_strings:
-                parts.append(f"      {', '.join(action.option_strings)}: {action.help % {}}")
-    return "\n\n".join(parts[:4]) + "\n" + "\n".join(parts[4:]) + "\n"
+        lines.append("  " + parser.format_usage().strip().removeprefix("usage: "))
+        lines.append(f"      {parser.description}")
+        lines += [f"      {', '.join(action.option_strings)}: {action.help % {}}"
+                  for action in parser._actions if action.help and action.option_strings]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
