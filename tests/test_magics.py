@@ -89,6 +89,14 @@ def test_cost_cell_while_off_still_gets_its_own_record(shell):
     run(shell, "%cost on")
 
 
+def test_a_silent_cost_cell_is_recorded_and_closed(shell):
+    """A silent run (a front end's own execute) has no pre/post_run_cell: the cell still ends."""
+    shell.run_cell("%%cost --label behind --quiet\ntokens.call('m', 500)", silent=True)
+    end = cell_ends(shell)[-1]
+    assert end["label"] == "behind" and end["cost_usd"] == "0.001"
+    assert session(shell).open_windows() == []
+
+
 def test_cost_cell_with_a_syntax_error_says_so(shell, capsys):
     result = run(shell, "%%cost\nx = (")
     assert isinstance(result.error_before_exec, SyntaxError)  # as the same cell without %%cost
