@@ -135,7 +135,8 @@ class Budgets:
 
 def describe(budget: Budget, spent: Decimal) -> str:
     """``cell budget $0.0010: 4,000 % spent, $0.0390 over`` (or ``80 % spent``)."""
-    text = f"{budget.scope} budget {format_usd(budget.usd)}: {format_percent(spent, budget.usd)} spent"
+    share = format_percent(spent, budget.usd)
+    text = f"{budget.scope} budget {format_usd(budget.usd)}: {share} spent"
     if spent > budget.usd:
         text += f", {format_usd(spent - budget.usd)} over"
     return text

@@ -223,7 +223,8 @@ class CostMagics(Magics):
         """``%%cost`` run as a cell magic: the same annotation, and the body run as ``%%time``
         runs it (IPython's transform and compile path)."""
         __tracebackhide__ = True
-        opened = self.extension.cost_cell(_cell_options(_PARSER.parse_args(["cell", *_split(line)])))
+        options = _cell_options(_PARSER.parse_args(["cell", *_split(line)]))
+        opened = self.extension.cost_cell(options)
         status = "ok"
         try:
             return self._run_body(cell, local_ns)

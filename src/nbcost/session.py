@@ -23,8 +23,7 @@ from .config import Settings, load_settings
 from .errors import BudgetExceeded
 from .ledger import Ledger, iso_utc
 from .meters.base import Meter, Usage
-from .records import (ZERO, MeterTotals, Tally, WindowInfo, WindowRecord, compact_record,
-                      money)
+from .records import ZERO, MeterTotals, Tally, WindowInfo, WindowRecord, compact_record, money
 
 __all__ = ["Session", "notebook_identity"]
 
@@ -253,14 +252,13 @@ class Session:
         end = time.time()
         with self._lock:
             window = self._open.pop(window_id, None)
-            if window is None:
-                early = self._ended_early.pop(window_id, None)
-                if early is None:
-                    self.warn_once("unknown-window", f"nbcost: window {window_id} is not open "
-                                   "(was the session reset or unloaded?); nothing more is "
-                                   "recorded for it.")
-                return early
-            info = window.info.ended(end)
+            early = self._ended_early.pop(window_id, None) if window is None else None
+        if window is None:
+            if early is None:
+                self.warn_once("unknown-window", f"nbcost: window {window_id} is not open (was "
+                               "the session reset or unloaded?); nothing more is recorded for it.")
+            return early
+        info = window.info.ended(end)
         wall_s = time.perf_counter() - window.started_perf
         self._each_meter(lambda meter: meter.window_ended(info), window)
         meters = self._measure(window, info.start, end)  # may flag the window
