@@ -59,7 +59,7 @@ def _usd(value: Decimal) -> str:
 
 
 def format_percent(part: Decimal | str | float | None, whole: Decimal | str | float | None) -> str:
-    """``part`` as a share of ``whole``: ``80 %``, ``4,000 %``, ``<1 %``; ``–`` without a whole."""
+    """``part`` as a share of ``whole``: ``80 %``, ``4,000 %``, ``<1 %``; ``–`` with no whole."""
     part_d, whole_d = _decimal(part) or Decimal(0), _decimal(whole)
     if not whole_d:
         return "–"
