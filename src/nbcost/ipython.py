@@ -8,7 +8,7 @@ from __future__ import annotations
 import atexit
 import sys
 import weakref
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import IPython
 
@@ -16,6 +16,9 @@ from . import api, display
 from .config import NbCost, load_settings
 from .records import WindowRecord
 from .session import Session
+
+if TYPE_CHECKING:
+    from .magics import CellOptions
 
 __all__ = ["CostExtension", "extension_for", "load", "unload"]
 
@@ -108,7 +111,7 @@ class CostExtension:
             return
         self.finish_cell("ok" if result.success else "error")
 
-    def cost_cell(self, options) -> bool:
+    def cost_cell(self, options: CellOptions) -> bool:
         """What ``%%cost`` does: label, tag and budget the running cell's window and put the live
         panel under the cell. Returns True when it had to open the window itself (``%cost off``,
         a silent run, no running cell): the caller's cell end then closes it."""

@@ -144,6 +144,8 @@ def help_text() -> str:
         lines.append(f"      {parser.description}")
         lines += [f"      {', '.join(action.option_strings)}: {action.help % {}}"
                   for action in parser._actions if action.help and action.option_strings]
+    if __doc__:  # the module's Examples (absent under python -OO)
+        lines += ["", __doc__[__doc__.index("Examples"):].rstrip()]
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,6 @@ import time
 import uuid
 from dataclasses import replace
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .budget import Budgets
