@@ -296,6 +296,11 @@ def test_cost_cell_before_another_cell_magic(shell, capsys):
     assert end["label"] == "captured" and end["cost_usd"] == "0.001"
 
 
+def test_terminal_ipython_still_waits_for_a_cost_cells_body(shell):
+    status, _ = shell.input_transformer_manager.check_complete("%%cost --label x\n")
+    assert status == "incomplete"
+
+
 # -- tracebacks show the user's frames ----------------------------------------------------------
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

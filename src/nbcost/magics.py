@@ -185,6 +185,11 @@ def cost_cell_header(lines: list[str]) -> list[str]:
     return [f"%cost cell {args}".rstrip() + "\n", *lines[1:]]
 
 
+# IPython's check_complete skips transforms marked so: terminal IPython must still see a
+# `%%cost` cell as a cell magic that waits for its body, not as a complete one-line command.
+cost_cell_header.has_side_effects = True  # type: ignore[attr-defined]
+
+
 @magics_class
 class CostMagics(Magics):
     """The ``cost`` magic, line and cell."""
