@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 from decimal import Decimal
 from pathlib import Path
@@ -108,3 +109,41 @@ def test_a_kernel_killed_mid_cell_leaves_finished_cells_and_the_started_one(
     assert len(interrupted) == 1 and interrupted[0]["cost_usd"] == Decimal("0.0005")
     report = build_report(rows)
     assert report.total.cost_usd == Decimal("0.0025")
+
+
+def run_and_collect(kc, code, timeout=60):
+    """Execute ``code``; the reply and the iopub messages of this request up to idle."""
+    msg_id = kc.execute(code)
+    reply = kc.get_shell_msg(timeout=timeout)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=timeout)
+    messages = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        messages.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return reply["content"], messages
+
+
+def test_a_cost_cell_in_a_kernel_awaits_and_a_hard_stop_shows_the_users_frames(kernel):
+    _, kc = kernel
+    execute(kc, "%load_ext nbcost")
+    execute(kc, KERNEL_METER.replace("    def call(self, model, tokens):\n",
+                                     "    def call(self, model, tokens):\n"
+                                     "        self.sink.check_budget('tokens')\n"))
+    reply, messages = run_and_collect(
+        kc, "%%cost --label aw --quiet\nimport asyncio\nawait asyncio.sleep(0)\n'awaited'")
+    assert reply["status"] == "ok"
+    results = [m["content"]["data"]["text/plain"] for m in messages
+               if m["msg_type"] == "execute_result"]
+    assert results == ["'awaited'"]
+
+    reply, messages = run_and_collect(
+        kc, "%%cost --budget 0.002 --hard --quiet\ntokens.call('m', 1000)\ntokens.call('m', 1)")
+    assert reply["status"] == "error" and reply["ename"] == "BudgetExceeded"
+    (error,) = [m["content"] for m in messages if m["msg_type"] == "error"]
+    trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error["traceback"]))
+    assert "tokens.call('m', 1)" in trace and "cell budget of $0.0020" in trace
+    assert not re.search(r"nbcost[/\\][\w/\\]+\.py", trace), trace

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import threading
 from decimal import Decimal
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from llm_support import FAKE_KEY, srv  # noqa: F401
 from testmeters import TokenMeter
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbcost
 from nbcost.ipython import extension_for
 from nbcost.ledger import read_log
+from nbcost.meters.base import Meter
 
 
 @pytest.fixture
@@ -85,9 +89,19 @@ def test_cost_cell_while_off_still_gets_its_own_record(shell):
     run(shell, "%cost on")
 
 
-def test_cost_cell_with_a_syntax_error_says_so(shell):
+def test_a_silent_cost_cell_is_recorded_and_closed(shell):
+    """A silent run (a front end's own execute) has no pre/post_run_cell: the cell still ends."""
+    shell.run_cell("%%cost --label behind --quiet\ntokens.call('m', 500)", silent=True)
+    end = cell_ends(shell)[-1]
+    assert end["label"] == "behind" and end["cost_usd"] == "0.001"
+    assert session(shell).open_windows() == []
+
+
+def test_cost_cell_with_a_syntax_error_says_so(shell, capsys):
     result = run(shell, "%%cost\nx = (")
-    assert isinstance(result.error_in_exec, SyntaxError)
+    assert isinstance(result.error_before_exec, SyntaxError)  # as the same cell without %%cost
+    assert "SyntaxError" in capsys.readouterr().out
+    assert cell_ends(shell)[-1]["status"] == "error"
 
 
 def test_quiet_cost_cell_records_but_shows_nothing(shell, capsys):
@@ -114,7 +128,7 @@ def test_malformed_cell_magic_gives_usage_error_and_runs_nothing(shell, capsys, 
     ("%cost budget abc", "US dollars"),
     ("%cost budget 5 extra", "unrecognized arguments"),
     ("%cost gpu-rate -3", "USD_PER_GPU_HOUR"),
-    ("%cost export", "the following arguments are required: path"),
+    ("%cost export", "the following arguments are required: PATH"),
     ("%cost export out.xlsx", "cannot tell the format"),
     ("%cost export spend.csv --format xml", "invalid choice"),
     ("%cost compare --cell 999", "no recorded cell"),
@@ -132,18 +146,18 @@ def test_budget_sub_command_sets_shows_and_clears(shell, capsys):
     settings = session(shell).settings
     assert settings.budget_usd == Decimal("0.01") and settings.budget_hard
     run(shell, "tokens.call('m', 4000)")  # $0.008: 80% warning
-    assert "80% used" in capsys.readouterr().err
+    assert "session budget $0.0100: 80 % spent" in capsys.readouterr().err
     result = run(shell, "tokens.call('m', 1000)\ntokens.call('m', 1)")
     assert isinstance(result.error_in_exec, nbcost.BudgetExceeded)
     run(shell, "%cost budget")
-    assert "Session budget: $0.01 (hard)" in capsys.readouterr().out
+    assert "Session budget: $0.0100 (hard); spent $0.0100." in capsys.readouterr().out
     run(shell, "%cost budget off")
     assert settings.budget_usd is None
 
 
 def test_cell_budget_warns_when_the_cell_overspends(shell, capsys):
     run(shell, "%%cost --budget 0.001\ntokens.call('m', 1000)")
-    assert "cell budget $0.001 spent" in capsys.readouterr().err
+    assert "cell budget $0.0010: 200 % spent, $0.0010 over" in capsys.readouterr().err
 
 
 def test_hard_cell_budget_refuses_the_call_that_would_overspend(shell):
@@ -224,3 +238,232 @@ def test_loading_twice_is_harmless_and_unload_removes_everything(shell, capsys):
     assert "cost" not in shell.magics_manager.magics["cell"]
     assert read_log(extension.session.ledger_path).events[-1]["event"] == "session_end"
     run(shell, "%load_ext nbcost")  # the fixture unloads again
+
+
+# -- %%cost is a transparent wrapper ------------------------------------------------------------
+
+class SevenIsEight(ast.NodeTransformer):
+    def visit_Constant(self, node):
+        return ast.copy_location(ast.Constant(8), node) if node.value == 7 else node
+
+
+def test_cost_cell_honours_ast_transformers(shell):
+    shell.ast_transformers.append(SevenIsEight())
+    try:
+        result = run(shell, "%%cost --label t\nx = 7\nx")
+    finally:
+        shell.ast_transformers.pop()
+    assert result.result == 8 and cell_ends(shell)[-1]["label"] == "t"
+
+
+def test_a_trailing_semicolon_silences_the_cost_cell_as_any_cell(shell, capsys):
+    result = run(shell, "%%cost --label quiet-out\n41 + 1;")
+    assert result.result is None and "Out[" not in capsys.readouterr().out
+
+
+def test_cost_cell_with_top_level_await(shell):
+    result = run(shell, "%%cost --label awaited\nimport asyncio\nawait asyncio.sleep(0)\n'done'")
+    assert result.success, result.error_in_exec
+    assert result.result == "done" and cell_ends(shell)[-1]["label"] == "awaited"
+
+
+def test_the_last_expression_is_out_and_the_summary_comes_after_it(shell, capsys):
+    result = run(shell, "%%cost --label shown\ntokens.call('m', 10)\n6 * 7")
+    out = capsys.readouterr().out
+    assert result.result == 42
+    assert f"Out[{result.execution_count}]: 42" in out
+    assert out.index(f"Out[{result.execution_count}]") < out.index("nbcost · shown")
+    assert shell.user_ns["_"] == 42
+
+
+def test_cost_called_as_a_cell_magic_runs_the_body_like_time(shell):
+    shell.ast_transformers.append(SevenIsEight())
+    try:
+        result = run(shell, "r = get_ipython().run_cell_magic('cost', '--label direct', "
+                            "'tokens.call(\"m\", 500)\\ny = 7\\ny * 6')")
+    finally:
+        shell.ast_transformers.pop()
+    assert result.success and shell.user_ns["r"] == 48
+    end = cell_ends(shell)[-1]
+    assert end["label"] == "direct" and end["cost_usd"] == "0.001"
+
+
+def test_cost_cell_before_another_cell_magic(shell, capsys):
+    result = run(shell, "%%cost --label captured\n%%capture c\nprint('hidden')\ntokens.call('m', 500)")
+    assert result.success, result.error_in_exec
+    assert "hidden" in shell.user_ns["c"].stdout
+    end = cell_ends(shell)[-1]
+    assert end["label"] == "captured" and end["cost_usd"] == "0.001"
+
+
+def test_terminal_ipython_still_waits_for_a_cost_cells_body(shell):
+    status, _ = shell.input_transformer_manager.check_complete("%%cost --label x\n")
+    assert status == "incomplete"
+
+
+# -- tracebacks show the user's frames ----------------------------------------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+NBCOST_FRAME = re.compile(r"nbcost[/\\][\w/\\]+\.py")
+
+
+def rendered(capsys) -> str:
+    return ANSI.sub("", capsys.readouterr().out)
+
+
+def test_an_error_in_a_cost_cell_shows_only_the_users_frames(shell, capsys):
+    run(shell, "%%cost\ndef f():\n    return 1 / 0\nf()")
+    out = rendered(capsys)
+    trace = out[:out.index("ZeroDivisionError: division by zero")]
+    assert trace.count("Cell In[") == 2  # the call and f's body: nothing of nbcost or IPython
+    assert "run_cell_magic" not in trace and not NBCOST_FRAME.search(trace)
+    assert "----> 4 f()" in trace  # the cell's own line numbers
+
+
+@pytest.mark.parametrize("setup, first_line, names", [
+    ("", "%%cost --budget 0.002 --hard", ["cell budget of $0.0020", "%%cost --budget USD"]),
+    ("%cost budget 0.002 --hard", "", ["session budget of $0.0020", "%cost budget off"]),
+])
+def test_a_hard_budget_stop_shows_the_users_frames_and_what_to_change(shell, capsys, setup,
+                                                                      first_line, names):
+    if setup:
+        run(shell, setup)
+    capsys.readouterr()
+    result = run(shell, f"{first_line}\ntokens.call('m', 1000)\ntokens.call('m', 1)".lstrip())
+    assert isinstance(result.error_in_exec, nbcost.BudgetExceeded)
+    out = rendered(capsys)
+    assert not NBCOST_FRAME.search(out) and "skipping hidden" not in out
+    assert "tokens.call('m', 1)" in out  # the user's line that was refused
+    message = out[out.index("BudgetExceeded: "):]
+    assert all(name in message for name in names), message
+    assert "spent ($0.0020 so far)" in message
+    run(shell, "%cost budget off")
+
+
+def test_a_refused_sdk_call_shows_the_users_line_not_the_patch(shell, capsys, srv):
+    import openai
+
+    shell.user_ns["client"] = openai.OpenAI(base_url=srv.base_url("openai"), api_key=FAKE_KEY,
+                                            max_retries=0)
+    run(shell, "%cost budget 0.00000001 --hard")
+    run(shell, "client.chat.completions.create(model='gpt-4o-mini', messages=[])")
+    capsys.readouterr()
+    result = run(shell, "%%cost\nreply = client.chat.completions.create(model='gpt-4o-mini', "
+                        "messages=[])")
+    assert isinstance(result.error_in_exec, nbcost.BudgetExceeded)
+    out = rendered(capsys)
+    assert out.count("Cell In[") == 1 and "reply = client.chat" in out
+    assert not NBCOST_FRAME.search(out)
+    run(shell, "%cost budget off")
+    shell.user_ns.pop("client").close()  # its keep-alive connection holds a server thread
+
+
+# -- one parser, one help -----------------------------------------------------------------------
+
+def test_help_is_generated_from_the_parser(shell, capsys):
+    from nbcost.magics import _COMMANDS
+
+    doc = shell.find_line_magic("cost").__doc__
+    for name, parser in _COMMANDS.items():
+        assert parser.format_usage().strip().removeprefix("usage: ") in doc, name
+        assert parser.description in doc
+    for option in ("--label", "--tag", "--budget", "--hard", "--quiet", "--cached"):
+        assert option in doc
+    run(shell, "%cost?")
+    assert "%cost llm-price MODEL --input USD --output USD" in capsys.readouterr().out
+    result = run(shell, "%cost badcommand")
+    assert "unknown sub-command 'badcommand'" in str(result.error_in_exec)
+    assert "%cost llm-price" in str(result.error_in_exec)
+
+
+# -- reset and unload inside a window -----------------------------------------------------------
+
+class WindowWatcher(Meter):
+    """Knows which windows are open from the hooks alone, as the GPU meter does."""
+
+    name = "watcher"
+
+    def __init__(self):
+        self.open: set[str] = set()
+
+    def window_started(self, window):
+        self.open.add(window.id)
+
+    def window_ended(self, window):
+        self.open.discard(window.id)
+
+
+def test_reset_inside_track_ends_the_open_windows_as_interrupted(shell, capsys):
+    watcher = WindowWatcher()
+    session(shell).add_meter(watcher)
+    result = run(shell, "import nbcost\n"
+                        "with nbcost.track('inner') as t:\n"
+                        "    tokens.call('m', 100)\n"
+                        "    get_ipython().run_line_magic('cost', 'reset')\n"
+                        "after = 1")
+    assert result.success, result.error_in_exec
+    assert shell.user_ns["t"].record.status == "interrupted"
+    assert shell.user_ns["t"].cost_usd == Decimal("0.0002")
+    assert watcher.open == set()  # the meters were told
+    assert "not open" not in capsys.readouterr().err  # ended early is not unknown
+    run(shell, "x = 1")
+    assert cell_ends(shell)[-1]["status"] == "ok"  # the next cell is recorded as usual
+
+
+def test_reset_in_a_cost_cell_ends_it_as_interrupted(shell, capsys):
+    result = run(shell, "%%cost --label r\ntokens.call('m', 100)\n%cost reset")
+    assert result.success, result.error_in_exec
+    assert "nbcost · r (interrupted)" in capsys.readouterr().out
+    assert session(shell).open_windows() == []
+
+
+def test_unload_inside_track_does_not_break_the_users_code(shell):
+    result = run(shell, "import nbcost\n"
+                        "with nbcost.track('inner') as t:\n"
+                        "    get_ipython().run_line_magic('unload_ext', 'nbcost')\n"
+                        "after = 1")
+    assert result.success, result.error_in_exec
+    assert shell.user_ns["t"].record.status == "interrupted"
+    run(shell, "%load_ext nbcost")  # the fixture unloads again
+
+
+# -- LLM prices ---------------------------------------------------------------------------------
+
+def test_llm_price_prices_the_next_calls_and_is_logged(shell, capsys, srv):
+    import openai
+
+    shell.user_ns["client"] = openai.OpenAI(
+        base_url=srv.base_url("openai", input_tokens=1_000_000, output_tokens=1_000_000),
+        api_key=FAKE_KEY, max_retries=0)
+    call = "client.chat.completions.create(model='my-finetune-zz', messages=[])"
+    run(shell, call)
+    assert "%cost llm-price my-finetune-zz --input USD --output USD" in capsys.readouterr().err
+    result = run(shell, "%cost llm-price my-finetune-zz --input 0.5 --output 1.5 --cached 0.1")
+    assert result.success, result.error_in_exec
+    assert "$0.50 per million input tokens" in capsys.readouterr().out
+    run(shell, call)
+    calls = [u for u in session(shell).usages if u.meter == "llm"]
+    assert calls[0].cost_usd is None and calls[1].cost_usd == Decimal("2")
+    session(shell).flush()
+    overrides = [e for e in read_log(session(shell).ledger_path).events
+                 if e["event"] == "rate_override"]
+    assert overrides[-1]["meter"] == "llm" and overrides[-1]["scope"] == "my-finetune-zz"
+    assert overrides[-1]["input_mtok"] == "0.5" and overrides[-1]["cache_read_mtok"] == "0.1"
+    shell.user_ns.pop("client").close()  # its keep-alive connection holds a server thread
+
+
+@pytest.mark.parametrize("line, message", [
+    ("%cost llm-price m --input 1", "the following arguments are required: --output"),
+    ("%cost llm-price m --input x --output 1", "--input"),
+])
+def test_malformed_llm_price_changes_nothing(shell, line, message):
+    result = run(shell, line)
+    assert message in str(result.error_in_exec)
+    assert "m" not in session(shell).settings.llm_prices
+
+
+def test_prices_in_words_with_tier_thresholds(shell, capsys):
+    run(shell, "%cost prices claude-sonnet-4-5")
+    out = capsys.readouterr().out
+    assert "$10 per 1,000 web searches" in out
+    assert "$3 per million input tokens; $6 above 200,000 input tokens" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from decimal import Decimal
 
@@ -100,7 +101,8 @@ def test_soft_budget_warns_once_at_80_and_100_percent(session, capsys):
     tokens.call("m", 500)   # $0.009
     tokens.call("m", 1000)  # $0.011 -> 100%
     err = capsys.readouterr().err
-    assert err.count("80% used") == 1 and err.count("spent") == 1
+    assert err.count("session budget $0.0100: 80 % spent.") == 1
+    assert err.count("session budget $0.0100: 110 % spent, $0.0010 over.") == 1
     warnings = [e for e in events(session, "budget") if e["action"] == "warning"]
     assert [w["threshold"] for w in warnings] == ["0.8", "1"]
 
@@ -178,6 +180,50 @@ def test_reset_starts_a_new_log(session):
     assert session.id != old_id and session.ledger_path != old_path
     assert read_log(old_path).events[-1]["event"] == "session_end"
     assert session.totals().get("tokens") is None
+
+
+def test_reset_ends_open_windows_as_interrupted_innermost_first(session):
+    cell = session.open_window("cell", execution_count=4)
+    block = session.open_window("track", label="inner")
+    session.meters["tokens"].call("m", 1000)
+    old_path = session.ledger_path
+    session.reset()
+    ends = [e for e in read_log(old_path).events if e["event"].endswith("_end")]
+    assert [(e["event"], e.get("status")) for e in ends] == [
+        ("track_end", "interrupted"), ("cell_end", "interrupted"), ("session_end", None)]
+    assert session.open_windows() == []
+    # The code that opened them closes them later: it gets their record, no error, no warning.
+    assert session.close_window(block.id).status == "interrupted"
+    assert session.close_window(cell.id).meters["tokens"].cost_usd == Decimal("0.002")
+
+
+def test_closing_an_unknown_window_warns_once_and_never_raises(session, capsys):
+    assert session.close_window("no-such-window") is None
+    assert session.close_window("another") is None
+    assert capsys.readouterr().err.count("is not open") == 1
+    assert session.annotate_window("no-such-window", label="x") is None
+
+
+def test_reset_mid_cell_tells_the_gpu_meter_the_cell_ended(tmp_path, wait_until):
+    """Idle time between cells is held time outside every cell: after a reset ends the running
+    cell, the GPU meter must count it again (it read 0 when the meter still saw the cell)."""
+    from fake_nvml import FakeGpu, FakeNvml
+
+    from nbcost.config import Settings
+    from nbcost.meters.gpu import GpuMeter
+
+    gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=1 << 30)
+    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05, checkpoint_s=10,
+                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
+    try:
+        session.open_window("cell", execution_count=1)
+        session.reset()
+        assert wait_until(lambda: session.totals()["gpu"].quantities["held_s"] > 1.2, timeout=20)
+        figures = session.totals()["gpu"].quantities
+    finally:
+        session.close()
+    assert figures["idle_between_s"] == pytest.approx(figures["held_s"])  # no cell since reset
 
 
 def test_track_works_in_plain_python(nbcost_home):

@@ -8,7 +8,8 @@ Three layers, later ones win:
    ``NBCOST_TAGS="k=v,k=v"``, ``NBCOST_GPU_RATE=2.50`` (USD per GPU-hour, every GPU) and
    ``NBCOST_GPU_RATES="H100=2.5,A100 80GB=1.2"`` (per GPU model).
 
-Magics (``%cost gpu-rate``, ``%cost budget``) then change a running session's :class:`Settings`.
+Magics (``%cost gpu-rate``, ``%cost llm-price``, ``%cost budget``) then change a running session's
+:class:`Settings`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 import atexit
 import sys
 import weakref
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import IPython
 
@@ -16,6 +16,9 @@ from . import api, display
 from .config import NbCost, load_settings
 from .records import WindowRecord
 from .session import Session
+
+if TYPE_CHECKING:
+    from .magics import CellOptions
 
 __all__ = ["CostExtension", "extension_for", "load", "unload"]
 
@@ -27,47 +30,68 @@ _COUNTER_ADVANCED_BEFORE_PRE_RUN = IPython.version_info >= (9, 8)
 
 
 class CostExtension:
-    """One loaded nbcost: the session, the cell hooks, the magics and the display channel."""
+    """One loaded nbcost: the session, the cell hooks, the magics and the display channel.
+
+    Every recorded cell is a window opened in ``pre_run_cell`` and closed in ``post_run_cell``.
+    ``%%cost`` (either path, see :mod:`nbcost.magics`) only annotates that window through
+    :meth:`cost_cell`; the summary comes when the cell ends, after its output.
+    """
 
     def __init__(self, shell) -> None:
         self.shell = shell
         self.session = Session(load_settings(NbCost(parent=shell)))
         self.cell_window_id: str | None = None
+        self._cell_id: str | None = None
+        self._depth = 0  # run_cells under way (%%capture runs one inside); silent ones don't count
+        self._panel: Any = None
         self._detach_display: Callable[[], None] = lambda: None
 
     def start(self) -> None:
-        from .magics import CostMagics
+        from .magics import CostMagics, cost_cell_header
 
         api.set_session(self.session)
         self.shell.register_magics(CostMagics(self.shell, extension=self))
-        self.shell.events.register("pre_run_cell", self.pre_run_cell)
-        self.shell.events.register("post_run_cell", self.post_run_cell)
+        self.shell.input_transformers_cleanup.append(cost_cell_header)
+        for name, callback in self._hooks():
+            self.shell.events.register(name, callback)
         self._detach_display = self.session.run_safely(
             "the display channel", lambda: display.attach(self.shell, self.session)
         ) or (lambda: None)
         atexit.register(self.session.close)
 
     def stop(self) -> None:
-        for name, callback in (("pre_run_cell", self.pre_run_cell),
-                               ("post_run_cell", self.post_run_cell)):
+        from .magics import cost_cell_header
+
+        for name, callback in self._hooks():
             try:
                 self.shell.events.unregister(name, callback)
             except ValueError:
                 pass
+        if cost_cell_header in self.shell.input_transformers_cleanup:
+            self.shell.input_transformers_cleanup.remove(cost_cell_header)
         _unregister_magics(self.shell)
         self._detach_display()
         atexit.unregister(self.session.close)
-        self.session.close()
+        self.session.close()  # a cell running now ends as interrupted
+        self.finish_cell("interrupted")
         api.set_session(None)
+
+    def _hooks(self):
+        return (("pre_run_cell", self.pre_run_cell), ("post_execute", self.post_execute),
+                ("post_run_cell", self.post_run_cell))
 
     # -- cell hooks ---------------------------------------------------------------------------
 
     def pre_run_cell(self, info) -> None:
+        self._depth += 1
+        if self._depth > 1:  # a cell run inside a cell (%%capture) is part of it
+            return
+        self._cell_id = getattr(info, "cell_id", None)
         if info.silent or not self.session.enabled:
             return
         self.cell_window_id = self.session.open_window(
             "cell",
-            cell_id=getattr(info, "cell_id", None),
+            cell_id=self._cell_id,
             execution_count=self.running_count(info.store_history),
         ).id
 
@@ -76,18 +100,43 @@ class CostExtension:
         advanced = _COUNTER_ADVANCED_BEFORE_PRE_RUN and store_history
         return self.shell.execution_count - 1 if advanced else self.shell.execution_count
 
+    def post_execute(self) -> None:
+        """A silent run (no pre/post_run_cell) that used ``%%cost`` ends its window here."""
+        if self._depth == 0 and self.cell_window_id is not None:
+            self.finish_cell("ok")
+
     def post_run_cell(self, result) -> None:
-        window_id, self.cell_window_id = self.cell_window_id, None
-        if window_id is not None and self.session.is_open(window_id):
-            self.session.close_window(window_id, "ok" if result.success else "error")
+        self._depth = max(0, self._depth - 1)
+        if self._depth:
+            return
+        self.finish_cell("ok" if result.success else "error")
 
-    def close_cell_window(self, status: str) -> WindowRecord | None:
-        """End the running cell's window now (``%%cost`` does, to show its exact record)."""
+    def cost_cell(self, options: CellOptions) -> bool:
+        """What ``%%cost`` does: label, tag and budget the running cell's window and put the live
+        panel under the cell. Returns True when it had to open the window itself (``%cost off``,
+        a silent run, no running cell): the caller's cell end then closes it."""
+        session = self.session
+        opened = self.cell_window_id is None or not session.is_open(self.cell_window_id)
+        if opened:
+            self.cell_window_id = session.open_window(
+                "cell", cell_id=self._cell_id, execution_count=self.running_count(True)).id
+        info = session.annotate_window(self.cell_window_id, label=options.label,
+                                       tags=options.tags, budget_usd=options.budget_usd,
+                                       budget_hard=options.hard)
+        self._panel = session.run_safely(
+            "the live panel", lambda: display.live_panel(self.shell, session, info, options.quiet))
+        return opened
+
+    def finish_cell(self, status: str) -> WindowRecord | None:
+        """End the running cell's window and turn its panel (if ``%%cost``) into the summary."""
         window_id, self.cell_window_id = self.cell_window_id, None
-        if window_id is None or not self.session.is_open(window_id):
+        panel, self._panel = self._panel, None
+        if window_id is None:
             return None
-        return self.session.close_window(window_id, status)
-
+        record = self.session.close_window(window_id, status)
+        if panel is not None and record is not None:
+            self.session.run_safely("the summary", lambda: panel.finish(record))
+        return record
 
 
 def _unregister_magics(shell) -> None:

@@ -1,4 +1,13 @@
-"""``%%cost`` and ``%cost``: the magics.
+"""``%%cost`` and ``%cost``: the magics. Their help (``%cost?``) is generated from the one parser
+below, so the usage text cannot drift from what is accepted.
+
+``%%cost`` is a transparent wrapper: a cleanup input transformer (:func:`cost_cell_header`)
+turns the ``%%cost ARGS`` first line into ``%cost cell ARGS``, which labels, tags and budgets the
+running cell's window (opened in ``pre_run_cell``, closed in ``post_run_cell``) and puts the live
+panel under it. The body then runs as the ordinary cell it is: AST transformers, a trailing
+``;``, top-level ``await``, ``Out[n]`` and line numbers all behave as without ``%%cost``. Called
+as a cell magic (``run_cell_magic``, or with another cell magic after it), ``%%cost`` does the
+same and runs the body the way ``%%time`` does.
 
 Examples
 --------
@@ -11,35 +20,42 @@ Examples
 
     In [3]: %cost                      # the session's cells and total
     In [4]: %cost budget 20 --hard     # refuse LLM calls once $20 is spent
-    In [5]: %cost export spend.parquet
+    In [5]: %cost llm-price my-model --input 0.5 --output 1.5
+    In [6]: %cost export spend.parquet
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
+import re
 import shlex
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class, needs_local_scope
+from IPython.core.magic import (Magics, line_cell_magic, magics_class, needs_local_scope,
+                                output_can_be_silenced)
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
 
 from .config import parse_money, parse_tags
-from .display import live_panel
-from .display.summary import SessionSummary, format_usd
+from .display.format import format_usd
+from .display.summary import SessionSummary
 from .errors import ConfigError
 from .export import FORMATS as EXPORT_FORMATS
 
-__all__ = ["CostMagics"]
-
-SUBCOMMANDS = ("budget", "export", "prices", "gpu-rate", "compare", "estimate", "off", "on",
-               "reset")
+__all__ = ["CellOptions", "CostMagics", "cost_cell_header", "help_text"]
 
 
 class _Parser(MagicArgumentParser):
-    """argparse whose errors are UsageErrors that show the usage line and what was wrong."""
+    """argparse whose errors are UsageErrors that show the usage line and what was wrong; its
+    help is plain text (``%cost?`` prints it as is)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{message}\n{self.format_usage().strip()}")
@@ -55,42 +71,123 @@ def _money(text: str) -> Decimal:
 _money.__name__ = "amount in USD"  # argparse names the type in its error message
 
 
-def _cell_parser() -> _Parser:
-    p = _Parser(prog="%%cost", description="Run the cell and show what it cost.")
-    p.add_argument("--label", help="a name for this cell in tables and exports")
-    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
-                   help="a tag for allocation (repeatable)")
-    p.add_argument("--budget", type=_money, metavar="USD", help="warn at 80%% and 100%% of USD")
-    p.add_argument("--hard", action="store_true",
-                   help="with --budget: refuse LLM calls once the budget is spent")
-    p.add_argument("--quiet", action="store_true", help="record only; show no panel or summary")
-    return p
+def _build_parser() -> _Parser:
+    """``%cost COMMAND ...``; the ``cell`` command is ``%%cost``'s first line."""
+    root = _Parser(prog="%cost", description="Show or manage what this notebook costs.")
+    commands = root.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    def command(name: str, description: str, **kwargs) -> _Parser:
+        return commands.add_parser(name, description=description, help=description, **kwargs)
 
-def _sub_parsers() -> dict[str, _Parser]:
-    budget = _Parser(prog="%cost budget", description="Set, show or clear the session budget.")
-    budget.add_argument("amount", nargs="?", help="USD, or 'off' to clear")
+    cell = command("cell", "Run the cell with a live panel under it and show what it cost.",
+                   prog="%%cost")
+    cell.add_argument("--label", help="a name for this cell in tables and exports")
+    cell.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                      help="a tag for allocation (repeatable)")
+    cell.add_argument("--budget", type=_money, metavar="USD",
+                      help="warn at 80%% and 100%% of USD, the moment the cell's spend gets there")
+    cell.add_argument("--hard", action="store_true",
+                      help="with --budget: refuse LLM calls once the budget is spent")
+    cell.add_argument("--quiet", action="store_true", help="record only; show no panel or summary")
+
+    budget = command("budget", "Set, show or clear the session budget.")
+    budget.add_argument("amount", nargs="?", metavar="USD|off", help="USD, or 'off' to clear")
     budget.add_argument("--hard", action="store_true",
                         help="refuse LLM calls that would start after the budget is spent")
-    export = _Parser(prog="%cost export", description="Write the session's spend log as a table.")
-    export.add_argument("path", help="the file to write")
+    export = command("export", "Write the session's spend log as a table.")
+    export.add_argument("path", metavar="PATH", help="the file to write")
     export.add_argument("--format", choices=EXPORT_FORMATS,
                         help="default: from the file's extension")
-    prices = _Parser(prog="%cost prices", description="Show the prices in effect.")
-    prices.add_argument("model", nargs="?", help="an LLM model name")
-    rate = _Parser(prog="%cost gpu-rate", description="Override the GPU hourly rate.")
+    prices = command("prices", "Show the prices in effect (GPU rates, or MODEL's LLM price).")
+    prices.add_argument("model", nargs="?", metavar="MODEL", help="an LLM model name")
+    rate = command("gpu-rate", "Show or override the GPU hourly rate for this session.")
     rate.add_argument("usd_per_gpu_hour", nargs="?", type=_money, metavar="USD_PER_GPU_HOUR")
     rate.add_argument("--model", help="only for this GPU model (e.g. H100); default: every GPU")
-    compare = _Parser(prog="%cost compare",
-                      description="What the session's LLM usage would cost on other models.")
+    llm_price = command("llm-price", "Price an LLM model for this session, in USD per million "
+                                     "tokens (calls from now on).",
+                        usage="%(prog)s MODEL --input USD --output USD [--cached USD]")
+    llm_price.add_argument("model", metavar="MODEL", help="the model name as the API reports it")
+    llm_price.add_argument("--input", type=_money, required=True, metavar="USD",
+                           help="per million input tokens")
+    llm_price.add_argument("--output", type=_money, required=True, metavar="USD",
+                           help="per million output tokens")
+    llm_price.add_argument("--cached", type=_money, metavar="USD",
+                           help="per million cached input tokens (default: the input price)")
+    compare = command("compare", "What the session's LLM usage would cost on other models.")
     compare.add_argument("--models", help="comma-separated model names")
     compare.add_argument("--cell", type=int, metavar="N", help="only cell [N]'s usage")
-    estimate = _Parser(prog="%cost estimate", description="Estimate a prompt's tokens and cost.")
-    estimate.add_argument("text", help="the prompt text (quoted)")
-    estimate.add_argument("--model", required=True)
-    bare = {name: _Parser(prog=f"%cost {name}") for name in ("off", "on", "reset")}
-    return {"budget": budget, "export": export, "prices": prices, "gpu-rate": rate,
-            "compare": compare, "estimate": estimate, **bare}
+    estimate = command("estimate", "Estimate a prompt's tokens and cost.")
+    estimate.add_argument("text", metavar="TEXT", help="the prompt text (quoted)")
+    estimate.add_argument("--model", required=True, help="the model to price it as")
+    command("off", "Stop recording cells (LLM and GPU spend is still logged).")
+    command("on", "Record cells again.")
+    command("reset", "End this session's log and start a new session.")
+    return root
+
+
+_PARSER = _build_parser()
+_COMMANDS: dict[str, _Parser] = next(
+    action.choices for action in _PARSER._actions if action.dest == "command")
+
+
+def help_text() -> str:
+    """``%cost?``: generated from the parser."""
+    lines = ["Show or manage what this notebook costs.", "",
+             _COMMANDS["cell"].format_help().rstrip(), "",
+             "`%cost cell [OPTIONS]` on any line of a cell does what a %%cost first line does.",
+             "", "usage: %cost [COMMAND]", "",
+             "Without a command: the session's cells and total. Commands:"]
+    for name, parser in _COMMANDS.items():
+        if name == "cell":
+            continue
+        lines.append("  " + parser.format_usage().strip().removeprefix("usage: "))
+        lines.append(f"      {parser.description}")
+        lines += [f"      {', '.join(action.option_strings)}: {action.help % {}}"
+                  for action in parser._actions if action.help and action.option_strings]
+    if __doc__:  # the module's Examples (absent under python -OO)
+        lines += ["", __doc__[__doc__.index("Examples"):].rstrip()]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class CellOptions:
+    """What a ``%%cost`` line asks for."""
+
+    label: str | None
+    tags: dict[str, str]
+    budget_usd: Decimal | None
+    hard: bool
+    quiet: bool
+
+
+def _cell_options(args) -> CellOptions:
+    if args.hard and args.budget is None:
+        raise UsageError("--hard needs --budget USD\n" + _COMMANDS["cell"].format_usage().strip())
+    try:
+        tags = parse_tags(args.tag, "--tag")
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return CellOptions(args.label, tags, args.budget, args.hard, args.quiet)
+
+
+_CELL_HEADER = re.compile(r"%%cost(?=\s|$)")
+
+
+def cost_cell_header(lines: list[str]) -> list[str]:
+    """Cleanup input transformer: ``%%cost ARGS`` as a cell's first line becomes
+    ``%cost cell ARGS`` (one line for one, so line numbers stay), and the body stays the cell.
+    With another cell magic right after it, the cell is left to run ``%%cost`` as a cell magic."""
+    if not lines or not _CELL_HEADER.match(lines[0]):
+        return lines
+    if len(lines) > 1 and lines[1].startswith("%%"):
+        return lines
+    args = lines[0][len("%%cost"):].strip()
+    return [f"%cost cell {args}".rstrip() + "\n", *lines[1:]]
+
+
+# IPython's check_complete skips transforms marked so: terminal IPython must still see a
+# `%%cost` cell as a cell magic that waits for its body, not as a complete one-line command.
+cost_cell_header.has_side_effects = True  # type: ignore[attr-defined]
 
 
 @magics_class
@@ -100,8 +197,6 @@ class CostMagics(Magics):
     def __init__(self, shell, extension) -> None:
         super().__init__(shell)
         self.extension = extension
-        self.parsers = _sub_parsers()
-        self.cell_parser = _cell_parser()
 
     @property
     def session(self):
@@ -109,77 +204,57 @@ class CostMagics(Magics):
 
     @needs_local_scope
     @line_cell_magic
+    @output_can_be_silenced
     def cost(self, line: str, cell: str | None = None, local_ns=None):
-        """Show or manage what this notebook costs.
-
-        ``%%cost [--label TEXT] [--tag KEY=VALUE ...] [--budget USD [--hard]] [--quiet]``
-        runs the cell with a live panel and a final summary.
-
-        ``%cost`` shows the session's cells and total. Sub-commands::
-
-            %cost budget USD [--hard] | off     %cost export PATH [--format csv|jsonl|parquet]
-            %cost prices [MODEL]                %cost gpu-rate USD_PER_GPU_HOUR [--model GPU]
-            %cost compare [--models A,B]        %cost estimate "TEXT" --model M
-            %cost off | on | reset
-        """
+        __tracebackhide__ = True  # IPython shows the user's frames, not nbcost's
         if cell is not None:
-            return self._run_cell(line, cell, local_ns)
+            return self._cell_magic(line, cell, local_ns)
         words = _split(line)
         if not words:
             display(SessionSummary(self.session))
             return None
-        name, rest = words[0], words[1:]
-        if name not in self.parsers:
-            raise UsageError(f"unknown sub-command {name!r} of %cost; choose one of: "
-                             f"{', '.join(SUBCOMMANDS)} (or none for the session summary)")
-        args = self.parsers[name].parse_args(rest)
-        return getattr(self, "_" + name.replace("-", "_"))(args)
+        if words[0] not in _COMMANDS:
+            raise UsageError(f"unknown sub-command {words[0]!r} of %cost.\n\n{help_text()}")
+        args = _PARSER.parse_args(words)
+        return getattr(self, "_" + args.command.replace("-", "_"))(args)
+
+    cost.__doc__ = help_text()
 
     # -- %%cost ---------------------------------------------------------------------------
 
-    def _run_cell(self, line: str, cell: str, local_ns):
-        args = self.cell_parser.parse_args(_split(line))
-        tags = self._tags(args.tag)
-        if args.hard and args.budget is None:
-            raise UsageError("--hard needs --budget USD")
-        code = self._compile(cell)
-        session = self.session
-        window_id = self.extension.cell_window_id
-        own_window = window_id is None  # off, or run outside a recorded cell
-        if own_window:
-            window_id = session.open_window(
-                "cell", execution_count=self.extension.running_count(store_history=True)).id
-        info = session.annotate_window(window_id, label=args.label, tags=tags,
-                                       budget_usd=args.budget, budget_hard=args.hard)
-        panel = session.run_safely("the live panel",
-                                lambda: live_panel(self.shell, session, info, args.quiet))
+    def _cell(self, args) -> None:
+        """``%cost cell ARGS``: what the ``%%cost ARGS`` first line runs."""
+        self.extension.cost_cell(_cell_options(args))
+
+    def _cell_magic(self, line: str, cell: str, local_ns):
+        """``%%cost`` run as a cell magic: the same annotation, and the body run as ``%%time``
+        runs it (IPython's transform and compile path)."""
+        __tracebackhide__ = True
+        options = _cell_options(_PARSER.parse_args(["cell", *_split(line)]))
+        opened = self.extension.cost_cell(options)
         status = "ok"
         try:
-            return _execute(code, self.shell.user_ns, local_ns)
+            return self._run_body(cell, local_ns)
         except BaseException:
             status = "error"
             raise
         finally:
-            record = (session.close_window(window_id, status) if own_window
-                      else self.extension.close_cell_window(status))
-            if panel is not None and record is not None:
-                session.run_safely("the summary", lambda: panel.finish(record))
+            if opened:  # no cell window was running for post_run_cell to close
+                self.extension.finish_cell(status)
 
-    def _compile(self, cell: str):
-        tree = ast.parse(self.shell.transform_cell(cell))  # a SyntaxError shows as usual
-        last_expr = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last_expr = ast.Expression(tree.body.pop().value)
-        name = self.shell.compile.cache(cell)  # tracebacks show the cell's own lines
-        body = self.shell.compile(tree, name, "exec")
-        return body, (self.shell.compile(last_expr, name, "eval") if last_expr else None)
-
-    @staticmethod
-    def _tags(items: list[str]) -> dict[str, str]:
-        try:
-            return parse_tags(items, "--tag")
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
+    def _run_body(self, cell: str, local_ns):
+        __tracebackhide__ = True
+        shell = self.shell
+        source = shell.transform_cell(cell)
+        name = shell.compile.cache(source)  # tracebacks show the cell's own lines
+        tree = shell.transform_ast(shell.compile.ast_parse(source, filename=name))
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        namespace = local_ns if local_ns is not None else shell.user_ns
+        exec(shell.compile(tree, name, "exec"), shell.user_ns, namespace)
+        if last is not None:
+            return eval(shell.compile(ast.Expression(last.value), name, "eval"), shell.user_ns,
+                        namespace)
+        return None
 
     # -- sub-commands ---------------------------------------------------------------------
 
@@ -190,7 +265,7 @@ class CostMagics(Magics):
                 print("No session budget. Set one with `%cost budget USD [--hard]`.")
             else:
                 kind = "hard" if settings.budget_hard else "soft"
-                print(f"Session budget: ${settings.budget_usd} ({kind}); "
+                print(f"Session budget: {format_usd(settings.budget_usd)} ({kind}); "
                       f"spent {format_usd(self.session.total_usd, self.session.unpriced)}.")
             return
         if args.amount.lower() == "off":
@@ -198,12 +273,14 @@ class CostMagics(Magics):
             self.session.log("budget", {"action": "cleared", "scope": "session"})
             print("Session budget cleared.")
             return
-        amount = self._parse_money(args.amount, "%cost budget")
+        amount = _parse_money(args.amount, "%cost budget")
         settings.budget_usd, settings.budget_hard = amount, args.hard
+        self.session.budgets.session_changed()
         self.session.log("budget", {"action": "set", "scope": "session", "budget_usd": str(amount),
                                     "hard": args.hard})
-        self.session._budget_warned.clear()
-        print(f"Session budget: ${amount} ({'hard: LLM calls refused beyond it' if args.hard else 'soft: warnings at 80% and 100%'}).")
+        effect = ("hard: LLM calls refused beyond it" if args.hard
+                  else "soft: warnings at 80 % and 100 %")
+        print(f"Session budget: {format_usd(amount)} ({effect}).")
 
     def _export(self, args):
         from .export import export_session
@@ -237,6 +314,18 @@ class CostMagics(Magics):
                                            "usd_per_hour": str(args.usd_per_gpu_hour)})
         print(f"GPU rate: ${args.usd_per_gpu_hour}/GPU-hour for {scope} in this session.")
 
+    def _llm_price(self, args):
+        units = {"input_mtok": args.input, "output_mtok": args.output}
+        if args.cached is not None:
+            units["cache_read_mtok"] = args.cached
+        self.session.settings.llm_prices[args.model] = units  # the price book reads it per call
+        self.session.log("rate_override", {"meter": "llm", "scope": args.model,
+                                           **{unit: str(usd) for unit, usd in units.items()}})
+        from .pricing.describe import describe_override
+
+        print(f"{args.model}: {describe_override(units)}, for calls from now on in this session "
+              f"(to keep it, set c.NbCost.llm_prices in ipython_config.py).")
+
     def _compare(self, args):
         usages = [u for u in self.session.usages if u.meter == "llm"]
         if args.cell is not None:
@@ -257,25 +346,25 @@ class CostMagics(Magics):
 
         print(estimate_report(args.text, args.model, self.session.settings))
 
-    def _off(self, args):
+    def _off(self, _args):
         self.session.enabled = False
         print("nbcost: cells are no longer recorded (LLM and GPU spend still is). `%cost on` resumes.")
 
-    def _on(self, args):
+    def _on(self, _args):
         self.session.enabled = True
         print("nbcost: recording cells again.")
 
-    def _reset(self, args):
+    def _reset(self, _args):
         old = self.session.ledger_path
         self.session.reset()
         print(f"nbcost: started a new session {self.session.id[:8]}; the old one's log stays at {old}.")
 
-    @staticmethod
-    def _parse_money(text: str, what: str) -> Decimal:
-        try:
-            return parse_money(text, what)
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
+
+def _parse_money(text: str, what: str) -> Decimal:
+    try:
+        return parse_money(text, what)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _split(line: str) -> list[str]:
@@ -284,12 +373,3 @@ def _split(line: str) -> list[str]:
         return shlex.split(line)
     except ValueError as exc:
         raise UsageError(f"cannot read the arguments ({exc}); check the quotes") from None
-
-
-def _execute(code, user_ns, local_ns):
-    body, last_expr = code
-    namespace = local_ns if local_ns is not None else user_ns
-    exec(body, user_ns, namespace)
-    if last_expr is not None:
-        return eval(last_expr, user_ns, namespace)
-    return None

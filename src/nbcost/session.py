@@ -15,9 +15,9 @@ import time
 import uuid
 from dataclasses import replace
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .budget import Budgets
 from .config import Settings, load_settings
 from .errors import BudgetExceeded
 from .ledger import Ledger, iso_utc
@@ -27,7 +27,6 @@ from .records import ZERO, MeterTotals, Tally, WindowInfo, WindowRecord, compact
 __all__ = ["Session", "notebook_identity"]
 
 Listener = Callable[[dict], None]
-BUDGET_THRESHOLDS = (Decimal("0.8"), Decimal("1"))
 # Events the ledger may queue for its writer thread (everything else is written before it returns).
 WINDOW_EDGE_EVENTS = frozenset({"cell_start", "cell_end", "track_start", "track_end"})
 
@@ -44,19 +43,15 @@ def notebook_identity(environ: Mapping[str, str] | None = None) -> dict[str, str
 
 
 class _Window:
-    """A window while it is open: its info, its tallies and its budget state."""
+    """A window while it is open: its info and its tallies (its budget is in ``Budgets``)."""
 
-    __slots__ = ("info", "started_at", "tallies", "started_perf", "budget_usd", "budget_hard",
-                 "warned", "flags")
+    __slots__ = ("info", "started_at", "tallies", "started_perf", "flags")
 
     def __init__(self, info: WindowInfo) -> None:
         self.info = info
         self.started_at = iso_utc(info.start)  # formatted once: both of its events carry it
         self.tallies: dict[str, Tally] = {}
         self.started_perf = time.perf_counter()
-        self.budget_usd: Decimal | None = None
-        self.budget_hard = False
-        self.warned: set[Decimal] = set()
         self.flags: set[str] = set()
 
 
@@ -85,6 +80,10 @@ class Session:
         self._warned: set[str] = set()
         self.meters: dict[str, Meter] = {}
         self._open: dict[str, _Window] = {}
+        # Windows that `%cost reset` or `close()` ended while their code still ran: the code's
+        # own close (track's __exit__, post_run_cell) gets this record instead of an error.
+        self._ended_early: dict[str, WindowRecord] = {}
+        self.budgets = Budgets(self.settings, self._emit)
         self._begin(session_id or os.environ.get("NBCOST_SESSION_ID") or uuid.uuid4().hex)
         for meter in meters if meters is not None else _default_meters():
             self.add_meter(meter)
@@ -99,7 +98,7 @@ class Session:
         self.records: list[WindowRecord] = []
         self.usages: list[Usage] = []
         self._tallies: dict[str, Tally] = {}
-        self._budget_warned: set[Decimal] = set()
+        self.budgets.session_changed()
         day = iso_utc(self.started_at)[:10]
         self.ledger_path = self.settings.data_dir / "spend" / day / f"{self.id}.jsonl"
         self._ledger = Ledger(self.ledger_path, {
@@ -120,19 +119,25 @@ class Session:
         """End the session: close open windows, stop the meters, write ``session_end``."""
         if self.ended_at is not None:
             return
-        for window_id in reversed(list(self._open)):
-            self.close_window(window_id, status="interrupted")
+        self._interrupt_open_windows()
         for meter in list(self.meters.values()):
             self.run_safely(f"stopping the {meter.name} meter", meter.stop)
         self._write_session_end()
         self._ledger.close()
 
     def reset(self) -> None:
-        """``%cost reset``: end this session's log and start a fresh session, meters kept."""
+        """``%cost reset``: end this session's log and start a fresh session, meters kept.
+        Open windows end as ``interrupted`` (and their meters are told), innermost first."""
+        self._interrupt_open_windows()
         self._write_session_end()
         self._ledger.close()
-        self._open.clear()
         self._begin(uuid.uuid4().hex)
+
+    def _interrupt_open_windows(self) -> None:
+        for window_id in reversed(list(self._open)):
+            record = self.close_window(window_id, status="interrupted")
+            if record is not None:
+                self._ended_early[window_id] = record
 
     def _write_session_end(self) -> None:
         self.ended_at = time.time()
@@ -178,10 +183,12 @@ class Session:
                 "attributes": dict(usage.attributes),
                 "flags": list(usage.flags),
             }, at=usage.at.timestamp())
-        self._check_soft_budgets()
+        self._check_budgets()
 
     def log(self, event: str, fields: Mapping[str, Any]) -> None:
         self._emit(event, {**self.current_cell(), **fields})
+        if event == "gpu_checkpoint":  # GPU spend is continuous: a checkpoint is a crossing chance
+            self._check_budgets()
 
     def warn_once(self, key: str, message: str) -> None:
         with self._lock:
@@ -192,19 +199,12 @@ class Session:
 
     def check_budget(self, meter: str) -> None:
         """Refuse to start new spend when a hard budget (session or window) is used up."""
+        __tracebackhide__ = True  # IPython shows the user's frames, not nbcost's
         with self._lock:
-            hard = [(f"cell {w.info.label or w.info.execution_count or ''}".strip(), w)
-                    for w in self._open.values() if w.budget_hard and w.budget_usd is not None]
-        scopes = [(scope, lambda w=w: self._window_cost(w), w.budget_usd) for scope, w in hard]
-        if self.settings.budget_hard and self.settings.budget_usd is not None:
-            scopes.insert(0, ("session", lambda: self.total_usd, self.settings.budget_usd))
-        for scope, spent, budget in scopes:  # nothing to compute without a hard budget
-            used = spent()
-            if used >= budget:
-                self._emit("budget", {**self.current_cell(), "action": "refused", "meter": meter,
-                                      "scope": scope, "budget_usd": money(budget),
-                                      "spent_usd": money(used)})
-                raise BudgetExceeded(used, budget, scope)
+            open_ids = list(self._open)
+        self.budgets.refuse_if_spent(
+            meter, open_ids, lambda: self.total_usd,
+            self._open_window_cost, self.current_cell())
 
     def current_cell(self) -> dict[str, Any]:
         with self._lock:
@@ -232,27 +232,39 @@ class Session:
 
     def annotate_window(self, window_id: str, *, label: str | None = None,
                         tags: Mapping[str, str] | None = None, budget_usd: Decimal | None = None,
-                        budget_hard: bool = False) -> WindowInfo:
-        """Give an open window a label, tags or a budget (what ``%%cost`` does to its cell)."""
+                        budget_hard: bool = False) -> WindowInfo | None:
+        """Give an open window a label, tags or a budget (what ``%%cost`` does to its cell).
+        A window that is no longer open (``%cost reset`` ended it) is left alone: None."""
         with self._lock:
-            window = self._open[window_id]
+            window = self._open.get(window_id)
+            if window is None:
+                return None
             window.info = replace(window.info, label=label if label is not None else window.info.label,
                                   tags={**window.info.tags, **(tags or {})})
-            if budget_usd is not None:
-                window.budget_usd, window.budget_hard = budget_usd, budget_hard
-            return window.info
+        if budget_usd is not None:
+            self.budgets.set_window(window_id, budget_usd, budget_hard)
+        return window.info
 
-    def close_window(self, window_id: str, status: str = "ok") -> WindowRecord:
+    def close_window(self, window_id: str, status: str = "ok") -> WindowRecord | None:
+        """End a window and return its record. One that ``%cost reset`` (or ``close()``) already
+        ended gives that record; an unknown one gives None and one warning, never an error."""
         end = time.time()
         with self._lock:
-            window = self._open.pop(window_id)
-            info = window.info.ended(end)
+            window = self._open.pop(window_id, None)
+            early = self._ended_early.pop(window_id, None) if window is None else None
+        if window is None:
+            if early is None:
+                self.warn_once("unknown-window", f"nbcost: window {window_id} is not open (was "
+                               "the session reset or unloaded?); nothing more is recorded for it.")
+            return early
+        info = window.info.ended(end)
         wall_s = time.perf_counter() - window.started_perf
         self._each_meter(lambda meter: meter.window_ended(info), window)
         meters = self._measure(window, info.start, end)  # may flag the window
         flags = tuple(sorted(window.flags)) if window.flags else ()
+        budget = self.budgets.of_window(window_id)
         record = WindowRecord(info=info, wall_s=wall_s, status=status, meters=meters,
-                              session_id=self.id, flags=flags)
+                              session_id=self.id, flags=flags, budget=budget)
         with self._lock:
             self.records.append(record)
         window.info = info
@@ -268,20 +280,19 @@ class Session:
             "meters": {name: totals.to_json() for name, totals in meters.items()},
             "flags": list(flags),
         }, at=ended_at)
-        if window.budget_usd is not None:
-            self._check_window_budget(window, cost)
-        if self.settings.budget_usd is not None:
-            self._check_soft_budgets()
+        if budget is not None:  # spend since the last check (a window with no ticks) counts too
+            where = self._where(window)
+            self.budgets.check(window_id, cost, where)
+            if self.budgets.session_pending():
+                self.budgets.check("session", self.total_usd, where)
+        self.budgets.forget_window(window_id)
         return record
 
     def budget_of(self, window_id: str) -> tuple[Decimal | None, bool]:
-        """``(budget_usd, hard)`` of an open window: its own (``%%cost --budget``), else the
+        """``(budget_usd, hard)`` of a window: its own (``%%cost --budget``), else the
         session's."""
-        with self._lock:
-            window = self._open.get(window_id)
-            if window is not None and window.budget_usd is not None:
-                return window.budget_usd, window.budget_hard
-        return self.settings.budget_usd, self.settings.budget_hard
+        budget = self.budgets.of_window(window_id)
+        return (budget.usd, budget.hard) if budget else (None, False)
 
     def is_open(self, window_id: str) -> bool:
         return window_id in self._open
@@ -297,18 +308,28 @@ class Session:
                 window.flags.add(flag)
 
     def live_totals(self, window_id: str | None = None) -> dict[str, Any]:
-        """Running totals of an open window, or of the whole session: the compact shape."""
+        """Running totals of an open window, or of the whole session: the compact shape, with
+        the budget that applies. The ticker calls this ~4×/s while a window runs, which makes
+        it where a continuous meter's spend (GPU) crosses a budget: warnings are given here."""
         now = time.time()
         if window_id is None:
             info = WindowInfo(id=self.id, kind="session", start=self.started_at, end=now)
-            return compact_record(info, now - self.started_at, "running", self.totals(now), self.id)
+            totals = self.totals(now)
+            self._check_session_budget(_cost(totals))
+            return compact_record(info, now - self.started_at, "running", totals, self.id,
+                                  budget=self.budgets.session)
         with self._lock:
             window = self._open.get(window_id)
         if window is None:
             raise KeyError(f"no open window {window_id!r}")
         meters = self._measure(window, window.info.start, now)
+        if self.budgets.window_pending(window_id):
+            self.budgets.check(window_id, _cost(meters), self._where(window))
+        if self.budgets.session_pending():
+            self._check_session_budget(self.total_usd)
         return compact_record(window.info, time.perf_counter() - window.started_perf, "running",
-                              meters, self.id, tuple(window.flags))
+                              meters, self.id, tuple(window.flags),
+                              budget=self.budgets.of_window(window_id))
 
     # -- totals -------------------------------------------------------------------------------
 
@@ -360,8 +381,30 @@ class Session:
         return meters
 
     def _window_cost(self, window: _Window) -> Decimal:
-        return sum((t.cost_usd for t in self._measure(window, window.info.start, time.time()).values()),
-                   ZERO)
+        return _cost(self._measure(window, window.info.start, time.time()))
+
+    def _open_window_cost(self, window_id: str) -> Decimal:
+        with self._lock:
+            window = self._open.get(window_id)
+        return self._window_cost(window) if window is not None else ZERO
+
+    def _check_budgets(self) -> None:
+        """Soft budgets after new spend: each open window's own, then the session's."""
+        for window_id in self.budgets.windows_pending():
+            with self._lock:
+                window = self._open.get(window_id)
+            if window is not None:
+                self.budgets.check(window_id, self._window_cost(window), self._where(window))
+        if self.budgets.session_pending():
+            self._check_session_budget(self.total_usd)
+
+    def _check_session_budget(self, spent: Decimal) -> None:
+        self.budgets.check("session", spent, self.current_cell())
+
+    def _where(self, window: _Window) -> dict[str, Any]:
+        info = window.info
+        return {"cell_id": info.cell_id, "execution_count": info.execution_count,
+                "window_id": info.id}
 
     def flush(self) -> None:
         """Make sure every event so far is in the spend log (cell edges are written by a
@@ -382,32 +425,6 @@ class Session:
     def _ledger_failed(self, exc: Exception) -> None:
         self.warn_once("ledger", f"nbcost: could not write the spend log ({exc}); "
                                  f"costs are still shown but not saved.")
-
-    def _check_soft_budgets(self) -> None:
-        budget = self.settings.budget_usd
-        if budget is None or budget <= 0:
-            return
-        spent = self.total_usd
-        for threshold in BUDGET_THRESHOLDS:
-            if spent >= budget * threshold and threshold not in self._budget_warned:
-                self._budget_warned.add(threshold)
-                self._warn_budget("session", spent, budget, threshold)
-
-    def _check_window_budget(self, window: _Window, spent: Decimal) -> None:
-        if window.budget_usd is None or window.budget_usd <= 0:
-            return
-        for threshold in BUDGET_THRESHOLDS:
-            if spent >= window.budget_usd * threshold and threshold not in window.warned:
-                window.warned.add(threshold)
-                self._warn_budget("cell", spent, window.budget_usd, threshold)
-
-    def _warn_budget(self, scope: str, spent: Decimal, budget: Decimal, threshold: Decimal) -> None:
-        self._emit("budget", {**self.current_cell(), "action": "warning", "scope": scope,
-                              "threshold": money(threshold), "budget_usd": money(budget),
-                              "spent_usd": money(spent)})
-        word = "spent" if threshold >= 1 else f"{threshold:.0%} used"
-        print(f"nbcost: {scope} budget ${budget} {word} (${spent:.4f} so far).", file=sys.stderr,
-              flush=True)
 
     def run_safely(self, what: str, action: Callable[[], Any]) -> Any:
         """Run nbcost's own work (``what`` names it); a failure becomes one warning and a
@@ -437,6 +454,10 @@ class Session:
         self.warn_once(f"internal:{what}:{type(exc).__name__}",
                        f"nbcost: {what} failed ({type(exc).__name__}: {exc}); "
                        f"your code is unaffected, this record is flagged.")
+
+
+def _cost(meters: Mapping[str, MeterTotals]) -> Decimal:
+    return sum((t.cost_usd for t in meters.values()), ZERO)
 
 
 def _window_fields(window: _Window) -> dict[str, Any]:

@@ -36,6 +36,7 @@ def sync_wrapper(spec: CallSpec) -> Callable[[Recorder], Callable[..., Any]]:
 
     def make(recorder: Recorder) -> Callable[..., Any]:
         def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+            __tracebackhide__ = True  # IPython shows the user's and the SDK's frames, not ours
             call = recorder.begin(spec, instance, kwargs)
             if call is None:
                 return wrapped(*args, **kwargs)
@@ -60,6 +61,7 @@ def async_wrapper(spec: CallSpec) -> Callable[[Recorder], Callable[..., Any]]:
 
     def make(recorder: Recorder) -> Callable[..., Any]:
         async def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+            __tracebackhide__ = True  # IPython shows the user's and the SDK's frames, not ours
             call = recorder.begin(spec, instance, kwargs)
             if call is None:
                 return await wrapped(*args, **kwargs)

@@ -47,6 +47,7 @@ class Recorder:
     def begin(self, spec: CallSpec, instance: Any, kwargs: dict) -> Call | None:
         """A new call, or None when it must not be recorded (inactive, nested, nbcost fault).
         Raises BudgetExceeded before any request is sent."""
+        __tracebackhide__ = True  # IPython shows the user's frames, not nbcost's
         if not self.active or INSIDE_CALL.get():
             return None
         try:
@@ -129,7 +130,9 @@ class Recorder:
                 flags.append("unpriced")
                 self.sink.warn_once(f"llm-unpriced:{key}", f"nbcost: no price known for LLM model "
                                     f"{key!r}; its calls are recorded as unpriced (tokens only). "
-                                    f"See `%cost prices {key}`.")
+                                    f"Price it with `%cost llm-price {key} --input USD --output "
+                                    f"USD` (per million tokens) or c.NbCost.llm_prices in "
+                                    f"ipython_config.py.")
         if source == "estimated":
             flags.append("estimated")
         return Usage(
