@@ -20,7 +20,8 @@ from nbcost.meters.llm import tokens as tokens_module
 from nbcost.meters.llm.patching import Patch, Patcher, sync_wrapper
 from nbcost.meters.llm.recorder import Recorder
 from nbcost.meters.llm.whatif import compare_report, estimate_report
-from nbcost.pricing.llm import PriceBook, describe_price
+from nbcost.pricing.describe import describe_llm_price
+from nbcost.pricing.llm import PriceBook
 
 
 def settings(**kw):
@@ -62,11 +63,13 @@ def test_service_tier_variant():
 def test_describe_price_sources():
     s = settings(llm_prices={"mine": {"input_mtok": Decimal("1"), "output_mtok": Decimal("2")}},
                  azure_deployments={"prod-dep": "gpt-4o"})
-    assert "your override" in describe_price("mine", s)
-    assert "Azure deployment of gpt-4o" in describe_price("prod-dep", s)
-    known = describe_price("claude-sonnet-4-5", s)
-    assert "genai-prices" in known and "$3/input MTok" in known and "tiered" in known
-    assert "no price known" in describe_price("not-a-model-zz", s)
+    assert "your price" in describe_llm_price("mine", s)
+    assert "Azure deployment of gpt-4o" in describe_llm_price("prod-dep", s)
+    known = describe_llm_price("claude-sonnet-4-5", s)
+    assert "genai-prices" in known and "$3 per million input tokens" in known
+    assert "above 200,000 input tokens" in known
+    unknown = describe_llm_price("not-a-model-zz", s)
+    assert "no price known" in unknown and "%cost llm-price not-a-model-zz" in unknown
 
 
 def usage(model, cost, digest, inp=1000, out=100):

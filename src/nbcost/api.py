@@ -10,6 +10,7 @@ import threading
 from decimal import Decimal
 from typing import Mapping
 
+from .display.format import format_usd
 from .records import MeterTotals, WindowRecord
 from .session import Session
 
@@ -65,7 +66,7 @@ class Tracked:
         return self.record.wall_s if self.record else 0.0
 
     def __repr__(self) -> str:
-        state = f"${self.cost_usd}" if self.record else "running"
+        state = format_usd(self.cost_usd, self.unpriced) if self.record else "running"
         return f"<Tracked {self.label!r}: {state}>"
 
 

@@ -190,15 +190,9 @@ def budget_view(record: Mapping[str, Any], budget: Mapping[str, Any],
 
 def window_budget(session: Any, window: Any) -> dict[str, Any] | None:
     """The budget an open window runs under (``Budget.to_json()`` shape): its own if ``%%cost
-    --budget`` set one, else the session's; None without one. For records that do not carry
-    their ``budget`` yet."""
-    usd, hard = session.budget_of(window.id)
-    if usd is None:
-        return None
-    settings = getattr(session, "settings", None)
-    is_session = (usd, bool(hard)) == (getattr(settings, "budget_usd", None),
-                                       bool(getattr(settings, "budget_hard", False)))
-    return Budget(usd, bool(hard), "session" if is_session else "cell").to_json()
+    --budget`` set one, else the session's; None without one."""
+    budget = session.budgets.of_window(window.id)
+    return None if budget is None else budget.to_json()
 
 
 def as_budget(value: Budget | Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
-__all__ = ["Price", "PriceBook", "describe_price", "override_cost", "shared_price_book"]
+__all__ = ["Price", "PriceBook", "override_cost", "shared_price_book"]
 
 log = logging.getLogger("nbcost.llm")
 _MTOK = Decimal(1_000_000)
@@ -174,36 +174,3 @@ def _version() -> str:
     from importlib.metadata import version
 
     return version("genai-prices")
-
-
-def describe_price(model: str, settings: Any) -> str:
-    """What price is in effect for ``model`` and where it comes from (for ``%cost prices``)."""
-    overrides = getattr(settings, "llm_prices", None) or {}
-    deployments = getattr(settings, "azure_deployments", None) or {}
-    lines = []
-    name = model
-    if model in deployments:
-        name = deployments[model]
-        lines.append(f"{model}: Azure deployment of {name} (settings.azure_deployments)")
-    if name in overrides:
-        units = ", ".join(f"{unit} ${value}" for unit, value in sorted(overrides[name].items()))
-        lines.append(f"{name}: {units} per million tokens (your override, settings.llm_prices)")
-        return "\n".join(lines)
-    found = shared_price_book().lookup(name, None, None)
-    if found is None:
-        lines.append(f"{name}: no price known (genai-prices {_version()} has no such model); "
-                     "its calls are recorded as unpriced. Set one with "
-                     f"settings.llm_prices[{name!r}] = {{'input_mtok': ..., 'output_mtok': ...}}")
-        return "\n".join(lines)
-    provider, info = found
-    now = dt.datetime.now(dt.timezone.utc)
-    lines.append(f"{name}: {provider.name} {info.id} — {info.get_prices(now)} "
-                 f"(genai-prices {_version()} bundled data, in effect {now:%Y-%m-%d})")
-    if not isinstance(info.prices, type(info.get_prices(now))):
-        lines.append("  prices change over time; the one in effect when a call is made applies")
-    if "+tiers" in str(info.get_prices(now)):
-        lines.append("  tiered: past the threshold, all of a request's tokens pay the tier rate")
-    if info.price_variants:
-        tiers = sorted({v for variant in info.price_variants for v in variant.when.values()})
-        lines.append(f"  service-tier variants: {', '.join(tiers)}")
-    return "\n".join(lines)

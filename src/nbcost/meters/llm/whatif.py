@@ -113,6 +113,7 @@ def estimate_report(text: str, model: str, settings: Any) -> str:
     per_1k_out = book.price({"input_tokens": 0, "output_tokens": 1000}, [model], None, None, settings)
     line = f"≈ {tokens:,} input tokens ({estimator.method}, an estimate)"
     if price_in.cost_usd is None:
-        return f"{line}; no price known for {model!r} (see `%cost prices {model}`)."
+        return (f"{line}; no price known for {model!r} (price it with "
+                f"`%cost llm-price {model} --input USD --output USD`).")
     return (f"{line}; as input to {model}: {_money(price_in.cost_usd)}, and each 1,000 output "
             f"tokens add {_money(per_1k_out.cost_usd)} ({price_in.source}).")
