@@ -375,3 +375,53 @@ def test_gpu_figures_show_on_the_badge_status_bar_and_panel(page, lab):
     record = cell_metadata(page, 1)
     assert record["gpu"]["busy_s"] > 1 and record["gpu"]["held_s"] >= 2.5
     assert Decimal(record["gpu"]["cost_usd"]) > 0
+
+
+def sample_while_badge_runs(page, index, read, seconds=2.0):
+    """Values of `read` (a JS expression) sampled with the cell's badge state, while it runs.
+
+    The badge leaves `running` on the kernel's `final`, which the kernel sends on iopub before the
+    cell's own `idle`: so a sample taken with the badge running was taken while the cell ran.
+    """
+    cell(page, index).locator(".nbcost-badge[data-state=running]").wait_for(timeout=30_000)
+    samples = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        state, value = page.evaluate(
+            f"""index => [window.jupyterapp.shell.currentWidget.content.widgets[index].node
+                            .querySelector('.nbcost-badge')?.dataset.state, {read}]""", index)
+        if state != "running":
+            break
+        samples.append(value)
+        page.wait_for_timeout(100)
+    return samples
+
+
+KERNEL_STATUS = "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
+
+
+def test_the_kernel_reads_busy_while_a_cost_cell_or_a_plain_cell_runs(page, lab):
+    """The `%%cost` widget's comm opens mid-cell; Lab's subshell bookkeeping for it must not turn
+    the kernel indicator to Idle (issue 8, item 1)."""
+    write_notebook(lab.root / "busy.ipynb", [
+        nbformat.v4.new_code_cell("%load_ext nbcost"),
+        nbformat.v4.new_code_cell("%%cost --label sleepy\nimport time\ntime.sleep(6)"),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(6)")])
+    open_notebook(page, lab, "busy.ipynb")
+    run_cell(page, 0)
+    page.wait_for_function(
+        "() => /\\$\\d/.test(document.querySelector('.nbcost-status')?.textContent || '')",
+        timeout=60_000)
+    kernel_item = page.locator(".jp-StatusBar-TextItem", has_text="Python 3")
+    for index in (1, 2):
+        run_cell(page, index)
+        cell(page, index).locator(".nbcost-live, .nbcost-badge").first.wait_for(timeout=30_000)
+        samples = sample_while_badge_runs(page, index, KERNEL_STATUS)
+        assert len(samples) >= 5, f"cell {index} finished before it could be watched: {samples}"
+        assert set(samples) == {"busy"}, f"cell {index}: the kernel read {samples} mid-cell"
+        # What the user sees: the status bar's kernel item (a React item, rendered a frame later).
+        busy_text = kernel_item.evaluate("el => el.textContent")
+        still_running = cell(page, index).locator(".nbcost-badge").get_attribute("data-state")
+        assert "Busy" in busy_text or still_running != "running", busy_text
+        cell(page, index).locator(".nbcost-badge[data-state=done]").wait_for(timeout=30_000)
+    assert not page.page_errors
