@@ -54,15 +54,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
       status.setSource(current);
     };
 
-    tracker.widgetAdded.connect((_, notebookPanel) => {
-      const cost = new NotebookCost(notebookPanel, () => settings);
-      notebooks.set(notebookPanel, cost);
-      notebookPanel.disposed.connect(() => {
-        notebooks.delete(notebookPanel);
-        cost.dispose();
+    // One NotebookCost per notebook widget, made with the widget and disposed with it.
+    app.docRegistry.addWidgetExtension('Notebook', {
+      createNew: (notebookPanel: NotebookPanel) => {
+        const cost = new NotebookCost(notebookPanel, () => settings);
+        notebooks.set(notebookPanel, cost);
+        notebookPanel.disposed.connect(() => {
+          notebooks.delete(notebookPanel);
+          cost.dispose();
+          showCurrent();
+        });
         showCurrent();
-      });
-      showCurrent();
+        return cost;
+      }
     });
     tracker.currentChanged.connect(showCurrent);
     labShell?.currentChanged.connect(showCurrent);
