@@ -253,7 +253,9 @@ function tokenTotal(llm: { input_tokens?: number; output_tokens?: number } | und
   return (llm?.input_tokens ?? 0) + (llm?.output_tokens ?? 0);
 }
 
-/** The badge beside a cell: "$0.0123 · 3.1 s · GPU 2.9 s · 1.2k tok · 3 calls". */
+/**
+ * The badge beside a cell: "$0.0123 · 3.1 s · GPU 2.9 s busy, $0.0010 wasted · 1.2k tok · 3 calls".
+ */
 export function badgeText(record: ICostRecord, running: boolean, elapsedS?: number): string {
   const parts: string[] = [];
   if (record.label) {
@@ -262,7 +264,11 @@ export function badgeText(record: ICostRecord, running: boolean, elapsedS?: numb
   parts.push(formatUsd(record.cost_usd, record.unpriced));
   parts.push(formatSeconds(running ? elapsedS ?? record.wall_s : record.wall_s));
   if (record.gpu && (record.gpu.held_s ?? 0) > 0) {
-    parts.push(`GPU ${formatSeconds(record.gpu.busy_s ?? 0)} busy`);
+    const wasted = parseDecimal(record.gpu.waste_usd ?? '');
+    parts.push(
+      `GPU ${formatSeconds(record.gpu.busy_s ?? 0)} busy` +
+        (wasted && wasted.units > ZERO ? `, ${formatUsd(record.gpu.waste_usd)} wasted` : '')
+    );
   }
   if (record.llm && (record.llm.calls ?? 0) > 0) {
     const calls = record.llm.calls ?? 0;

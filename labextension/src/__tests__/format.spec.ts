@@ -231,7 +231,10 @@ describe('GPU waste', () => {
     expect(gpuWasteText({ held_s: 0 })).toBeNull();
   });
 
-  it('is in the badge tooltip', () => {
+  it('is in the badge tooltip, and its dollars on the badge', () => {
     expect(recordDetails({ ...record, gpu })).toContain(gpuWasteText(gpu));
+    expect(badgeText({ ...record, gpu, llm: undefined }, false)).toBe(
+      'nbcost $0.0123 · 3.1 s · GPU 1.8 s busy, $0.0034 wasted'
+    );
   });
 });
