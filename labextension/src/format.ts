@@ -236,25 +236,33 @@ export function gpuWasteText(gpu: IGpuFigures | undefined): string | null {
   const parts = [busy];
   const largest = largestWaste(gpu);
   if (gpu.waste_usd !== undefined && (largest || gpu.waste_usd !== null)) {
-    const wasted =
-      gpu.waste_usd === null ? 'waste unpriced' : `${formatUsd(gpu.waste_usd)} of ${formatUsd(gpu.cost_usd ?? '0')} wasted`;
+    const cost = formatUsd(gpu.cost_usd ?? '0');
+    const spent =
+      gpu.waste_usd === null ? 'waste unpriced' : `${formatUsd(gpu.waste_usd)} of ${cost} wasted`;
     const most = largest
       ? `, most of it ${largest.label} (${formatSeconds(largest.s)}` +
         (largest.usd ? `, ${formatUsd(largest.usd)})` : ')')
       : '';
-    parts.push(wasted + most);
+    parts.push(spent + most);
   }
   return parts.join(' · ');
 }
 
 // ---- one-line summaries of records and totals (plain text) ------------------------------------
 
+/** ", $0.0010 wasted" when the GPU's waste cost something, else nothing. */
+function wasted(gpu: IGpuFigures): string {
+  const amount = parseDecimal(gpu.waste_usd ?? '');
+  return amount && amount.units > ZERO ? `, ${formatUsd(gpu.waste_usd)} wasted` : '';
+}
+
 function tokenTotal(llm: { input_tokens?: number; output_tokens?: number } | undefined): number {
   return (llm?.input_tokens ?? 0) + (llm?.output_tokens ?? 0);
 }
 
 /**
- * The badge beside a cell: "$0.0123 · 3.1 s · GPU 2.9 s busy, $0.0010 wasted · 1.2k tok · 3 calls".
+ * The badge beside a cell:
+ * "$0.0123 · 3.1 s · GPU 2.9 s busy, $0.0010 wasted · 1.2k tok · 3 calls".
  */
 export function badgeText(record: ICostRecord, running: boolean, elapsedS?: number): string {
   const parts: string[] = [];
@@ -264,11 +272,7 @@ export function badgeText(record: ICostRecord, running: boolean, elapsedS?: numb
   parts.push(formatUsd(record.cost_usd, record.unpriced));
   parts.push(formatSeconds(running ? elapsedS ?? record.wall_s : record.wall_s));
   if (record.gpu && (record.gpu.held_s ?? 0) > 0) {
-    const wasted = parseDecimal(record.gpu.waste_usd ?? '');
-    parts.push(
-      `GPU ${formatSeconds(record.gpu.busy_s ?? 0)} busy` +
-        (wasted && wasted.units > ZERO ? `, ${formatUsd(record.gpu.waste_usd)} wasted` : '')
-    );
+    parts.push(`GPU ${formatSeconds(record.gpu.busy_s ?? 0)} busy` + wasted(record.gpu));
   }
   if (record.llm && (record.llm.calls ?? 0) > 0) {
     const calls = record.llm.calls ?? 0;
@@ -341,7 +345,8 @@ export function statusText(totals: ISessionTotals | null, runningCells: number):
   }
   const parts = [formatUsd(totals.cost_usd, totals.unpriced)];
   if (totals.gpu && (totals.gpu.held_s ?? 0) > 0) {
-    parts.push(`GPU ${formatPercent(totals.gpu.busy_s ?? 0, totals.gpu.held_s)} busy`);
+    const busy = formatPercent(totals.gpu.busy_s ?? 0, totals.gpu.held_s);
+    parts.push(`GPU ${busy} busy` + wasted(totals.gpu));
   }
   if (totals.llm && (totals.llm.calls ?? 0) > 0) {
     parts.push(`${formatCount(tokenTotal(totals.llm))} tok`);

@@ -38,6 +38,15 @@ function element<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
+/** A row's GPU waste in dollars ("–" without a GPU or waste figures). */
+function gpuWasteCell(record: ICostRecord): string {
+  const gpu = record.gpu;
+  if (!gpu?.held_s || gpu.waste_usd === undefined) {
+    return '–';
+  }
+  return gpu.waste_usd === null ? 'unpriced' : formatUsd(gpu.waste_usd);
+}
+
 export class CostPanel extends NotebookCostView {
   constructor() {
     super();
@@ -190,9 +199,18 @@ export class CostPanel extends NotebookCostView {
     const showTokens = rows.some(row => (row.record.llm?.calls ?? 0) > 0);
     const table = element('table', 'nbcost-panel-cells');
     const head = table.createTHead().insertRow();
-    const names = ['Cell', 'Time', ...(showGpu ? ['GPU'] : []), ...(showTokens ? ['Tok'] : []), 'Cost'];
+    const names = [
+      'Cell',
+      'Time',
+      ...(showGpu ? ['Waste'] : []),
+      ...(showTokens ? ['Tok'] : []),
+      'Cost'
+    ];
     for (const name of names) {
-      head.appendChild(element('th', '', name));
+      const th = head.appendChild(element('th', '', name));
+      if (name === 'Waste') {
+        th.title = 'What the GPU time that did no work cost';
+      }
     }
     const body = table.createTBody();
     for (const row of rows) {
@@ -222,7 +240,7 @@ export class CostPanel extends NotebookCostView {
       const tokens = (record.llm?.input_tokens ?? 0) + (record.llm?.output_tokens ?? 0);
       const cells = [name, formatSeconds(row.running ? row.elapsedS : record.wall_s)];
       if (showGpu) {
-        cells.push(record.gpu?.held_s ? formatSeconds(record.gpu.busy_s) : '–');
+        cells.push(gpuWasteCell(record));
       }
       if (showTokens) {
         cells.push(tokens ? formatCount(tokens) : '–');

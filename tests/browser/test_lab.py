@@ -382,12 +382,15 @@ def test_gpu_figures_and_waste_in_dollars_show_on_the_badge_status_bar_and_panel
     status = page.locator(".nbcost-status")
     page.wait_for_function(
         "() => document.querySelector('.nbcost-status')?.dataset.state === 'idle'")
-    assert re.search(r"GPU \d+ % busy", status.text_content()), status.text_content()
+    assert re.search(r"GPU \d+ % busy, \$0\.\d{4} wasted", status.text_content()), \
+        status.text_content()
     status.click()
     panel = page.locator("#nbcost-panel")
     row = panel.locator("tr.nbcost-row", has_text="train")
     row.wait_for()
     assert waste in row.get_attribute("title")
+    assert row.locator("td").nth(2).text_content() == f"${cents4(gpu['waste_usd'])}"
+    assert panel.locator("th").nth(2).text_content() == "Waste"
     # The session's waste includes the GPU held idle between cells, named when it is the largest.
     session_waste = panel.locator(".nbcost-waste").text_content()
     assert re.search(r"GPU \d+ % busy(?: \(± \d\.\d\d s\))? · \$0\.\d{4} of \$0\.\d{4} "

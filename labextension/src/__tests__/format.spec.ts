@@ -231,6 +231,11 @@ describe('GPU waste', () => {
     expect(gpuWasteText({ held_s: 0 })).toBeNull();
   });
 
+  it('puts the dollars in the status bar', () => {
+    const totals: ISessionTotals = { cost_usd: '0.0061', unpriced: false, cells: 1, gpu };
+    expect(statusText(totals, 0)).toBe('nbcost $0.0061 · GPU 44 % busy, $0.0034 wasted');
+  });
+
   it('is in the badge tooltip, and its dollars on the badge', () => {
     expect(recordDetails({ ...record, gpu })).toContain(gpuWasteText(gpu));
     expect(badgeText({ ...record, gpu, llm: undefined }, false)).toBe(
