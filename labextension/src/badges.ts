@@ -9,8 +9,8 @@ import { IObservableList } from '@jupyterlab/observables';
 import { IDisposable } from '@lumino/disposable';
 
 import { badgeText, recordDetails } from './format';
-import { ICellEntry, SessionModel } from './model';
-import { ICostRecord, sanitizeRecord } from './protocol';
+import { IModelChange, SessionModel } from './model';
+import { ICostRecord, sanitizeRecord, timeMs } from './protocol';
 
 export const BADGE_CLASS = 'nbcost-badge';
 export const METADATA_KEY = 'nbcost';
@@ -19,9 +19,10 @@ export class CellBadges implements IDisposable {
   constructor(
     private readonly _panel: NotebookPanel,
     private readonly _model: SessionModel,
-    private readonly _enabled: () => boolean
+    private readonly _enabled: () => boolean,
+    private readonly _onSavedChanged: () => void
   ) {
-    this._unsubscribe = _model.subscribe((_, entry) => this._onModelChanged(entry));
+    _model.changed.connect(this._onModelChanged, this);
     _panel.content.modelChanged.connect(this._onNotebookModelChanged, this);
     this._onNotebookModelChanged();
   }
@@ -35,7 +36,7 @@ export class CellBadges implements IDisposable {
       return;
     }
     this._isDisposed = true;
-    this._unsubscribe();
+    this._model.changed.disconnect(this._onModelChanged, this);
     this._watchCells(null);
     this._panel.content.modelChanged.disconnect(this._onNotebookModelChanged, this);
     for (const node of this._panel.node.querySelectorAll(`.${BADGE_CLASS}`)) {
@@ -71,6 +72,7 @@ export class CellBadges implements IDisposable {
       this._watchCell(cellModel);
     }
     this.refreshAll();
+    this._onSavedChanged();
   }
 
   private _onCellsChanged(_: unknown, change: IObservableList.IChangedArgs<ICellModel>): void {
@@ -80,6 +82,9 @@ export class CellBadges implements IDisposable {
         cellModel.metadataChanged.disconnect(slot);
         this._metadataSlots.delete(cellModel);
       }
+    }
+    if (change.oldValues.length || change.newValues.length) {
+      this._onSavedChanged();
     }
     for (const cellModel of change.newValues) {
       this._watchCell(cellModel);
@@ -94,12 +99,17 @@ export class CellBadges implements IDisposable {
     if (this._metadataSlots.has(cellModel)) {
       return;
     }
-    const slot = () => this._renderModel(cellModel);
+    const slot = (_: unknown, change: { key: string }) => {
+      this._renderModel(cellModel);
+      if (change.key === METADATA_KEY) {
+        this._onSavedChanged();
+      }
+    };
     cellModel.metadataChanged.connect(slot);
     this._metadataSlots.set(cellModel, slot);
   }
 
-  private _onModelChanged(entry: ICellEntry | undefined): void {
+  private _onModelChanged(_: SessionModel, { entry }: IModelChange): void {
     if (!entry) {
       this.refreshAll();
       return;
@@ -125,7 +135,7 @@ export class CellBadges implements IDisposable {
       return entry;
     }
     const saved = sanitizeRecord(cell.model.getMetadata(METADATA_KEY));
-    if (saved && (!entry || (saved.end ?? 0) >= (entry.record.end ?? 0))) {
+    if (saved && (!entry || timeMs(saved.end) >= timeMs(entry.record.end))) {
       return { record: saved, running: false };
     }
     return entry ?? null;
@@ -165,8 +175,7 @@ export class CellBadges implements IDisposable {
   }
 
   private _cells: CellList | null = null;
-  private _metadataSlots = new Map<ICellModel, () => void>();
+  private _metadataSlots = new Map<ICellModel, (_: unknown, change: { key: string }) => void>();
   private _waited = new WeakSet<Cell>();
-  private _unsubscribe: () => void;
   private _isDisposed = false;
 }

@@ -8,10 +8,12 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
+import { untrackSubshellControl } from './kernelstatus';
 import { DEFAULT_SETTINGS, INbcostSettings, NotebookCost } from './notebookcost';
 import { CostPanel, PANEL_ID } from './panel';
 import { CostStatus } from './status';
@@ -31,6 +33,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     statusBar: IStatusBar | null,
     labShell: ILabShell | null
   ) => {
+    // Before any kernel connects: the %%cost widget must not make a running kernel read "Idle".
+    untrackSubshellControl(PageConfig);
     let settings: INbcostSettings = { ...DEFAULT_SETTINGS };
     const notebooks = new Map<NotebookPanel, NotebookCost>();
 
@@ -50,15 +54,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
       status.setSource(current);
     };
 
-    tracker.widgetAdded.connect((_, notebookPanel) => {
-      const cost = new NotebookCost(notebookPanel, () => settings);
-      notebooks.set(notebookPanel, cost);
-      notebookPanel.disposed.connect(() => {
-        notebooks.delete(notebookPanel);
-        cost.dispose();
+    // One NotebookCost per notebook widget, made with the widget and disposed with it.
+    app.docRegistry.addWidgetExtension('Notebook', {
+      createNew: (notebookPanel: NotebookPanel) => {
+        const cost = new NotebookCost(notebookPanel, () => settings);
+        notebooks.set(notebookPanel, cost);
+        notebookPanel.disposed.connect(() => {
+          notebooks.delete(notebookPanel);
+          cost.dispose();
+          showCurrent();
+        });
         showCurrent();
-      });
-      showCurrent();
+        return cost;
+      }
     });
     tracker.currentChanged.connect(showCurrent);
     labShell?.currentChanged.connect(showCurrent);

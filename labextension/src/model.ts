@@ -1,8 +1,10 @@
 /**
  * The front end's view of one kernel's nbcost session, built from comm messages.
  *
- * Pure: no JupyterLab imports, so it is unit-tested in plain jest.
+ * Pure: no JupyterLab imports (only Lumino's signals), so it is unit-tested in plain jest.
  */
+
+import { ISignal, Signal } from '@lumino/signaling';
 
 import { ICostRecord, ISessionTotals, NbcostMessage } from './protocol';
 
@@ -16,13 +18,22 @@ export interface ICellEntry {
   elapsedS?: number;
 }
 
-/** One point of the spend-over-time chart: session dollars (as a number, for geometry only). */
+/** One point of the spend-over-time chart: epoch seconds and session dollars. */
 export interface ISpendPoint {
   t: number;
+  /** Dollars as a number, for geometry only. */
   usd: number;
+  /** The same dollars as the kernel's decimal string, for labels. */
+  cost?: string;
 }
 
 export type ChangeKind = 'hello' | 'tick' | 'final' | 'session' | 'reset';
+
+/** What `SessionModel.changed` carries: the kind of change and the row it touched, if one. */
+export interface IModelChange {
+  kind: ChangeKind;
+  entry?: ICellEntry;
+}
 
 const MAX_ENTRIES = 500;
 const MAX_POINTS = 600;
@@ -40,9 +51,14 @@ export function entryKey(record: ICostRecord, windowId?: string): string {
 
 /**
  * What one kernel's session has spent, cell by cell, plus the live state of running cells.
- * Listeners are called after every applied message with the kind and the affected row.
+ * `changed` is emitted after every applied message with the kind and the affected row.
  */
 export class SessionModel {
+  /** Emitted after every change. */
+  get changed(): ISignal<this, IModelChange> {
+    return this._changed;
+  }
+
   sessionId: string | undefined;
   capabilities: string[] = [];
   totals: ISessionTotals | null = null;
@@ -65,13 +81,6 @@ export class SessionModel {
   /** The row for a notebook cell (by its model id), if the session has one. */
   entryForCell(cellId: string): ICellEntry | undefined {
     return this._entries.get(`cell:${cellId}`);
-  }
-
-  subscribe(listener: (kind: ChangeKind, entry?: ICellEntry) => void): () => void {
-    this._listeners.push(listener);
-    return () => {
-      this._listeners = this._listeners.filter(l => l !== listener);
-    };
   }
 
   /** Apply one parsed message; returns the row it touched, if any. */
@@ -193,26 +202,21 @@ export class SessionModel {
     const last = this.points[this.points.length - 1];
     if (last && t <= last.t) {
       last.usd = usd;
+      last.cost = totals.cost_usd;
       return;
     }
-    this.points.push({ t, usd });
+    this.points.push({ t, usd, cost: totals.cost_usd });
     if (this.points.length > MAX_POINTS) {
       this.points.splice(0, this.points.length - MAX_POINTS);
     }
   }
 
   private _emit(kind: ChangeKind, entry?: ICellEntry): void {
-    for (const listener of this._listeners) {
-      try {
-        listener(kind, entry);
-      } catch (error) {
-        console.error('nbcost: a listener failed', error);
-      }
-    }
+    this._changed.emit({ kind, entry });
   }
 
   private _entries = new Map<string, ICellEntry>();
   private _order: string[] = [];
   private _windowKeys = new Map<string, string>();
-  private _listeners: ((kind: ChangeKind, entry?: ICellEntry) => void)[] = [];
+  private _changed = new Signal<this, IModelChange>(this);
 }

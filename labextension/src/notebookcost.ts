@@ -5,11 +5,12 @@
 
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { IDisposable } from '@lumino/disposable';
+import { ISignal, Signal } from '@lumino/signaling';
 
 import { CellBadges, METADATA_KEY } from './badges';
 import { KernelLink } from './kernellink';
 import { SessionModel } from './model';
-import { ICostRecord, NbcostMessage } from './protocol';
+import { ICostRecord, NbcostMessage, sanitizeRecord } from './protocol';
 
 /** The user's settings (schema/plugin.json mirrors this). */
 export interface INbcostSettings {
@@ -28,7 +29,13 @@ export class NotebookCost implements IDisposable {
     readonly panel: NotebookPanel,
     private readonly _settings: () => INbcostSettings
   ) {
-    this._badges = new CellBadges(panel, this.model, () => this._settings().showBadges);
+    this.model.changed.connect(this._emitChanged, this);
+    this._badges = new CellBadges(
+      panel,
+      this.model,
+      () => this._settings().showBadges,
+      () => this._emitChanged()
+    );
     this._link = new KernelLink(
       panel.sessionContext,
       (message, own) => this._onMessage(message, own),
@@ -36,8 +43,29 @@ export class NotebookCost implements IDisposable {
     );
   }
 
+  /** Emitted when the session model or a cell's saved record changes. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
   get isDisposed(): boolean {
     return this._isDisposed;
+  }
+
+  /**
+   * The records saved in this notebook's cells (`metadata.nbcost`), in notebook order: what the
+   * panel shows after a page reload or a kernel restart, when the kernel has no history.
+   */
+  savedRecords(): ICostRecord[] {
+    const records: ICostRecord[] = [];
+    for (const cell of this.panel.content.model?.cells ?? []) {
+      const record = cell.type === 'code' ? sanitizeRecord(cell.getMetadata(METADATA_KEY)) : null;
+      if (record) {
+        // The cell's own id, whatever the record claims (a copied cell keeps its metadata).
+        records.push({ ...record, cell_id: cell.id });
+      }
+    }
+    return records;
   }
 
   dispose(): void {
@@ -47,6 +75,7 @@ export class NotebookCost implements IDisposable {
     this._isDisposed = true;
     this._link.dispose();
     this._badges.dispose();
+    Signal.clearData(this);
   }
 
   /** Apply changed settings. */
@@ -87,12 +116,24 @@ export class NotebookCost implements IDisposable {
     }
     for (const cell of notebook.cells) {
       if (cell.id === record.cell_id) {
-        cell.setMetadata(METADATA_KEY, JSON.parse(JSON.stringify(raw ?? record)));
+        const stored = JSON.parse(JSON.stringify(raw ?? record));
+        // The same types as `nbcost run` writes, whatever an older kernel sent.
+        for (const name of ['start', 'end'] as const) {
+          if (name in stored) {
+            stored[name] = record[name] ?? null;
+          }
+        }
+        cell.setMetadata(METADATA_KEY, stored);
         return;
       }
     }
   }
 
+  private _emitChanged(): void {
+    this._changed.emit();
+  }
+
+  private _changed = new Signal<this, void>(this);
   private _badges: CellBadges;
   private _link: KernelLink;
   private _ownRunning = new Set<string>();

@@ -1,24 +1,26 @@
 /**
- * The side panel: the current notebook's session total, budget, idle-GPU waste, a spend chart
- * and one row per cell. Built with DOM calls and `textContent` only.
+ * The side panel: the current notebook's session total, budget, GPU waste, a spend chart and one
+ * row per cell. After a page reload or a kernel restart it is rebuilt from the cost records saved
+ * in the notebook's cells. Built with DOM calls and `textContent` only.
  */
 
-import { Widget } from '@lumino/widgets';
-
-import { renderChart } from './chart';
+import { renderChart, savedPoints } from './chart';
+import { sumDecimals } from './decimal';
 import {
   badgeText,
-  budgetFraction,
+  budgetText,
+  cellBudget,
   formatCount,
-  formatPercent,
   formatSeconds,
   formatUsd,
-  recordDetails
+  gpuWasteText,
+  recordDetails,
+  sessionBudget
 } from './format';
 import { nbcostIcon } from './icon';
-import { ICellEntry } from './model';
-import { ISessionTotals } from './protocol';
-import { NotebookCost } from './notebookcost';
+import { ICostRecord, ISessionTotals } from './protocol';
+import { isFree, IRow, mergeSaved, orderRows, RowOrder } from './rows';
+import { NotebookCostView } from './view';
 
 export const PANEL_ID = 'nbcost-panel';
 const MAX_ROWS = 200;
@@ -36,110 +38,107 @@ function element<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
-export class CostPanel extends Widget {
+/** A row's GPU waste in dollars ("–" without a GPU or waste figures). */
+function gpuWasteCell(record: ICostRecord): string {
+  const gpu = record.gpu;
+  if (!gpu?.held_s || gpu.waste_usd === undefined) {
+    return '–';
+  }
+  return gpu.waste_usd === null ? 'unpriced' : formatUsd(gpu.waste_usd);
+}
+
+export class CostPanel extends NotebookCostView {
   constructor() {
     super();
     this.id = PANEL_ID;
     this.addClass('nbcost-panel');
     this.title.caption = 'nbcost: what this notebook has cost';
     this.title.icon = nbcostIcon;
-    this._render();
+    this.render();
   }
 
-  /** Show the session of `source` (the current notebook), or nothing. */
-  setSource(source: NotebookCost | null): void {
-    if (source === this._source) {
-      return;
-    }
-    this._unsubscribe?.();
-    this._unsubscribe = null;
-    this._source = source;
-    if (source) {
-      this._unsubscribe = source.model.subscribe(() => this._scheduleRender());
-    }
-    this._render();
-  }
-
-  dispose(): void {
-    this._unsubscribe?.();
-    super.dispose();
-  }
-
-  private _scheduleRender(): void {
-    if (this._renderPending) {
-      return;
-    }
-    this._renderPending = true;
-    requestAnimationFrame(() => {
-      this._renderPending = false;
-      this._render();
-    });
-  }
-
-  private _render(): void {
+  protected render(): void {
     const node = this.node;
     node.replaceChildren();
-    const source = this._source;
+    const source = this.source;
     if (!source) {
       node.appendChild(element('p', 'nbcost-panel-empty', 'Open a notebook to see its cost.'));
       return;
     }
     const model = source.model;
+    const saved = source.savedRecords();
     node.appendChild(element('h3', 'nbcost-panel-title', source.panel.title.label));
-    if (!model.totals && model.entries.length === 0) {
+    if (!model.totals && model.entries.length === 0 && saved.length === 0) {
       node.appendChild(
         element('p', 'nbcost-panel-empty', 'No cost yet: run %load_ext nbcost in this notebook.')
       );
       return;
     }
-    node.appendChild(this._totals(model.totals, model.running.length));
-    node.appendChild(renderChart(model.points));
-    node.appendChild(this._table(model.entries));
+    const rows = mergeSaved(model.entries, saved);
+    node.appendChild(
+      model.totals ? this._totals(model.totals, model.running.length) : this._savedTotals(saved)
+    );
+    node.appendChild(renderChart(model.points.length ? model.points : savedPoints(saved)));
+    node.appendChild(this._controls());
+    node.appendChild(this._table(rows));
   }
 
-  private _totals(totals: ISessionTotals | null, running: number): HTMLElement {
+  /** Without a live session: what the saved records add up to. */
+  private _savedTotals(saved: ICostRecord[]): HTMLElement {
     const box = element('div', 'nbcost-panel-totals');
-    const total = totals ? formatUsd(totals.cost_usd, totals.unpriced) : '–';
+    const total = formatUsd(
+      sumDecimals(saved.map(record => record.cost_usd)),
+      saved.some(record => record.unpriced)
+    );
+    box.appendChild(element('div', 'nbcost-panel-total', `Saved in this notebook ${total}`));
+    box.appendChild(
+      element(
+        'div',
+        'nbcost-panel-fact',
+        `${saved.length} cell${saved.length === 1 ? '' : 's'} with a cost record; ` +
+          'run %load_ext nbcost for the live session'
+      )
+    );
+    return box;
+  }
+
+  private _totals(totals: ISessionTotals, running: number): HTMLElement {
+    const box = element('div', 'nbcost-panel-totals');
+    const total = formatUsd(totals.cost_usd, totals.unpriced);
     box.appendChild(
       element('div', 'nbcost-panel-total', `Session ${total}${running ? ' ● running' : ''}`)
     );
-    const fraction = budgetFraction(totals);
-    if (totals && fraction !== null) {
+    const budget = sessionBudget(totals);
+    if (budget && totals.budget_usd) {
       const bar = element('div', 'nbcost-budget');
       const fill = element('div', 'nbcost-budget-fill');
-      fill.style.width = `${(fraction * 100).toFixed(1)}%`;
-      fill.dataset.level = fraction >= 1 ? 'over' : fraction >= 0.8 ? 'near' : 'ok';
+      fill.style.width = `${(Math.min(budget.fraction, 1) * 100).toFixed(1)}%`;
+      fill.dataset.level = budget.level;
       bar.appendChild(fill);
       box.appendChild(bar);
-      box.appendChild(
-        element(
-          'div',
-          'nbcost-panel-fact',
-          `Budget ${formatUsd(totals.budget_usd)}${totals.budget_hard ? ' (hard)' : ''}, ` +
-            `${Math.round(fraction * 100)} % spent`
-        )
+      const fact = element(
+        'div',
+        'nbcost-panel-fact nbcost-panel-budget',
+        budgetText(budget, totals.budget_usd) + (totals.budget_hard ? ' (hard)' : '')
       );
-    }
-    if (!totals) {
-      return box;
+      fact.dataset.level = budget.level;
+      box.appendChild(fact);
     }
     box.appendChild(element('div', 'nbcost-panel-fact', `Cells ${totals.cells}`));
     const gpu = totals.gpu;
-    if (gpu && (gpu.held_s ?? 0) > 0) {
+    const waste = gpuWasteText(gpu);
+    if (gpu && waste) {
+      box.appendChild(element('div', 'nbcost-panel-fact nbcost-waste', waste));
+      const idle = gpu.waste?.idle_between;
+      const idleS = idle?.s ?? gpu.idle_between_s ?? 0;
+      const idleUsd = idle?.usd ?? gpu.idle_cost_usd;
       box.appendChild(
         element(
           'div',
           'nbcost-panel-fact',
-          `GPU held ${formatSeconds(gpu.held_s)}, busy ${formatPercent(gpu.busy_s, gpu.held_s)}, ` +
-            `cost ${formatUsd(gpu.cost_usd)}`
-        )
-      );
-      box.appendChild(
-        element(
-          'div',
-          'nbcost-panel-fact nbcost-waste',
-          `Idle GPU between cells ${formatSeconds(gpu.idle_between_s ?? 0)}` +
-            (gpu.idle_cost_usd ? `, ${formatUsd(gpu.idle_cost_usd)} wasted` : '')
+          `GPU held ${formatSeconds(gpu.held_s)}, cost ${formatUsd(gpu.cost_usd ?? '0')}; ` +
+            `idle between cells ${formatSeconds(idleS)}` +
+            (idleUsd ? `, ${formatUsd(idleUsd)}` : '')
         )
       );
     } else {
@@ -159,41 +158,106 @@ export class CostPanel extends Widget {
     return box;
   }
 
-  private _table(entries: ICellEntry[]): HTMLElement {
-    const rows = entries.slice(-MAX_ROWS).reverse();
+  /** Sort by time or cost; hide cells that cost nothing. */
+  private _controls(): HTMLElement {
+    const box = element('div', 'nbcost-panel-controls');
+    const order = element('select', 'nbcost-order');
+    order.title = 'Order of the cells';
+    for (const [value, label] of [
+      ['time', 'Newest first'],
+      ['cost', 'Costliest first']
+    ]) {
+      const option = element('option', '', label);
+      option.value = value;
+      option.selected = value === this._order;
+      order.appendChild(option);
+    }
+    order.addEventListener('change', () => {
+      this._order = order.value as RowOrder;
+      this.render();
+    });
+    box.appendChild(order);
+    const label = element('label', 'nbcost-hide-free');
+    const hide = element('input', '');
+    hide.type = 'checkbox';
+    hide.checked = this._hideFree;
+    hide.addEventListener('change', () => {
+      this._hideFree = hide.checked;
+      this.render();
+    });
+    label.appendChild(hide);
+    label.appendChild(document.createTextNode(' hide $0 cells'));
+    box.appendChild(label);
+    return box;
+  }
+
+  private _table(all: IRow[]): HTMLElement {
+    const shown = this._hideFree ? all.filter(row => !isFree(row)) : all;
+    const rows = orderRows(shown, this._order).slice(0, MAX_ROWS);
     // Only the columns this session has something to show in, so the table fits the sidebar.
-    const showGpu = rows.some(entry => (entry.record.gpu?.held_s ?? 0) > 0);
-    const showTokens = rows.some(entry => (entry.record.llm?.calls ?? 0) > 0);
+    const showGpu = rows.some(row => (row.record.gpu?.held_s ?? 0) > 0);
+    const showTokens = rows.some(row => (row.record.llm?.calls ?? 0) > 0);
     const table = element('table', 'nbcost-panel-cells');
     const head = table.createTHead().insertRow();
-    const names = ['Cell', 'Time', ...(showGpu ? ['GPU'] : []), ...(showTokens ? ['Tok'] : []), 'Cost'];
+    const names = [
+      'Cell',
+      'Time',
+      ...(showGpu ? ['Waste'] : []),
+      ...(showTokens ? ['Tok'] : []),
+      'Cost'
+    ];
     for (const name of names) {
-      head.appendChild(element('th', '', name));
+      const th = head.appendChild(element('th', '', name));
+      if (name === 'Waste') {
+        th.title = 'What the GPU time that did no work cost';
+      }
     }
     const body = table.createTBody();
-    for (const entry of rows) {
-      const record = entry.record;
-      const row = body.insertRow();
-      row.className = entry.running ? 'nbcost-row nbcost-running' : 'nbcost-row';
-      row.title = `${badgeText(record, entry.running, entry.elapsedS)}\n${recordDetails(record).join('\n')}`;
-      const name = `[${record.execution_count ?? ' '}]` + (record.label ? ` ${record.label}` : '');
+    for (const row of rows) {
+      const record = row.record;
+      const tr = body.insertRow();
+      const classes = ['nbcost-row'];
+      if (row.running) {
+        classes.push('nbcost-running');
+      }
+      if (row.saved) {
+        classes.push('nbcost-saved');
+      }
+      if (record.status === 'error') {
+        classes.push('nbcost-error');
+      }
+      if (cellBudget(record)?.share.level === 'over') {
+        classes.push('nbcost-over');
+      }
+      tr.className = classes.join(' ');
+      const origin = row.saved ? '\n(saved in the notebook)' : '';
+      tr.title =
+        `${badgeText(record, row.running, row.elapsedS)}\n${recordDetails(record).join('\n')}` +
+        origin;
+      const mark = record.status === 'error' ? '✕ ' : record.interrupted ? '⏹ ' : '';
+      const name =
+        `${mark}[${record.execution_count ?? ' '}]` + (record.label ? ` ${record.label}` : '');
       const tokens = (record.llm?.input_tokens ?? 0) + (record.llm?.output_tokens ?? 0);
-      const cells = [name, formatSeconds(entry.running ? entry.elapsedS : record.wall_s)];
+      const cells = [name, formatSeconds(row.running ? row.elapsedS : record.wall_s)];
       if (showGpu) {
-        cells.push(record.gpu?.held_s ? formatSeconds(record.gpu.busy_s) : '–');
+        cells.push(gpuWasteCell(record));
       }
       if (showTokens) {
         cells.push(tokens ? formatCount(tokens) : '–');
       }
       cells.push(formatUsd(record.cost_usd, record.unpriced));
       for (const value of cells) {
-        row.appendChild(element('td', '', value));
+        tr.appendChild(element('td', '', value));
       }
+    }
+    if (rows.length === 0) {
+      const empty = body.insertRow().insertCell();
+      empty.colSpan = names.length;
+      empty.textContent = 'Every cell shown cost $0.00.';
     }
     return table;
   }
 
-  private _source: NotebookCost | null = null;
-  private _unsubscribe: (() => void) | null = null;
-  private _renderPending = false;
+  private _order: RowOrder = 'time';
+  private _hideFree = false;
 }

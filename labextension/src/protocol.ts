@@ -11,6 +11,14 @@
 export const COMM_TARGET = 'nbcost';
 export const PROTOCOL_VERSION = 1;
 
+import { GPU_FIGURES, GPU_WASTE, LLM_FIGURES } from './quantities';
+
+/** One kind of GPU waste: seconds, and dollars (null where a wasting GPU had no rate). */
+export interface IWaste {
+  s?: number;
+  usd?: string | null;
+}
+
 export interface IGpuFigures {
   held_s?: number;
   busy_s?: number;
@@ -20,6 +28,19 @@ export interface IGpuFigures {
   idle_between_s?: number;
   cost_usd?: string;
   idle_cost_usd?: string;
+  /** Named waste: `stall`, `underfill` and (session totals) `idle_between`. */
+  waste?: { [kind: string]: IWaste };
+  /** The waste's dollars summed; null when part of it had no rate. */
+  waste_usd?: string | null;
+  /** How far busy seconds may be off (the utilization buffer's resolution). */
+  uncertainty_s?: number;
+}
+
+/** The budget that applied to a cell (`%%cost --budget`, or the session's). */
+export interface IBudget {
+  usd: string;
+  hard: boolean;
+  scope: string;
 }
 
 export interface ILlmCounts {
@@ -43,12 +64,14 @@ export interface ICostRecord {
   execution_count?: number;
   cell_id?: string;
   label?: string;
-  start?: number;
-  end?: number;
+  /** ISO 8601 UTC ("2026-11-28T08:10:39.123456Z"), as in the spend log. */
+  start?: string;
+  end?: string;
   wall_s?: number;
   cost_usd: string;
   unpriced: boolean;
   status?: string;
+  budget?: IBudget;
   gpu?: IGpuFigures;
   llm?: ILlmFigures;
   flags: string[];
@@ -142,19 +165,62 @@ function copyNumbers<T>(source: unknown, names: string[], moneyNames: string[]):
   return out as T;
 }
 
-const GPU_NUMBERS = ['held_s', 'busy_s', 'sm_s', 'energy_j', 'mem_peak_bytes', 'idle_between_s'];
-const LLM_NUMBERS = [
-  'calls',
-  'input_tokens',
-  'cache_read_tokens',
-  'cache_write_tokens',
-  'output_tokens',
-  'reasoning_tokens'
-];
+const GPU_NUMBERS = [...GPU_FIGURES.map(f => f.key), 'idle_between_s', 'uncertainty_s'];
+const LLM_NUMBERS = LLM_FIGURES.map(f => f.key);
 const MONEY = ['cost_usd'];
 
 function sanitizeGpu(value: unknown): IGpuFigures | undefined {
-  return copyNumbers<IGpuFigures>(value, GPU_NUMBERS, ['cost_usd', 'idle_cost_usd']);
+  const gpu = copyNumbers<IGpuFigures>(value, GPU_NUMBERS, ['cost_usd', 'idle_cost_usd']);
+  if (!gpu || !isObject(value)) {
+    return gpu;
+  }
+  if (value.waste_usd === null || typeof value.waste_usd === 'string') {
+    gpu.waste_usd = value.waste_usd === null ? null : text(value.waste_usd);
+  }
+  if (isObject(value.waste)) {
+    const waste: { [kind: string]: IWaste } = {};
+    for (const { kind } of GPU_WASTE) {
+      const item = value.waste[kind];
+      if (isObject(item)) {
+        waste[kind] = { s: num(item.s), usd: item.usd === null ? null : text(item.usd) };
+      }
+    }
+    gpu.waste = waste;
+  }
+  return gpu;
+}
+
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]00:00)$/;
+
+/**
+ * A start/end time as ISO 8601 UTC. Notebooks saved before the compact record's times became
+ * strings carry epoch seconds: those become the same ISO form.
+ */
+export function isoTime(value: unknown): string | undefined {
+  if (typeof value === 'string' && ISO_UTC.test(value)) {
+    return value;
+  }
+  if (typeof value === 'number' && isFinite(value) && value > 0 && value < 1e11) {
+    return new Date(value * 1000).toISOString();
+  }
+  return undefined;
+}
+
+/** Milliseconds since the epoch of an ISO time (for ordering), 0 when there is none. */
+export function timeMs(value: string | undefined): number {
+  const ms = value ? Date.parse(value) : NaN;
+  return isFinite(ms) ? ms : 0;
+}
+
+function sanitizeBudget(value: unknown): IBudget | undefined {
+  if (!isObject(value)) {
+    return undefined;
+  }
+  const usd = text(value.usd);
+  if (usd === undefined) {
+    return undefined;
+  }
+  return { usd, hard: value.hard === true, scope: value.scope === 'session' ? 'session' : 'cell' };
 }
 
 function sanitizeLlm(value: unknown): ILlmFigures | undefined {
@@ -192,11 +258,21 @@ export function sanitizeRecord(value: unknown): ICostRecord | null {
       record[name] = value_;
     }
   }
-  for (const name of ['execution_count', 'start', 'end', 'wall_s'] as const) {
+  for (const name of ['execution_count', 'wall_s'] as const) {
     const value_ = num(value[name]);
     if (value_ !== undefined) {
       record[name] = value_;
     }
+  }
+  for (const name of ['start', 'end'] as const) {
+    const value_ = isoTime(value[name]);
+    if (value_ !== undefined) {
+      record[name] = value_;
+    }
+  }
+  const budget = sanitizeBudget(value.budget);
+  if (budget) {
+    record.budget = budget;
   }
   const gpu = sanitizeGpu(value.gpu);
   if (gpu) {

@@ -1,49 +1,32 @@
 /**
- * The status bar item: the current notebook's session total, live while cells run.
- * A click opens the side panel.
+ * The status bar item: the current notebook's session total, live while cells run, and its
+ * budget's true share. A click opens the side panel.
  */
 
-import { Widget } from '@lumino/widgets';
+import { sessionBudget, statusText } from './format';
+import { NotebookCostView } from './view';
 
-import { statusText } from './format';
-import { NotebookCost } from './notebookcost';
-
-export class CostStatus extends Widget {
+export class CostStatus extends NotebookCostView {
   constructor(private readonly _openPanel: () => void) {
     super();
     this.addClass('nbcost-status');
     this.addClass('jp-StatusBar-TextItem');
     this.node.title = 'nbcost: session cost (click for the panel)';
     this.node.addEventListener('click', this._openPanel);
-    this._render();
-  }
-
-  setSource(source: NotebookCost | null): void {
-    if (source === this._source) {
-      return;
-    }
-    this._unsubscribe?.();
-    this._unsubscribe = null;
-    this._source = source;
-    if (source) {
-      this._unsubscribe = source.model.subscribe(() => this._render());
-    }
-    this._render();
+    this.render();
   }
 
   dispose(): void {
-    this._unsubscribe?.();
     this.node.removeEventListener('click', this._openPanel);
     super.dispose();
   }
 
-  private _render(): void {
-    const model = this._source?.model;
+  protected render(): void {
+    const model = this.source?.model;
     const running = model?.running.length ?? 0;
-    this.node.textContent = statusText(model?.totals ?? null, running);
+    const totals = model?.totals ?? null;
+    this.node.textContent = statusText(totals, running);
     this.node.dataset.state = running ? 'running' : 'idle';
+    this.node.dataset.budget = sessionBudget(totals)?.level ?? 'none';
   }
-
-  private _source: NotebookCost | null = null;
-  private _unsubscribe: (() => void) | null = null;
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import nbformat
@@ -263,6 +263,11 @@ def test_notebook_7_shows_badges_and_writes_metadata(page, lab):
     assert not [error for error in page.page_errors if "nbcost" in error]
 
 
+def cents4(amount):
+    """An amount under a dollar as the formatters show it: four places, half up."""
+    return Decimal(amount).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+
+
 def cell_metadata(page, index):
     return page.evaluate(
         "index => window.jupyterapp.shell.currentWidget.content.widgets[index].model"
@@ -345,7 +350,7 @@ gpu.busy(time.time(), time.time() + 1.5)
 time.sleep(2.5)"""
 
 
-def test_gpu_figures_show_on_the_badge_status_bar_and_panel(page, lab):
+def test_gpu_figures_and_waste_in_dollars_show_on_the_badge_status_bar_and_panel(page, lab):
     write_notebook(lab.root / "gpu.ipynb", [
         nbformat.v4.new_code_cell(FAKE_GPU_CELL.format(tests=str(REPO / "tests"))),
         nbformat.v4.new_code_cell(GPU_WORK_CELL)])
@@ -359,19 +364,235 @@ def test_gpu_figures_show_on_the_badge_status_bar_and_panel(page, lab):
     badge = cell(page, 1).locator(".nbcost-badge[data-state=done]")
     badge.wait_for(timeout=30_000)
     assert re.search(r"GPU 1\.\d s busy", badge.text_content()), badge.text_content()
-    assert "GPU held" in badge.get_attribute("title")
+    record = cell_metadata(page, 1)
+    gpu = record["gpu"]
+    # The tooltip leads with what the waste cost, from the record's own figures (issue 8, #10).
+    tooltip = badge.get_attribute("title")
+    match = re.search(r"GPU (\d+) % busy(?: \(± \d\.\d\d s\))? · \$(0\.\d{4}) of \$(0\.\d{4}) wasted, most of it "
+                      r"(stalled|underfilled) \(", tooltip)
+    assert match, tooltip
+    waste = match.group(0)
+    assert int(match.group(1)) == round(100 * gpu["busy_s"] / gpu["held_s"])
+    assert Decimal(match.group(2)) == cents4(gpu["waste_usd"]) > 0
+    assert Decimal(match.group(3)) == cents4(gpu["cost_usd"])
+    largest = max(gpu["waste"], key=lambda kind: gpu["waste"][kind]["s"])
+    assert match.group(4) == {"stall": "stalled", "underfill": "underfilled"}[largest]
+    assert "GPU held" in tooltip
+    assert f"${cents4(gpu['waste_usd'])} wasted" in badge.text_content()
     status = page.locator(".nbcost-status")
     page.wait_for_function(
         "() => document.querySelector('.nbcost-status')?.dataset.state === 'idle'")
-    assert re.search(r"GPU \d+ % busy", status.text_content()), status.text_content()
+    assert re.search(r"GPU \d+ % busy, \$0\.\d{4} wasted", status.text_content()), \
+        status.text_content()
     status.click()
     panel = page.locator("#nbcost-panel")
-    panel.locator("tr.nbcost-row", has_text="train").wait_for()
-    assert "GPU held" in panel.text_content()
-    assert re.search(r"Idle GPU between cells \d+\.\d s, \$0\.\d{4} wasted",
-                     panel.locator(".nbcost-waste").text_content())
+    row = panel.locator("tr.nbcost-row", has_text="train")
+    row.wait_for()
+    assert waste in row.get_attribute("title")
+    assert row.locator("td").nth(2).text_content() == f"${cents4(gpu['waste_usd'])}"
+    assert panel.locator("th").nth(2).text_content() == "Waste"
+    # The session's waste includes the GPU held idle between cells, named when it is the largest.
+    session_waste = panel.locator(".nbcost-waste").text_content()
+    assert re.search(r"GPU \d+ % busy(?: \(± \d\.\d\d s\))? · \$0\.\d{4} of \$0\.\d{4} "
+                     r"wasted, most of it (idle between cells|stalled|underfilled) \(\d+\.\d s, \$0\.\d{4}\)", session_waste), \
+        session_waste
+    assert re.search(r"idle between cells \d+\.\d s, \$0\.\d{4}", panel.text_content())
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.content.scrollToItem(1)")
+    row.hover()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "jupyterlab-gpu.png")
     record = cell_metadata(page, 1)
     assert record["gpu"]["busy_s"] > 1 and record["gpu"]["held_s"] >= 2.5
     assert Decimal(record["gpu"]["cost_usd"]) > 0
+
+
+def sample_while_badge_runs(page, index, read, seconds=2.0):
+    """Values of `read` (a JS expression) sampled with the cell's badge state, while it runs.
+
+    The badge leaves `running` on the kernel's `final`, which the kernel sends on iopub before the
+    cell's own `idle`: so a sample taken with the badge running was taken while the cell ran.
+    """
+    cell(page, index).locator(".nbcost-badge[data-state=running]").wait_for(timeout=30_000)
+    samples = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        state, value = page.evaluate(
+            f"""index => [window.jupyterapp.shell.currentWidget.content.widgets[index].node
+                            .querySelector('.nbcost-badge')?.dataset.state, {read}]""", index)
+        if state != "running":
+            break
+        samples.append(value)
+        page.wait_for_timeout(100)
+    return samples
+
+
+KERNEL_STATUS = "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
+
+
+def test_the_kernel_reads_busy_while_a_cost_cell_or_a_plain_cell_runs(page, lab):
+    """The `%%cost` widget's comm opens mid-cell; Lab's subshell bookkeeping for it must not turn
+    the kernel indicator to Idle (issue 8, item 1)."""
+    write_notebook(lab.root / "busy.ipynb", [
+        nbformat.v4.new_code_cell("%load_ext nbcost"),
+        nbformat.v4.new_code_cell("%%cost --label sleepy\nimport time\ntime.sleep(6)"),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(6)")])
+    open_notebook(page, lab, "busy.ipynb")
+    run_cell(page, 0)
+    page.wait_for_function(
+        "() => /\\$\\d/.test(document.querySelector('.nbcost-status')?.textContent || '')",
+        timeout=60_000)
+    kernel_item = page.locator(".jp-StatusBar-TextItem", has_text="Python 3")
+    for index in (1, 2):
+        run_cell(page, index)
+        cell(page, index).locator(".nbcost-live, .nbcost-badge").first.wait_for(timeout=30_000)
+        samples = sample_while_badge_runs(page, index, KERNEL_STATUS)
+        assert len(samples) >= 5, f"cell {index} finished before it could be watched: {samples}"
+        assert set(samples) == {"busy"}, f"cell {index}: the kernel read {samples} mid-cell"
+        # What the user sees: the status bar's kernel item (a React item, rendered a frame later).
+        busy_text = kernel_item.evaluate("el => el.textContent")
+        still_running = cell(page, index).locator(".nbcost-badge").get_attribute("data-state")
+        assert "Busy" in busy_text or still_running != "running", busy_text
+        cell(page, index).locator(".nbcost-badge[data-state=done]").wait_for(timeout=30_000)
+    assert not page.page_errors
+
+
+LLM_SETUP_CELL = """import time
+import openai
+import nbcost
+import nbcost.testing
+
+server = nbcost.testing.llm_server(input_tokens=1800, output_tokens=350).start()
+client = openai.OpenAI(base_url=server.base_url("openai"), api_key="sk-loopback")
+
+def ask(n, pause=0.0):
+    for step in range(n):
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": f"step {step}"}])
+        time.sleep(pause)"""
+
+BUDGET_SHARE = re.compile(r"([\d,]+) % of \$0\.0010 budget(?:, \$(\d+\.\d+) over)?")
+
+
+def test_the_budget_shows_its_true_share_and_overshoot_while_the_cell_runs(page, lab):
+    """A session budget of $0.001 and five priced calls: the status bar and the panel say how far
+    over it is while the cell runs, not "100 %" (issue 8, item 2)."""
+    write_notebook(lab.root / "budget.ipynb", [
+        nbformat.v4.new_code_cell("%load_ext nbcost"),
+        nbformat.v4.new_code_cell(LLM_SETUP_CELL + "\n%cost budget 0.001"),
+        nbformat.v4.new_code_cell("%%cost --label over-budget\nask(5, pause=1.0)"),
+        nbformat.v4.new_code_cell("print(nbcost.session().total_usd)")])
+    open_notebook(page, lab, "budget.ipynb")
+    run_cell(page, 0)
+    status = page.locator(".nbcost-status")
+    page.wait_for_function(
+        "() => /\\$\\d/.test(document.querySelector('.nbcost-status')?.textContent || '')",
+        timeout=60_000)
+    run_cell(page, 1)
+    cell(page, 1).locator(".nbcost-badge[data-state=done]").wait_for(timeout=60_000)
+    status.click()
+    panel = page.locator("#nbcost-panel")
+    panel.wait_for(state="visible")
+
+    run_cell(page, 2)
+    cell(page, 2).locator(".nbcost-badge[data-state=running]").wait_for(timeout=30_000)
+    live = []  # (status text, panel budget text, panel budget level) while the cell runs
+    deadline = time.monotonic() + 60
+    while True:
+        sample = page.evaluate("""() => [
+            document.querySelector('.nbcost-status')?.dataset.state,
+            document.querySelector('.nbcost-status')?.textContent,
+            document.querySelector('#nbcost-panel .nbcost-panel-budget')?.textContent,
+            document.querySelector('#nbcost-panel .nbcost-panel-budget')?.dataset.level]""")
+        if sample[0] != "running":
+            break
+        assert time.monotonic() < deadline, "the cell never finished"
+        live.append(sample[1:])
+        if len(live) == 12:  # mid-run, over budget: the README's live budget warning
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=ARTIFACTS / "jupyterlab-budget.png")
+        page.wait_for_timeout(250)
+    shares = [BUDGET_SHARE.search(text) for text, _, _ in live]
+    assert all(shares), live
+    over = [int(m.group(1).replace(",", "")) for m in shares if m.group(2)]
+    assert len(set(over)) >= 2 and max(over) > 1000, f"the live share must grow past 100 %: {live}"
+    assert any(level == "over" and BUDGET_SHARE.search(text or "") for _, text, level in live)
+
+    # Once the cell is done, the figures are exactly the session's total against the budget.
+    cell(page, 2).locator(".nbcost-badge[data-state=done]").wait_for(timeout=30_000)
+    run_cell(page, 3)
+    output = cell(page, 3).locator(".jp-OutputArea-output")
+    output.wait_for(timeout=30_000)
+    total = Decimal(output.text_content().strip())
+    budget = Decimal("0.001")
+    share = (total / budget * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    expected = f"{share:,} % of $0.0010 budget, ${cents4(total - budget)} over"
+    page.wait_for_function(
+        "text => document.querySelector('.nbcost-status')?.textContent.includes(text)", arg=expected)
+    assert status.get_attribute("data-budget") == "over"
+    assert expected in panel.locator(".nbcost-panel-budget").text_content()
+    assert not page.page_errors
+
+
+def test_the_panel_is_rebuilt_from_saved_records_after_a_restart_and_reload(page, lab):
+    """The kernel restarted and the page reloaded: the panel lists the cells from their saved
+    `metadata.nbcost`, sorts them by cost, hides $0 cells and marks the error (issue 8, item 11)."""
+    write_notebook(lab.root / "saved.ipynb", [
+        nbformat.v4.new_code_cell("%load_ext nbcost"),
+        nbformat.v4.new_code_cell(LLM_SETUP_CELL),
+        nbformat.v4.new_code_cell("%%cost --label one-call\nask(1)"),
+        nbformat.v4.new_code_cell("%%cost --label two-calls\nask(2)"),
+        nbformat.v4.new_code_cell("%%cost --label broken\nask(1)\nraise ValueError('boom')"),
+        nbformat.v4.new_code_cell("x = 1")])
+    open_notebook(page, lab, "saved.ipynb")
+    run_cell(page, 0)
+    page.wait_for_function(
+        "() => /\\$\\d/.test(document.querySelector('.nbcost-status')?.textContent || '')",
+        timeout=60_000)
+    for index in range(1, 6):
+        run_cell(page, index)
+        cell(page, index).locator(".nbcost-badge[data-state=done], .nbcost-badge[data-state=error]"
+                                  ).wait_for(timeout=60_000)
+        # A request that arrives while an error is being reported is aborted: wait for idle.
+        page.wait_for_function(f"() => {KERNEL_STATUS} === 'idle'", timeout=60_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    deadline = time.monotonic() + 30
+    while not all("nbcost" in c.metadata
+                  for c in nbformat.read(lab.root / "saved.ipynb", as_version=4).cells[1:]):
+        assert time.monotonic() < deadline, "the notebook was not saved with its cost records"
+        time.sleep(0.3)
+    saved = nbformat.read(lab.root / "saved.ipynb", as_version=4).cells
+    assert saved[4].metadata["nbcost"]["status"] == "error"
+
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session"
+                  ".kernel.restart()")
+    page.wait_for_function(f"() => {KERNEL_STATUS} === 'idle'", timeout=60_000)
+    open_notebook(page, lab, "saved.ipynb")  # a fresh page: no live session anywhere
+    page.locator(".nbcost-status").click()
+    panel = page.locator("#nbcost-panel")
+    panel.wait_for(state="visible")
+    assert "No cost yet" not in panel.text_content()
+    rows = panel.locator("tr.nbcost-row")
+    for label in ("one-call", "two-calls", "broken"):
+        row = panel.locator("tr.nbcost-row", has_text=label)
+        row.wait_for(timeout=30_000)
+        record = next(c.metadata["nbcost"] for c in saved if label in c.source)
+        assert f"${cents4(record['cost_usd'])}" in row.text_content()
+    assert rows.count() == 5  # the setup cell and `x = 1` too, at $0.00
+    assert rows.locator("td:last-child").all_text_contents().count("$0.00") == 2
+    error_row = panel.locator("tr.nbcost-row.nbcost-error")
+    assert error_row.count() == 1 and "broken" in error_row.text_content()
+    assert "✕" in error_row.text_content()
+    total = sum(Decimal(c.metadata["nbcost"]["cost_usd"]) for c in saved[1:])
+    assert f"${cents4(total)}" in panel.locator(".nbcost-panel-total").text_content()
+    assert panel.locator(".nbcost-chart-band").count() == 5
+    assert panel.locator(".nbcost-chart-y").text_content().startswith(f"${cents4(total)}")
+
+    panel.locator("select.nbcost-order").select_option("cost")
+    page.wait_for_function(
+        "() => document.querySelector('#nbcost-panel tr.nbcost-row')?.textContent"
+        ".includes('two-calls')")
+    panel.locator(".nbcost-hide-free input").check()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#nbcost-panel tr.nbcost-row').length === 3")
+    assert "$0.00" not in rows.locator("td:last-child").all_text_contents()
+    assert not page.page_errors

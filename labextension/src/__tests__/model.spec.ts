@@ -8,7 +8,7 @@ describe('SessionModel', () => {
   it('shows a running cell live, then its final record', () => {
     const model = new SessionModel();
     const seen: string[] = [];
-    model.subscribe(kind => seen.push(kind));
+    model.changed.connect((_, change) => seen.push(change.kind));
     apply(model, { type: 'hello', session_id: 's1', capabilities: [] });
     apply(model, {
       type: 'tick',
@@ -26,8 +26,8 @@ describe('SessionModel', () => {
     expect(model.entryForCell('cell-a')).toMatchObject({ running: false, elapsedS: 3 });
     expect(model.entries).toHaveLength(1);
     expect(model.points).toEqual([
-      { t: 101, usd: 0.001 },
-      { t: 103, usd: 0.01 }
+      { t: 101, usd: 0.001, cost: '0.001' },
+      { t: 103, usd: 0.01, cost: '0.0100' }
     ]);
     expect(seen).toEqual(['hello', 'tick', 'final']);
   });
@@ -85,17 +85,17 @@ describe('SessionModel', () => {
   it('keys rows by cell id, then window, then execution count', () => {
     expect(entryKey(sanitizeRecord(compact())!)).toBe('cell:cell-a');
     expect(entryKey(sanitizeRecord(compact({ cell_id: null }))!, 'w')).toBe('window:w');
-    expect(entryKey(sanitizeRecord(compact({ cell_id: null }))!)).toBe('count:2:100');
+    expect(entryKey(sanitizeRecord(compact({ cell_id: null }))!)).toBe('count:2:2026-11-28T08:10:39.123456Z');
   });
 
   it('keeps working when a listener throws', () => {
     const model = new SessionModel();
     const errors = jest.spyOn(console, 'error').mockImplementation(() => undefined);
     const calls: string[] = [];
-    model.subscribe(() => {
+    model.changed.connect(() => {
       throw new Error('boom');
     });
-    model.subscribe(kind => calls.push(kind));
+    model.changed.connect((_, change) => calls.push(change.kind));
     apply(model, { type: 'final', record: compact() });
     expect(calls).toEqual(['final']);
     expect(errors).toHaveBeenCalled();

@@ -76,3 +76,41 @@ describe('parseMessage', () => {
     expect(parseMessage('tick')).toBeNull();
   });
 });
+
+describe('times, budgets and GPU waste in the compact record', () => {
+  it('keeps ISO 8601 UTC start/end, and turns epoch seconds of older notebooks into the same', () => {
+    const record = sanitizeRecord(compact())!;
+    expect(record.start).toBe('2026-11-28T08:10:39.123456Z');
+    expect(record.end).toBe('2026-11-28T08:10:42.123456Z');
+    const old = sanitizeRecord(compact({ start: 1795853439.5, end: 1795853442 }))!;
+    expect(old.start).toBe('2026-11-28T08:10:39.500Z');
+    expect(old.end).toBe('2026-11-28T08:10:42.000Z');
+    const bad = sanitizeRecord(compact({ start: 'yesterday', end: '<b>' }))!;
+    expect(bad.start).toBeUndefined();
+    expect(bad.end).toBeUndefined();
+  });
+
+  it('keeps the budget that applied', () => {
+    expect(sanitizeRecord(compact({ budget: { usd: '0.001', hard: true, scope: 'session' } }))!.budget)
+      .toEqual({ usd: '0.001', hard: true, scope: 'session' });
+    expect(sanitizeRecord(compact({ budget: { hard: true } }))!.budget).toBeUndefined();
+  });
+
+  it('keeps the named GPU waste and drops kinds it does not know', () => {
+    const gpu = sanitizeRecord(
+      compact({
+        gpu: {
+          held_s: 4,
+          busy_s: 2,
+          cost_usd: '0.006',
+          waste: { stall: { s: 2, usd: '0.003' }, underfill: { s: 1, usd: null }, evil: { s: 1 } },
+          waste_usd: null,
+          uncertainty_s: 0.02
+        }
+      })
+    )!.gpu!;
+    expect(gpu.waste).toEqual({ stall: { s: 2, usd: '0.003' }, underfill: { s: 1, usd: null } });
+    expect(gpu.waste_usd).toBeNull();
+    expect(gpu.uncertainty_s).toBe(0.02);
+  });
+});
