@@ -50,7 +50,8 @@ test-js: install $(NODE_MODULES)
 
 # Real JupyterLab in headless Chromium: Debian's, installed here when missing and we are root
 # (Playwright cannot download browsers on these machines). The screenshots land in
-# test-artifacts/; `cp test-artifacts/live-demo.png docs/screenshot.png` refreshes the README's.
+# test-artifacts/; copying jupyterlab-budget.png to docs/screenshot.png and jupyterlab-gpu.png to
+# docs/screenshot-gpu.png refreshes the README's.
 test-browser: labext
 	@test -x "$${CHROMIUM:-/usr/bin/chromium}" || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

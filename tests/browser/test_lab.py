@@ -404,6 +404,11 @@ def test_gpu_figures_and_waste_in_dollars_show_on_the_badge_status_bar_and_panel
     record = cell_metadata(page, 1)
     assert record["gpu"]["busy_s"] > 1 and record["gpu"]["held_s"] >= 2.5
     assert Decimal(record["gpu"]["cost_usd"]) > 0
+    # The summary's dollars stay text: Lab's MathJax typesets "$0.0011 of $0.0026" as TeX.
+    summary = cell(page, 1).locator(".nbcost-summary")
+    assert re.search(r"\$0\.\d{4} of \$0\.\d{4} idle or stalled", summary.inner_text()), \
+        summary.inner_text()
+    assert summary.locator("mjx-container").count() == 0
 
 
 def sample_while_badge_runs(page, index, read, seconds=2.0):

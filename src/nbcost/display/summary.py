@@ -23,6 +23,9 @@ __all__ = ["RecordSummary", "SessionSummary", "SummaryRow", "Table", "budget_vie
            "record_title", "session_rows", "window_budget"]
 
 Line = tuple[str, str]
+#: Two dollar amounts in one HTML output read as TeX to Lab's MathJax ("$0.001 of $0.002"):
+#: these classes tell MathJax 3 (Lab) and MathJax 2 (classic, nbconvert) to leave it as text.
+NO_MATH = "mathjax_ignore tex2jax_ignore"
 ZERO = Decimal(0)
 
 #: A busy time's error bar is worth showing once it is this share of the time held (short cells).
@@ -214,7 +217,7 @@ def _html(title: str, lines: list[Line]) -> str:
         f"<td style='text-align:left'>{html.escape(value)}</td></tr>"
         for label, value in lines
     )
-    return (f"<div class='nbcost-summary'><b>{html.escape(title)}</b>"
+    return (f"<div class='nbcost-summary {NO_MATH}'><b>{html.escape(title)}</b>"
             f"<table>{rows}</table></div>")
 
 
@@ -302,7 +305,7 @@ class Table:
         rows = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in self.rows)
         foot = f"<tfoot><tr>{cells(self.footer, 'th')}</tr></tfoot>" if self.footer else ""
         notes = "".join(f"<p>{html.escape(n)}</p>" for n in self.notes)
-        return (f"<div class='nbcost-table'><b>{html.escape(self.title)}</b><table>"
+        return (f"<div class='nbcost-table {NO_MATH}'><b>{html.escape(self.title)}</b><table>"
                 f"<thead><tr>{cells(self.header, 'th')}</tr></thead><tbody>{rows}</tbody>{foot}"
                 f"</table>{notes}</div>")
 

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from ...display.format import format_usd, plural
+from ...display.summary import NO_MATH
 from ...pricing.llm import shared_price_book
 from ..base import Usage
 from .tokens import Estimator
@@ -85,7 +86,7 @@ def compare_report(usages: list[Usage], models: list[str] | None, settings: Any)
         html += f"<p>no price known for: {html_lib.escape(', '.join(unknown))}</p>"
     if repeat_note:
         html += f"<p>{html_lib.escape(repeat_note)}</p>"
-    return "\n".join(lines), html
+    return "\n".join(lines), f"<div class='nbcost-compare {NO_MATH}'>{html}</div>"
 
 
 def _repeats(calls: list[Usage]) -> str:
