@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -337,6 +338,15 @@ class FakeNvml:
         metric.value = 100 * newer.gpu.sm_seconds(older.t, newer.t) / (newer.t - older.t)
         return request
 
+
+
+def live_meter(gpu: FakeGpu, **options: Any):
+    """A real GpuMeter on the wall clock over one fake GPU that this process holds (the way the
+    session tests drive it); ``options`` go to GpuMeter (``checkpoint_s``...)."""
+    from nbcost.meters.gpu import GpuMeter
+
+    return GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05,
+                    pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True, **options)
 
 def drive(meter: Any, clock: Clock, until: float, tick_s: float = 0.1) -> None:
     """Advance the scripted clock to ``until``, polling the meter's sampler every tick."""

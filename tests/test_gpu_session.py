@@ -8,17 +8,15 @@ import time
 from decimal import Decimal
 
 import pytest
-from fake_nvml import FakeGpu, FakeNvml
+from fake_nvml import FakeGpu, live_meter
 
 from nbcost.config import Settings
-from nbcost.meters.gpu import GpuMeter
 from nbcost.session import Session
 
 
 def test_a_cell_gets_gpu_figures_and_the_session_idle_time_and_checkpoints(tmp_path):
     gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=3 << 30)
-    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05, checkpoint_s=0.3,
-                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    meter = live_meter(gpu, checkpoint_s=0.3)
     session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
     try:
         time.sleep(0.6)  # held before the cell: idle between cells
@@ -56,8 +54,7 @@ def test_a_scripts_track_block_is_a_window_for_the_session_waste(tmp_path):
     from nbcost.api import set_session
 
     gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5)
-    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05,
-                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    meter = live_meter(gpu)
     session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
     old = set_session(session)
     try:
@@ -82,8 +79,7 @@ def test_a_killed_gpu_session_is_rebuilt_from_the_meters_last_checkpoint(tmp_pat
     from nbcost.rows import rows_from_events
 
     gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5)
-    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05, checkpoint_s=0.3,
-                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    meter = live_meter(gpu, checkpoint_s=0.3)
     session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
     info = session.open_window("cell", execution_count=1)
     time.sleep(0.3)

@@ -109,14 +109,12 @@ def test_session_totals_name_the_idle_gpu_and_its_price(tmp_path, wait_until):
     """What the panel shows as idle-GPU waste, from the GPU meter on the fake NVML."""
     import os
 
-    from fake_nvml import FakeGpu, FakeNvml
+    from fake_nvml import FakeGpu, live_meter
 
     from nbcost.config import Settings
-    from nbcost.meters.gpu import GpuMeter
 
     gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=1 << 30)
-    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05, checkpoint_s=5,
-                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    meter = live_meter(gpu, checkpoint_s=5)
     session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
     ticker = Ticker(session)
     try:

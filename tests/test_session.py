@@ -207,14 +207,12 @@ def test_closing_an_unknown_window_warns_once_and_never_raises(session, capsys):
 def test_reset_mid_cell_tells_the_gpu_meter_the_cell_ended(tmp_path, wait_until):
     """Idle time between cells is held time outside every cell: after a reset ends the running
     cell, the GPU meter must count it again (it read 0 when the meter still saw the cell)."""
-    from fake_nvml import FakeGpu, FakeNvml
+    from fake_nvml import FakeGpu, live_meter
 
     from nbcost.config import Settings
-    from nbcost.meters.gpu import GpuMeter
 
     gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=1 << 30)
-    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05, checkpoint_s=10,
-                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    meter = live_meter(gpu, checkpoint_s=10)
     session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
     try:
         session.open_window("cell", execution_count=1)

@@ -9,14 +9,13 @@ import time
 from decimal import Decimal
 
 import pytest
-from fake_nvml import FakeGpu, FakeNvml
+from fake_nvml import FakeGpu, live_meter
 from testmeters import TokenMeter
 
 from nbcost.config import Settings
 from nbcost.display.format import format_usd
 from nbcost.display.summary import (RecordSummary, SessionSummary, budget_view, record_lines,
                                     session_rows)
-from nbcost.meters.gpu import GpuMeter
 from nbcost.records import Budget, MeterTotals, WindowInfo, WindowRecord
 from nbcost.session import Session
 
@@ -86,8 +85,7 @@ def test_a_short_cell_shows_the_busy_times_uncertainty_and_a_long_one_does_not()
 
 def test_a_cell_on_the_fake_gpu_shows_its_waste_in_dollars(tmp_path):
     gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=1 << 30)
-    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05, checkpoint_s=5,
-                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    meter = live_meter(gpu, checkpoint_s=5)
     session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
     try:
         info = session.open_window("cell", cell_id="g1", execution_count=1)
@@ -212,8 +210,7 @@ def test_the_cell_running_percent_cost_is_a_row_of_its_own(token_session):
 
 def test_the_idle_gpu_between_cells_is_a_row_and_the_table_adds_up(tmp_path):
     gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=1 << 30)
-    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05, checkpoint_s=5,
-                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    meter = live_meter(gpu, checkpoint_s=5)
     session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
     try:
         time.sleep(0.6)  # held before the cell: idle between cells

@@ -10,14 +10,13 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from fake_nvml import FakeGpu, FakeNvml
+from fake_nvml import FakeGpu, live_meter
 from testmeters import TokenMeter
 
 from nbcost.config import Settings
 from nbcost.display import widget
 from nbcost.display.summary import record_lines
 from nbcost.display.widget import CostWidget, widget_state, window_budget
-from nbcost.meters.gpu import GpuMeter
 from nbcost.records import Budget, MeterTotals, WindowInfo, compact_record
 from nbcost.session import Session
 
@@ -30,8 +29,7 @@ def test_the_es_module_is_the_file_beside_the_module():
 
 def test_a_running_gpu_cell_leads_with_what_its_waste_costs(tmp_path, wait_until):
     gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=1 << 30)
-    meter = GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05, checkpoint_s=5,
-                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
+    meter = live_meter(gpu, checkpoint_s=5)
     session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
     try:
         info = session.open_window("cell", cell_id="g1", execution_count=1, label="train")
