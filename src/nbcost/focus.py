@@ -42,7 +42,8 @@ from .errors import ConfigError
 from .rows import rows_from_events
 from .unit_prices import UnitPrices, split_call, token_counts
 
-__all__ = ["COLUMNS", "FOCUS_VERSION", "FocusExport", "focus_table", "write_focus"]
+__all__ = ["COLUMNS", "FOCUS_VERSION", "FocusExport", "check_path", "focus_table", "to_arrow",
+           "write_focus"]
 
 FOCUS_VERSION = "1.2"
 MONEY, NUMBER, STRING, DATETIME, JSON, INT, BOOL = (
@@ -402,15 +403,20 @@ def _plain(value: Any, type_: str) -> Any:
     return value
 
 
-def write_focus(export: FocusExport, path: Path) -> Path:
-    """Write the rows to ``path``: CSV for ``.csv``, Parquet for ``.parquet``/``.pq``."""
+def check_path(path: Path) -> Path:
+    """``path`` if a FOCUS file can be written there, else a ConfigError that says why."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise ConfigError(f"a FOCUS file is .csv or .parquet; got {path.name!r}")
     if not path.parent.exists():
         raise ConfigError(f"the folder {path.parent} does not exist")
-    if suffix == ".csv":
+    return path
+
+
+def write_focus(export: FocusExport, path: Path) -> Path:
+    """Write the rows to ``path``: CSV for ``.csv``, Parquet for ``.parquet``/``.pq``."""
+    path = check_path(path)
+    if path.suffix.lower() == ".csv":
         with open(path, "w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
             writer.writerow([name for name, _ in COLUMNS])
