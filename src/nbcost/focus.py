@@ -139,6 +139,10 @@ def focus_table(events: Iterable[Mapping[str, Any]], billing_account: str = "nbc
 def _session_rows(events: list[Mapping[str, Any]], export: FocusExport, left_out: _LeftOut,
                   prices: UnitPrices, billing_account: str, gpu_provider: str) -> None:
     windows = [r for r in rows_from_events(events) if not r.get("parent_id")]
+    start = next((e for e in events if e["event"] == "session_start"), {})
+    for window in windows:  # time between cells carries the session's default tags
+        if window["kind"] == "between_cells":
+            window["tags"] = json.dumps(start.get("tags") or {})
     by_id = {r["window_id"]: r for r in windows if r["window_id"] is not None}
     between = next((r for r in windows if r["kind"] == "between_cells"), None)
     ends = {e["window_id"]: e for e in events
@@ -228,8 +232,9 @@ def _device(key: str, held_s: float, rate: Mapping[str, Any] | None) -> dict[str
     if usd is not None and fraction is not None:
         unit_price = (Decimal(usd) * Decimal(repr(fraction))).quantize(_PRICE_PLACES)
     hours = (Decimal(repr(round(held_s, 6))) / 3600).quantize(_HOUR_PLACES)
+    name = key.split(":", 1)[1] if ":" in key else key  # "0:NVIDIA H200": index and name
     return {"key": key, "held_s": held_s, "hours": hours, "unit_price": unit_price,
-            "model": (rate or {}).get("model"), "source": (rate or {}).get("source")}
+            "model": (rate or {}).get("model") or name, "source": (rate or {}).get("source")}
 
 
 def _gpu_devices(window: Mapping[str, Any], end: Mapping[str, Any] | None,
@@ -432,11 +437,12 @@ def write_focus(export: FocusExport, path: Path) -> Path:
 
 def to_arrow(export: FocusExport):
     """The rows as Arrow: money and quantities ``decimal128(38, 24)`` (exact), times
-    ``timestamp[s, UTC]``, JSON columns as text."""
+    ``timestamp[ms, UTC]`` (Parquet has no seconds unit; the values are whole seconds), JSON
+    columns as text."""
     import pyarrow as pa
 
     types = {MONEY: pa.decimal128(38, SCALE), NUMBER: pa.decimal128(38, SCALE),
-             STRING: pa.string(), DATETIME: pa.timestamp("s", tz="UTC"), JSON: pa.string(),
+             STRING: pa.string(), DATETIME: pa.timestamp("ms", tz="UTC"), JSON: pa.string(),
              INT: pa.int64(), BOOL: pa.bool_()}
     scale = Decimal(1).scaleb(-SCALE)
     arrays = []
