@@ -22,7 +22,8 @@ SIGNALS = {"/v1/traces": (ExportTraceServiceRequest, ExportTraceServiceResponse)
 class Receiver:
     """``with Receiver() as r: ... r.spans(), r.metrics()``; ``r.raw`` keeps the bodies."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail_status: int | None = None) -> None:
+        self.fail_status = fail_status  # answer every request with this status instead
         self.requests: dict[str, list[Any]] = {path: [] for path in SIGNALS}
         self.raw: list[bytes] = []
         self._lock = threading.Lock()
@@ -37,8 +38,8 @@ class Receiver:
                 elif encoding == "deflate":
                     body = zlib.decompress(body)
                 request_type, response_type = SIGNALS.get(self.path, (None, None))
-                if request_type is None:
-                    self.send_response(404)
+                if request_type is None or receiver.fail_status:
+                    self.send_response(receiver.fail_status or 404)
                     self.end_headers()
                     return
                 message = request_type()
