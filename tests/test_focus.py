@@ -348,3 +348,16 @@ def test_cost_export_focus_in_ipython(srv, tmp_path, capsys):  # noqa: F811
         ip.run_cell("%unload_ext nbcost", store_history=True)
         for thread in set(threading.enumerate()) - threads_before:
             thread.join(timeout=5)
+
+
+def test_a_killed_session_exports_what_its_log_holds(spend):
+    """The kernel died in the second cell: its logged calls are still charges."""
+    (my_call,) = [i for i, e in enumerate(spend) if e.get("key") == "my-model"]
+    killed = spend[:my_call + 1]
+    export = focus_table(killed)
+    rows = [r for r in export.rows if r["SkuId"].endswith("/my-model")]
+    assert rows and {r["x_Status"] for r in rows} == {"interrupted"}
+    assert sum(r["BilledCost"] for r in rows) == Decimal(spend[my_call]["cost_usd"])
+    gpu = [r for r in export.rows if r["ServiceCategory"] == "Compute"]
+    assert "cell" in {r["x_WindowKind"] for r in gpu}
+    assert not any("GPU-seconds" in w for w in export.warnings)  # between cells: one rate

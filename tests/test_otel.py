@@ -205,3 +205,15 @@ def test_cli_export_otlp(spend, tmp_path, capsys):
     with Receiver(fail_status=400) as refusing:
         assert main(["export", "--format", "otlp", "--endpoint", refusing.url, str(folder)]) == 2
     assert "did not take the export" in capsys.readouterr().err
+
+
+def test_a_killed_sessions_open_cell_is_an_interrupted_span(spend):
+    (my_call,) = [i for i, e in enumerate(spend) if e.get("key") == "my-model"]
+    with Receiver() as receiver:
+        otel.replay(spend[:my_call + 1], receiver.url)
+        spans = receiver.spans()
+    (cell,) = [s for s in spans if s["attributes"].get("nbcost.cell.id") == "c2"
+               and s["name"] == "nbcost cell"]
+    assert cell["status"] == 2 and cell["attributes"]["nbcost.status"] == "interrupted"
+    assert cell["end"] == nanos(spend[my_call]["ts"])
+    assert not by_name(spans, "nbcost session")  # it never ended

@@ -150,6 +150,7 @@ def _session_rows(events: list[Mapping[str, Any]], export: FocusExport, left_out
     context = _Context(billing_account, gpu_provider)
 
     llm: dict[tuple, _LlmCharge] = defaultdict(_LlmCharge)
+    prices.overrides.clear()  # `%cost llm-price` lasts for its session only
     for event in events:
         if event["event"] == "rate_override" and event.get("meter") == "llm":
             prices.overrides[event["scope"]] = {

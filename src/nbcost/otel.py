@@ -29,6 +29,7 @@ import atexit
 import contextlib
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping
@@ -110,6 +111,7 @@ class Translator:
         self._starts: dict[str, Mapping[str, Any]] = {}
         self._sessions: dict[str, Mapping[str, Any]] = {}
         self._top_gpu: dict[str, dict[str, float | Decimal]] = {}
+        self._lock = threading.Lock()  # a session's events come from the user's threads too
         self.spans = 0
         # Dollars add up in Decimal here and are observed as one float per series, so no float
         # error accumulates over a long session.
@@ -133,11 +135,17 @@ class Translator:
     def _observe_cost(self, options: Any) -> list[Any]:
         from opentelemetry.metrics import Observation
 
-        return [Observation(float(usd), dict(key)) for key, usd in list(self._cost.items())]
+        with self._lock:
+            totals = list(self._cost.items())
+        return [Observation(float(usd), dict(key)) for key, usd in totals]
 
     # -- events ---------------------------------------------------------------------------
 
     def on_event(self, event: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._on_event(event)
+
+    def _on_event(self, event: Mapping[str, Any]) -> None:
         kind = event.get("event")
         if kind == "session_start":
             self._sessions[event["session_id"]] = event
