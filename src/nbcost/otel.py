@@ -421,9 +421,9 @@ def attach(session, endpoint: str | None = None, service_name: str = "nbcost",
         "otel-export", f"nbcost: the OpenTelemetry export to {endpoint} failed ({message}); "
                        f"spend is still logged, and `nbcost export --format otlp` can send "
                        f"it later."))
-    failures.install()
     pipeline = _Pipeline(endpoint, service_name, timeout_s=5,
                          metric_interval_ms=int(metric_interval_s * 1000))
+    failures.install()
     # The session's events so far (at least its session_start), so spans have their parents.
     try:
         from .ledger import read_log
