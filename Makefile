@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.nbcost-installed
 
-.PHONY: demo test test-py test-js test-browser labext bench install clean
+.PHONY: demo test test-py test-js test-browser labext bench install clean focus-validator
 
 # The environment: a venv with nbcost (editable) and everything the tests need.
 $(STAMP): pyproject.toml
@@ -22,8 +22,21 @@ demo: install
 
 test: install test-py test-js test-browser
 
-test-py: install
-	$(BIN)/python -m pytest -q -m "not browser" tests
+test-py: install focus-validator
+	NBCOST_FOCUS_VALIDATOR=$(abspath $(FOCUS_VALIDATOR)) $(BIN)/python -m pytest -q -m "not browser" tests
+
+# The FinOps Foundation's FOCUS validator, in its own venv: 1.0.0 is the release installable on
+# Python 3.11, and it pins pandas, numpy and pandera older than nbcost's. tests/test_focus.py
+# runs it on the FOCUS export. (multimethod<1.11: its pandera does not import with newer ones;
+# pyarrow<18: it reads Parquet with numpy 1.x.)
+FOCUS_VENV := .venv-focus
+FOCUS_VALIDATOR := $(FOCUS_VENV)/bin/focus-validator
+
+$(FOCUS_VALIDATOR):
+	$(PYTHON) -m venv $(FOCUS_VENV)
+	$(FOCUS_VENV)/bin/python -m pip install -q focus-validator==1.0.0 'multimethod<1.11' 'pyarrow<18'
+
+focus-validator: $(FOCUS_VALIDATOR)
 
 # The lab extension (labextension/): node packages from the committed yarn.lock through jlpm
 # (which the venv's jupyterlab provides), built into src/nbcost/labextension and linked into the
@@ -66,4 +79,4 @@ bench: install
 	$(BIN)/python benchmarks/cell_overhead.py
 
 clean:
-	rm -rf build $(VENV)
+	rm -rf build $(VENV) $(FOCUS_VENV)

@@ -159,3 +159,36 @@ def test_a_window_the_kernel_died_in_is_still_interrupted(tmp_path):
 
 def _columns_that_differ(a, b):
     return [n for n in a.column_names if not a.column(n).equals(b.column(n))]
+
+
+def test_focus_is_written_from_events_not_from_the_flat_table(tmp_path):
+    from nbcost.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="built from spend-log events"):
+        export_rows([], tmp_path / "f.csv", "focus")
+
+
+def test_cli_export_writes_the_flat_table_of_spend_logs(tmp_path, capsys):
+    from testmeters import TokenMeter
+
+    from nbcost.cli import main
+
+    tokens = TokenMeter()
+    session = Session(settings=Settings(data_dir=tmp_path / "home", user="t"), meters=[tokens])
+    try:
+        info = session.open_window("cell", cell_id="c1", execution_count=1)
+        tokens.call("m", 1000)
+        session.close_window(info.id)
+        expected = read_export(export_session(session, tmp_path / "live.parquet")[0])
+    finally:
+        session.close()
+    out = tmp_path / "cli.parquet"
+    assert main(["export", "--format", "parquet", str(session.ledger_path), "-o", str(out)]) == 0
+    assert "Wrote" in capsys.readouterr().out
+    table = read_export(out)
+    assert table.schema == expected.schema
+
+    def cells(t):
+        return [(r["window_id"], r["cost_usd"]) for r in t.to_pylist() if r["kind"] == "cell"]
+
+    assert cells(table) == cells(expected) and cells(table)[0][1] > 0

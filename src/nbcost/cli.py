@@ -84,6 +84,60 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from .config import load_settings, profile_config
+    from .ledger import read_logs
+
+    if args.format != "otlp" and not args.output:
+        raise NbcostError(f"--format {args.format} needs -o FILE")
+    if args.format == "focus":
+        from .focus import check_path
+
+        check_path(Path(args.output))  # before reading a team's logs
+    paths = [Path(p) for p in args.paths] or [load_settings(profile_config()).data_dir / "spend"]
+    contents = read_logs(paths)
+    for warning in contents.warnings:
+        print(f"nbcost: {warning}", file=sys.stderr)
+    if not contents.events:
+        raise NbcostError(f"no spend-log events in {', '.join(map(str, paths))}")
+    if args.format == "otlp":
+        from .otel import replay
+
+        if not args.endpoint:
+            raise NbcostError("--format otlp needs --endpoint URL (an OTLP/HTTP collector, "
+                              "e.g. http://localhost:4318)")
+        sent = replay(contents.events, args.endpoint, service_name=args.service_name)
+        print(f"Sent {sent.spans} spans and the spend metrics to {args.endpoint}.")
+        return 0
+    output = Path(args.output)
+    if args.format == "focus":
+        from .focus import focus_table, write_focus
+
+        focus = focus_table(contents.events, args.billing_account, args.gpu_provider)
+        for warning in focus.warnings:
+            print(f"nbcost: {warning}", file=sys.stderr)
+        write_focus(focus, output)
+        rows = len(focus.rows)
+    else:
+        from .export import export_rows
+        from .rows import rows_from_events
+
+        table = rows_from_events(contents.events)
+        export_rows(table, output, args.format)
+        rows = len(table)
+    print(f"Wrote {rows} row{'s' * (rows != 1)} to {output}.")
+    return 0
+
+
+_EXPORT_EXAMPLES = """\
+examples:
+  nbcost export --format focus -o focus.csv              # your own spend logs, FOCUS 1.2 CSV
+  nbcost export --format focus team/spend/ -o q4.parquet --billing-account acme-ml
+  nbcost export --format parquet team/spend/ -o windows.parquet   # the flat table
+  nbcost export --format otlp --endpoint http://localhost:4318 team/spend/
+"""
+
+
 def _cmd_prices(args) -> int:
     from .pricing.describe import describe_prices
 
@@ -113,6 +167,27 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
     report.add_argument("-o", "--output", help="write to this file instead of the terminal")
     report.set_defaults(func=_cmd_report)
+
+    export = sub.add_parser(
+        "export", help="write spend logs as FOCUS, a flat table, or OTLP spans and metrics",
+        description="Write spend logs in another format: a FOCUS 1.2 cost and usage file for "
+                    "FinOps tools (docs/focus.md), the flat table (docs/schema.md), or "
+                    "OpenTelemetry spans and metrics sent to an OTLP/HTTP endpoint.",
+        epilog=_EXPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("paths", nargs="*", help="spend logs or folders (default: your data dir)")
+    export.add_argument("--format", required=True,
+                        choices=("focus", "csv", "jsonl", "parquet", "otlp"),
+                        help="focus: FOCUS 1.2 (.csv or .parquet by -o's extension); csv, jsonl, "
+                             "parquet: the flat table; otlp: spans and metrics to --endpoint")
+    export.add_argument("-o", "--output", help="the file to write (not for otlp)")
+    export.add_argument("--billing-account", default="nbcost",
+                        help="FOCUS BillingAccountId/Name (default: nbcost)")
+    export.add_argument("--gpu-provider", default="Self-hosted",
+                        help="FOCUS ProviderName of GPU rows, e.g. AWS (default: Self-hosted)")
+    export.add_argument("--endpoint", help="OTLP/HTTP base URL, e.g. http://localhost:4318")
+    export.add_argument("--service-name", default="nbcost",
+                        help="OpenTelemetry service.name (default: nbcost)")
+    export.set_defaults(func=_cmd_export)
 
     prices = sub.add_parser("prices", help="show GPU hourly rates, or an LLM model's prices")
     prices.add_argument("model", nargs="?")

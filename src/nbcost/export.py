@@ -1,5 +1,5 @@
 """Writers for the flat spend table: CSV, JSONL and Parquet (and a pandas DataFrame), and the
-reader that brings any of them back.
+reader that brings any of them back; a session's FOCUS file (:mod:`nbcost.focus`).
 
 The table comes from :mod:`nbcost.rows`; every writer follows the declared schema in
 :mod:`nbcost.schema`, so each column has one type whatever the machine: money stays Decimal
@@ -22,7 +22,7 @@ from .schema import arrow_schema, columns_for, from_text, to_plain, typed
 __all__ = ["FORMATS", "dataframe", "export_rows", "export_session", "read_export",
            "session_dataframe", "to_arrow"]
 
-FORMATS = ("csv", "jsonl", "parquet")
+FORMATS = ("csv", "jsonl", "parquet", "focus")  # focus: FOCUS 1.2, .csv or .parquet
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
                ".pq": "parquet"}
 
@@ -71,6 +71,9 @@ def export_rows(rows: list[Mapping[str, Any]], path: Path, fmt: str | None = Non
     if fmt is None:
         raise ConfigError(f"cannot tell the format of {path.name!r}; add --format "
                           f"({'|'.join(FORMATS)}) or use a .csv, .jsonl or .parquet name")
+    if fmt == "focus":
+        raise ConfigError("a FOCUS file is built from spend-log events, not the flat table: "
+                          "use export_session() or `nbcost export --format focus`")
     if fmt not in WRITERS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if path.parent and not path.parent.exists():
@@ -88,6 +91,16 @@ def session_rows(session) -> list[dict[str, Any]]:
 
 
 def export_session(session, path: Path, fmt: str | None = None) -> tuple[Path, int]:
+    """Write the session's table (or, ``fmt="focus"``, its FOCUS rows) to ``path``; return the
+    path and the number of rows. FOCUS leaves unpriced usage out and says so on stderr."""
+    if fmt == "focus":
+        from .focus import focus_table, write_focus
+
+        session.flush()
+        focus = focus_table(read_log(session.ledger_path).events)
+        for warning in focus.warnings:
+            session.warn_once(f"focus:{warning}", f"nbcost: {warning}")
+        return write_focus(focus, path), len(focus.rows)
     rows = session_rows(session)
     return export_rows(rows, path, fmt), len(rows)
 

@@ -97,7 +97,8 @@ def _build_parser() -> _Parser:
     export = command("export", "Write the session's spend log as a table.")
     export.add_argument("path", metavar="PATH", help="the file to write")
     export.add_argument("--format", choices=EXPORT_FORMATS,
-                        help="default: from the file's extension")
+                        help="default: from the file's extension; focus: a FOCUS 1.2 cost and "
+                             "usage file (.csv or .parquet) for FinOps tools")
     prices = command("prices", "Show the prices in effect (GPU rates, or MODEL's LLM price).")
     prices.add_argument("model", nargs="?", metavar="MODEL", help="an LLM model name")
     rate = command("gpu-rate", "Show or override the GPU hourly rate for this session.")
