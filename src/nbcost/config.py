@@ -282,14 +282,20 @@ def _money_or_none(value: Any, what: str, problems: list[str] | None) -> Decimal
         return None
 
 
-def _data_dir(text: str, what: str, fallback: Path, problems: list[str] | None) -> Path:
+def _data_dir(text: Any, what: str, fallback: Path, problems: list[str] | None) -> Path:
     """The folder ``text`` names; one that cannot be a folder is a problem (the fallback then)."""
-    path = Path(text).expanduser()
-    if "\x00" in text:
-        reason = "contains a NUL character"
-    elif path.exists() and not path.is_dir():
-        reason = "is a file, not a folder"
-    else:
+    reason = None
+    try:
+        path = Path(str(text)).expanduser()
+        if "\x00" in str(text):
+            reason = "contains a NUL character"
+        elif path.exists() and not path.is_dir():
+            reason = "is a file, not a folder"
+    except RuntimeError:  # ~someone: no such user
+        reason = "names the home folder of an unknown user"
+    except (OSError, ValueError) as exc:  # a name too long for the filesystem...
+        reason = f"cannot be a folder ({getattr(exc, 'strerror', None) or exc})"
+    if reason is None:
         return path
     _problem(ConfigError(f"{what}={text!r} {reason}; set it to a folder (spend logs go to "
                          f"{fallback} meanwhile)"), problems)

@@ -422,7 +422,7 @@ def _refuse_the_spend_logs(path: Path, session) -> None:
                          "it would destroy it. Export to another file, e.g. `%cost export "
                          "spend.csv`.")
     if inside:
-        raise UsageError(f"%cost export: {path} is inside nbcost's spend-log folder {spend}; "
+        raise UsageError(f"%cost export: {path} is inside nbcost's spend log folder {spend}; "
                          "export to a file outside it.")
 
 
