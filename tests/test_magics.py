@@ -606,3 +606,16 @@ def test_load_ext_with_bad_settings_says_one_line_each_and_loads(monkeypatch, ca
     finally:
         run(ip, "%unload_ext nbcost")
         ip.config = saved
+
+
+def test_a_label_with_a_lone_surrogate_does_not_break_export(shell, tmp_path):
+    """A label made in code can hold a lone surrogate (not UTF-8); the ledger writes it as
+    U+FFFD, so every export of the session still works."""
+    run(shell, "import nbcost\n"
+               "with nbcost.track('bad ' + chr(0xDCFF)):\n"
+               "    tokens.call('m', 1000)")
+    for name in ("out.csv", "out.parquet", "out.jsonl"):
+        result = run(shell, f"%cost export {tmp_path / name}")
+        assert result.success, result.error_in_exec
+    frame = pd.read_parquet(tmp_path / "out.parquet")
+    assert "bad \ufffd" in set(frame["label"])
