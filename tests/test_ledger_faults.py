@@ -227,3 +227,28 @@ def test_usage_the_session_logs_while_failing_is_still_in_its_totals(tmp_path, m
     session.close()
     assert calls_logged(session.ledger_path) == 1
     assert json.loads(session.ledger_path.read_text().splitlines()[-1])["event"] == "session_end"
+
+
+def test_export_while_the_log_cannot_be_written_says_so_and_works_after(tmp_path, monkeypatch,
+                                                                        capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from nbcost.ipython import extension_for
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the data dir's parent should be")
+    monkeypatch.setenv("NBCOST_HOME", str(blocker / "home"))
+    shell = InteractiveShell.instance()
+    assert shell.run_cell("%load_ext nbcost", store_history=True).success
+    try:
+        extension_for(shell).session.add_meter(TokenMeter())
+        extension_for(shell).session.meters["tokens"].call("m", 1000)
+        result = shell.run_cell(f"%cost export {tmp_path / 'out.csv'}", store_history=True)
+        assert type(result.error_in_exec).__name__ == "UsageError"
+        assert "could not be written" in str(result.error_in_exec)
+        blocker.unlink()
+        assert shell.run_cell(f"%cost export {tmp_path / 'out.csv'}", store_history=True).success
+    finally:
+        shell.run_cell("%unload_ext nbcost", store_history=True)
+    assert "Traceback" not in capsys.readouterr().err
+    assert (tmp_path / "out.csv").read_text().count("\n") >= 2

@@ -260,3 +260,17 @@ def test_unwritable_log_location_says_what_to_do_and_keeps_the_events(tmp_path, 
     assert "writable again" in capsys.readouterr().err
     logged = [e["event"] for e in read_log(session.ledger_path).events]
     assert logged == ["session_start", "llm_call", "llm_call", "session_end"]
+
+
+def test_track_takes_tags_as_a_dict_or_text_and_says_what_else_is_wrong(nbcost_home):
+    try:
+        with nbcost.track(7, tags="run=7,env=dev") as t:
+            pass
+        assert t.record.info.label == "7"
+        assert t.record.info.tags == {"run": "7", "env": "dev"}
+        with pytest.raises(nbcost.ConfigError, match="takes a dict"):
+            nbcost.track("x", tags=["run=7"])
+        with pytest.raises(nbcost.ConfigError, match="KEY=VALUE"):
+            nbcost.track("x", tags="novalue")
+    finally:
+        api.set_session(None).close()

@@ -44,7 +44,7 @@ from IPython.display import display
 from .config import parse_money, parse_tags
 from .display.format import format_usd
 from .display.summary import SessionSummary
-from .errors import ConfigError
+from .errors import ConfigError, LedgerError
 from .export import FORMATS as EXPORT_FORMATS
 
 __all__ = ["CellOptions", "CostMagics", "cost_cell_header", "help_text"]
@@ -308,9 +308,17 @@ class CostMagics(Magics):
         _refuse_the_spend_logs(path, self.session)
         try:
             written, rows = export_session(self.session, path, args.format)
+        except LedgerError:  # the log itself could not be written (said when it happened)
+            raise UsageError("%cost export: this session's spend log could not be written (see "
+                             "the nbcost warning above), so there is nothing to export yet; "
+                             "fix the folder or NBCOST_HOME, then export again.") from None
         except (ConfigError, OSError) as exc:
             raise UsageError(f"%cost export: {exc}") from None
         print(f"Wrote {rows} row{'s' * (rows != 1)} to {written}.")
+        unsaved = self.session.unsaved_events
+        if unsaved:
+            print(f"nbcost: {unsaved} event{'s' * (unsaved != 1)} not yet in the spend log (it "
+                  "cannot be written now) are missing from this export.")
 
     def _prices(self, args):
         from .pricing.describe import describe_prices

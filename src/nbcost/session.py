@@ -455,6 +455,11 @@ class Session:
         return {"cell_id": info.cell_id, "execution_count": info.execution_count,
                 "window_id": info.id}
 
+    @property
+    def unsaved_events(self) -> int:
+        """Events kept in memory because the spend log cannot be written now."""
+        return self._ledger.unsaved
+
     def flush(self) -> None:
         """Make sure every event so far is in the spend log (cell edges are written by a
         writer thread within milliseconds; read the file in-process after this)."""
