@@ -22,7 +22,8 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # Walking folder by folder needs openat(); without it (Windows) the plain path is opened.
-_WALK = bool(_NOFOLLOW and _DIRECTORY) and os.open in os.supports_dir_fd and os.mkdir in os.supports_dir_fd
+_WALK = (bool(_NOFOLLOW and _DIRECTORY) and os.open in os.supports_dir_fd
+         and os.mkdir in os.supports_dir_fd)
 
 
 class UnsafeLocation(OSError):
