@@ -89,11 +89,9 @@ def test_a_folder_owned_by_another_user_is_refused(nbcost_home, capsys):
 
 
 @pytest.mark.parametrize("bad", ["../../x", "/etc/passwd", "a/b", ".hidden", "-rf", "x" * 200,
-                                 "nul\x00byte", "sp ace"])
+                                 "sp ace"])
 def test_a_session_id_that_is_not_a_file_name_is_replaced(nbcost_home, tmp_path, monkeypatch,
                                                           capsys, bad):
-    if "\x00" in bad:
-        pytest.skip("an environment variable cannot hold NUL")
     monkeypatch.setenv("NBCOST_SESSION_ID", bad)
     session = Session(load_settings(), meters=[])
     session.close()
