@@ -55,3 +55,52 @@ def test_parse_tags():
     assert parse_tags(["k = v"]) == {"k": "v"}
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_tags(["novalue"])
+
+
+def test_lenient_loading_names_each_bad_value_once_and_ignores_it(tmp_path):
+    """What %load_ext does: one line per bad value (what is wrong, what to do), the rest
+    kept."""
+    from nbcost.config import config_from
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    config = Config()
+    config.NbCost.gpu_rate = -2.0
+    config.NbCost.gpu_rates = {"H100": "abc", "A100": 1.5}
+    config.NbCost.live = "yes please"
+    config.NbCost.llm_prices = {"m": {"input_mtok": 1}}
+    env = {"NBCOST_GPU_RATE": "abc", "NBCOST_TAGS": "novalue,run=7", "NBCOST_HOME": str(a_file),
+           "NBCOST_GPU_RATES": "H100=-1"}
+    problems: list[str] = []
+    settings = load_settings(config_from(config, problems), env, problems=problems)
+    assert len(problems) == 8 and all("\n" not in p and p.endswith("ignored it.")
+                                      for p in problems)
+    text = "\n".join(problems)
+    for expected in ("c.NbCost.gpu_rate must be a non-negative", "c.NbCost.gpu_rates for H100",
+                     "c.NbCost.live must be True or False", "c.NbCost.llm_prices['m'] must give",
+                     "NBCOST_GPU_RATE must be a number", "NBCOST_TAGS entry must look like",
+                     "is a file, not a folder; set it to a folder", "NBCOST_GPU_RATES entry for"):
+        assert expected in text, expected
+    assert settings.gpu_rate_usd_per_hour is None and settings.gpu_rates == {"A100": Decimal("1.5")}
+    assert settings.default_tags == {"run": "7"} and settings.data_dir != a_file
+    assert settings.live is True and settings.llm_prices == {}
+
+
+@pytest.mark.parametrize("home", ["~no-such-user-nbcost/x", "x" * 5000])
+def test_a_data_dir_that_cannot_be_a_folder_is_a_config_error(home):
+    with pytest.raises(ConfigError, match="NBCOST_HOME"):
+        load_settings(NbCost(), {"NBCOST_HOME": home})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1e999999999", "at most"), ("-0", "non-negative"), ("sNaN", "non-negative"),
+    ("1e-40", "at least"), (True, "number of US dollars"),
+])
+def test_absurd_amounts_are_config_errors(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_money(text, "NBCOST_GPU_RATE")
+
+
+def test_tiny_and_long_amounts_stay_small_decimals():
+    assert parse_money("0E-999999999", "x") == 0 and str(parse_money("0E-999999999", "x")) == "0"
+    assert len(str(parse_money("0." + "1" * 100, "x"))) <= 32

@@ -35,15 +35,27 @@ def test_window_edges_are_written_soon_and_money_events_keep_the_order(tmp_path,
     ledger.close()
 
 
-def test_a_field_that_cannot_be_written_is_reported_and_the_rest_kept(tmp_path):
-    errors = []
-    ledger = Ledger(tmp_path / "s.jsonl", {}, on_error=errors.append)
-    ledger.append("cell_start", {"bad": object()}, durable=False)
+def test_odd_field_values_are_written_as_text_not_dropped(tmp_path):
+    """A tag or label nbcost cannot write as JSON (a date, bytes, a lone surrogate, an object)
+    is kept as text; the event is never lost, and the line stays valid UTF-8 for exports."""
+    import datetime as dt
+
+    path = tmp_path / "s.jsonl"
+    ledger = Ledger(path, {})
+    ledger.append("cell_start", {"tags": {"day": dt.date(2026, 1, 2), "raw": b"\xffab",
+                                          "obj": object(), 3: "int key", (1, 2): "tuple key"},
+                                 "label": "bad \udcff label", "wall_s": float("nan")},
+                  durable=False)
     ledger.append("llm_call", {"key": "m"})
     ledger.close()
-    assert [json.loads(l)["event"] for l in (tmp_path / "s.jsonl").read_text().splitlines()] == [
-        "llm_call"]
-    assert len(errors) == 1 and isinstance(errors[0], TypeError)
+    raw = path.read_bytes()
+    raw.decode("utf-8")  # strict: no surrogate escapes made it to disk
+    start, call = [json.loads(line) for line in raw.decode().splitlines()]
+    assert start["tags"]["day"] == "2026-01-02" and start["tags"]["raw"] == "\\xffab"
+    assert start["tags"]["obj"].startswith("<object object") and start["tags"]["3"] == "int key"
+    assert start["tags"]["(1, 2)"] == "tuple key"
+    assert start["label"] == "bad \ufffd label" and start["wall_s"] is None
+    assert call["event"] == "llm_call" and ledger.take_reports() == []
 
 
 def test_reader_skips_a_torn_last_line_and_says_so(tmp_path):

@@ -467,3 +467,155 @@ def test_prices_in_words_with_tier_thresholds(shell, capsys):
     out = capsys.readouterr().out
     assert "$10 per 1,000 web searches" in out
     assert "$3 per million input tokens; $6 above 200,000 input tokens" in out
+
+
+def test_reload_ext_under_a_fixed_session_id_never_double_books(monkeypatch, nbcost_home, srv):
+    """`nbcost run` sets NBCOST_SESSION_ID; a notebook that does `%reload_ext nbcost` starts a
+    second session in the same kernel. It gets its own id (linked to the first by
+    parent_session_id and run_id) and its own window ids, so the report adds up exactly."""
+    from llm_support import expected_cost
+
+    from nbcost.ledger import read_logs
+    from nbcost.report import build_report
+    from nbcost.rows import rows_from_events
+
+    monkeypatch.setenv("NBCOST_SESSION_ID", "run-0123abcd")
+    ip = InteractiveShell.instance()
+    ip.user_ns["make_client"] = lambda: __import__("openai").OpenAI(
+        base_url=srv.base_url("openai", input_tokens=1000, output_tokens=100), api_key=FAKE_KEY,
+        max_retries=0)
+    call = ("make_client().chat.completions.create(model='gpt-4o-mini', "
+            "messages=[{'role': 'user', 'content': 'hi'}])")
+    run(ip, "%load_ext nbcost")
+    try:
+        first = session(ip)
+        run(ip, call)
+        assert run(ip, "%reload_ext nbcost").success
+        second = session(ip)
+        for _ in range(10):
+            run(ip, call)
+    finally:
+        run(ip, "%unload_ext nbcost")
+    assert first.id == "run-0123abcd" and second.id.startswith("run-0123abcd-")
+    events = read_logs([nbcost_home]).events
+    starts = {e["session_id"]: e for e in events if e["event"] == "session_start"}
+    assert starts[second.id]["parent_session_id"] == first.id
+    assert {e.get("run_id") for e in events} == {"run-0123abcd"}
+    window_ids = [e["window_id"] for e in events if e["event"] == "cell_start"]
+    assert len(window_ids) == len(set(window_ids))
+    report = build_report(rows_from_events(events), by="session")
+    per_call = expected_cost("gpt-4o-mini", "openai", input_tokens=1000, output_tokens=100)
+    assert report.total.llm_calls == 11 and report.total.cost_usd == 11 * per_call
+    assert report.sessions == 2 and all(g.cost_usd >= 0 and g.llm_calls >= 0
+                                        for g in report.groups)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("%cost budget 1e999999999", "at most 1,000,000,000,000"),
+    ("%cost budget -0", "non-negative"),
+    ("%cost budget nan", "non-negative"),
+    ("%cost budget inf", "non-negative"),
+    ("%cost budget -5", "non-negative"),
+    ("%cost budget --hard", "--hard needs an amount"),
+    ("%cost budget off --hard", "takes no --hard"),
+    ("%cost gpu-rate 2 --model ''", "--model needs a GPU model name"),
+    ("%cost gpu-rate --model H100", "give the rate for H100"),
+    ("%cost gpu-rate 1e999999999", "at most"),
+    ("%cost llm-price '' --input 1 --output 1", "MODEL must be a model name"),
+    ("%cost llm-price m --input nan --output 1", "non-negative"),
+])
+def test_absurd_amounts_and_half_commands_are_refused_and_change_nothing(shell, line, message):
+    settings = session(shell).settings
+    before = (settings.budget_usd, settings.budget_hard, settings.gpu_rate_usd_per_hour,
+              dict(settings.gpu_rates), dict(settings.llm_prices))
+    result = run(shell, line)
+    assert result.error_in_exec is not None and message in str(result.error_in_exec)
+    assert type(result.error_in_exec).__name__ == "UsageError"
+    assert "%%%" not in str(result.error_in_exec)
+    assert (settings.budget_usd, settings.budget_hard, settings.gpu_rate_usd_per_hour,
+            dict(settings.gpu_rates), dict(settings.llm_prices)) == before
+
+
+@pytest.mark.parametrize("amount", ["1e999999999", "-0", "nan", "inf", "-1", "1e-40"])
+def test_an_absurd_cell_budget_is_one_usage_error_and_later_cells_run_clean(shell, capsys,
+                                                                            amount):
+    result = run(shell, f"%%cost --budget {amount}\nran = True")
+    assert type(result.error_in_exec).__name__ == "UsageError"
+    assert "argument --budget: the amount must" in str(result.error_in_exec)
+    assert "usage: %%cost [" in str(result.error_in_exec)
+    capsys.readouterr()
+    assert run(shell, "tokens.call('m', 1000)").success
+    assert "Error" not in capsys.readouterr().err
+
+
+def test_usage_lines_name_the_command_that_was_mistyped(shell):
+    cell = run(shell, "%%cost --frobnicate\nx = 1").error_in_exec
+    assert "usage: %%cost [--label LABEL]" in str(cell) and "%%%" not in str(cell)
+    budget = run(shell, "%cost budget 5 extra").error_in_exec
+    assert "usage: %cost budget [-" in str(budget) or "usage: %cost budget" in str(budget)
+
+
+def test_help_flags_print_help_instead_of_an_error(shell, capsys):
+    assert run(shell, "%cost budget -h").success
+    assert "usage: %cost budget" in capsys.readouterr().out
+    assert run(shell, "%%cost --help\nran_body = 1").success
+    assert "usage: %%cost" in capsys.readouterr().out and shell.user_ns["ran_body"] == 1
+
+
+def test_export_onto_the_live_spend_log_is_refused(shell):
+    log = session(shell).ledger_path
+    session(shell).flush()
+    before = log.read_bytes()
+    for target in (str(log), str(log.parent / "other.csv")):
+        result = run(shell, f"%cost export '{target}' --format csv")
+        assert type(result.error_in_exec).__name__ == "UsageError"
+        assert "spend log" in str(result.error_in_exec)
+    assert log.read_bytes().startswith(before)
+    assert not (log.parent / "other.csv").exists()
+
+
+def test_load_ext_with_bad_settings_says_one_line_each_and_loads(monkeypatch, capsys):
+    """Bad NBCOST_* values and c.NbCost values: one line each (what is wrong, what to do), the
+    bad setting ignored, nbcost loaded, never a traceback."""
+    from traitlets.config import Config
+
+    monkeypatch.setenv("NBCOST_GPU_RATE", "abc")
+    monkeypatch.setenv("NBCOST_TAGS", "novalue,team=ml")
+    monkeypatch.setenv("NBCOST_GPU_RATES", "H100=-2,A100=1.5")
+    ip = InteractiveShell.instance()
+    saved = ip.config
+    config = Config()
+    config.NbCost.gpu_rate = "cheap"
+    config.NbCost.llm_prices = {"m": 5}
+    config.NbCost.colour = "blue"
+    ip.config = config
+    try:
+        result = run(ip, "%load_ext nbcost")
+        err = capsys.readouterr().err
+        assert result.success and extension_for(ip) is not None
+        lines = [line for line in err.splitlines() if line.startswith("nbcost: ")
+                 and "GPU" not in line.split(":")[1][:4]]
+        for expected in ("NBCOST_GPU_RATE must be", "NBCOST_TAGS entry must look like KEY=VALUE",
+                         "NBCOST_GPU_RATES entry for H100", "c.NbCost.gpu_rate must be a number",
+                         "c.NbCost.llm_prices['m'] must give", "c.NbCost.colour is not"):
+            assert sum(expected in line for line in lines) == 1, (expected, err)
+        assert "Traceback" not in err
+        settings = session(ip).settings
+        assert settings.default_tags == {"team": "ml"} and settings.gpu_rate_usd_per_hour is None
+        assert settings.gpu_rates == {"A100": Decimal("1.5")}
+    finally:
+        run(ip, "%unload_ext nbcost")
+        ip.config = saved
+
+
+def test_a_label_with_a_lone_surrogate_does_not_break_export(shell, tmp_path):
+    """A label made in code can hold a lone surrogate (not UTF-8); the ledger writes it as
+    U+FFFD, so every export of the session still works."""
+    run(shell, "import nbcost\n"
+               "with nbcost.track('bad ' + chr(0xDCFF)):\n"
+               "    tokens.call('m', 1000)")
+    for name in ("out.csv", "out.parquet", "out.jsonl"):
+        result = run(shell, f"%cost export {tmp_path / name}")
+        assert result.success, result.error_in_exec
+    frame = pd.read_parquet(tmp_path / "out.parquet")
+    assert "bad \ufffd" in set(frame["label"])

@@ -242,9 +242,35 @@ def test_track_works_in_plain_python(nbcost_home):
         api.set_session(None).close()
 
 
-def test_unwritable_log_location_says_what_to_do(tmp_path, monkeypatch):
+def test_unwritable_log_location_says_what_to_do_and_keeps_the_events(tmp_path, monkeypatch,
+                                                                       capsys):
+    """A data dir that cannot be created is said once with what to do; the session still runs,
+    and once the folder can be made its held events are all written."""
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    monkeypatch.setenv("NBCOST_HOME", str(blocker))
-    with pytest.raises(nbcost.LedgerError, match="NBCOST_HOME"):
-        Session(load_settings(), meters=[])
+    monkeypatch.setenv("NBCOST_HOME", str(blocker / "home"))
+    session = Session(load_settings(), meters=[TokenMeter()])
+    err = capsys.readouterr().err
+    assert "cannot write the spend log" in err and "NBCOST_HOME" in err
+    session.meters["tokens"].call("m", 1000)
+    assert session.total_usd == Decimal("0.002")
+    blocker.unlink()  # the way is clear now
+    session.meters["tokens"].call("m", 1000)
+    session.close()
+    assert "writable again" in capsys.readouterr().err
+    logged = [e["event"] for e in read_log(session.ledger_path).events]
+    assert logged == ["session_start", "llm_call", "llm_call", "session_end"]
+
+
+def test_track_takes_tags_as_a_dict_or_text_and_says_what_else_is_wrong(nbcost_home):
+    try:
+        with nbcost.track(7, tags="run=7,env=dev") as t:
+            pass
+        assert t.record.info.label == "7"
+        assert t.record.info.tags == {"run": "7", "env": "dev"}
+        with pytest.raises(nbcost.ConfigError, match="takes a dict"):
+            nbcost.track("x", tags=["run=7"])
+        with pytest.raises(nbcost.ConfigError, match="KEY=VALUE"):
+            nbcost.track("x", tags="novalue")
+    finally:
+        api.set_session(None).close()

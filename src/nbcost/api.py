@@ -8,9 +8,11 @@ from __future__ import annotations
 import atexit
 import threading
 from decimal import Decimal
-from typing import Mapping
+from typing import Any, Mapping
 
+from .config import parse_tags
 from .display.format import format_usd
+from .errors import ConfigError
 from .records import MeterTotals, WindowRecord
 from .session import Session
 
@@ -83,9 +85,10 @@ class track:  # noqa: N801 - used like a function: `with nbcost.track("label") a
         Out[2]: Decimal('1.92')
     """
 
-    def __init__(self, label: str | None = None, tags: Mapping[str, str] | None = None) -> None:
-        self.tracked = Tracked(label)
-        self._tags = dict(tags or {})
+    def __init__(self, label: str | None = None,
+                 tags: Mapping[str, str] | str | None = None) -> None:
+        self.tracked = Tracked(None if label is None else str(label))
+        self._tags = _tags_of(tags)
         self._session: Session | None = None
         self._window_id: str | None = None
 
@@ -97,3 +100,15 @@ class track:  # noqa: N801 - used like a function: `with nbcost.track("label") a
     def __exit__(self, exc_type, exc, tb) -> None:
         status = "ok" if exc_type is None else "error"
         self.tracked.record = self._session.close_window(self._window_id, status)
+
+
+def _tags_of(tags: Any) -> dict[str, str]:
+    """``{"run": "7"}`` or ``"run=7,env=dev"`` as text tags; anything else is a ConfigError."""
+    if tags is None:
+        return {}
+    if isinstance(tags, str):
+        return parse_tags(tags, "a tag of track()")
+    if isinstance(tags, Mapping):
+        return {str(k): str(v) for k, v in tags.items()}
+    raise ConfigError(f"track(tags=...) takes a dict like {{'run': '7'}} or text like "
+                      f"'run=7,env=dev'; got {type(tags).__name__} {tags!r}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import IPython
 
 from . import api, display
-from .config import NbCost, load_settings
+from .config import config_from, load_settings
 from .records import WindowRecord
 from .session import Session
 
@@ -39,7 +39,13 @@ class CostExtension:
 
     def __init__(self, shell) -> None:
         self.shell = shell
-        self.session = Session(load_settings(NbCost(parent=shell)))
+        # A bad setting is one line that says what to do, and is ignored: never a traceback.
+        problems: list[str] = []
+        settings = load_settings(config_from(getattr(shell, "config", None), problems),
+                                 problems=problems)
+        for problem in problems:
+            print(f"nbcost: {problem}", file=sys.stderr, flush=True)
+        self.session = Session(settings)
         self.cell_window_id: str | None = None
         self._cell_id: str | None = None
         self._depth = 0  # run_cells under way (%%capture runs one inside); silent ones don't count

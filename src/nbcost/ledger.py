@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import math
 import os
 import threading
 import time
@@ -56,10 +57,49 @@ def _encode(value: Any) -> Any:
         return list(value)
     if isinstance(value, Path):
         return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to the spend log")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return str(value)  # a tag or label of any other type is kept as its text, never dropped
 
 
-_ENCODER = json.JSONEncoder(default=_encode, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(default=_encode, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` made writable as JSON: text keys, no lone surrogates (they are not UTF-8 and
+    would break every export of the line), no NaN. Only for a record the fast path refused."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, Mapping):
+        return {_plain(_key(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    return _plain(_encode(value))
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    return _encode(key) if isinstance(key, (bytes, bytearray, dt.date, Decimal)) else str(key)
+
+
+def _line(record: Mapping[str, Any]) -> bytes:
+    """One event as a JSON line (UTF-8 bytes with the newline)."""
+    try:
+        return (_ENCODER.encode(record) + "\n").encode()
+    except (TypeError, ValueError):  # odd keys, NaN, a lone surrogate: the slow, careful path
+        return (_ENCODER.encode(_plain(record)) + "\n").encode()
+
+
+#: The most events held in memory while the log cannot be written; older ones are dropped.
+MAX_HELD = 50_000
 
 
 class Ledger:
@@ -71,13 +111,22 @@ class Ledger:
     two syscalls per cell, each of which hands the GIL to whatever thread waits for it (IPython's
     history writer does, after every cell). A durable append first writes everything queued before
     it, so the file keeps the order events happened in.
+
+    The ledger never raises for a log it cannot write (a full disk, a read-only or deleted folder,
+    a folder another user planted: see :mod:`nbcost.logfile`): it holds the events in memory,
+    retries with every new event, re-creates a deleted log, and starts on a fresh line after a
+    write cut short. What the user should hear about is queued as text for :meth:`take_reports`:
+    the ledger itself never calls back into its owner, so no lock of the owner's can ever wait on
+    the ledger's write lock while the writer thread waits on it (the kernel would hang).
+    A failure is said at once, then at most once per ``report_every_s`` while it lasts, with the
+    number of events not yet saved; recovery and any events lost are said too.
     """
 
-    def __init__(self, path: Path, common: Mapping[str, Any],
-                 on_error: Callable[[Exception], None] | None = None) -> None:
+    def __init__(self, path: Path, common: Mapping[str, Any], *, root: Path | None = None,
+                 report_every_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self.root = root if root is not None else path.parent  # created folders start below it
         self.common = dict(common)  # fields every event carries: session, notebook, user...
-        self._on_error = on_error or (lambda exc: None)
         # Event ids: a random prefix per log and a counter, unique without a syscall per event.
         self._id_prefix = uuid.uuid4().hex[:16]
         self._sequence = itertools.count()
@@ -85,17 +134,25 @@ class Ledger:
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise LedgerError(
-                f"nbcost cannot write its spend log at {path}: {exc.strerror}. "
-                f"Set NBCOST_HOME to a writable folder."
-            ) from exc
+        # Under _write_lock: encoded lines not yet in the file, and the file's state.
+        self._held: deque[bytes] = deque()
+        self._fd: int | None = None
+        self._torn = False  # the file ends in a partial line: write a newline before the next
+        self._failure: OSError | None = None  # why the held lines are not written yet
+        self._dropped = 0  # events lost for good (more than MAX_HELD held)
+        # Reports for the owner, appended under _write_lock, taken by any thread (deque ops are
+        # atomic); rate limiting by ``clock``.
+        self._reports: deque[str] = deque()
+        self._report_every_s = report_every_s
+        self._clock = clock
+        self._last_report = 0.0
+        with self._write_lock:
+            self._reopen()
         self._writer = threading.Thread(target=self._write_when_woken, name="nbcost-ledger",
                                         daemon=True)
         self._writer.start()
+
+    # -- appending ------------------------------------------------------------------------
 
     def append(self, event: str, fields: Mapping[str, Any], at: float | str | None = None,
                durable: bool = True) -> dict:
@@ -119,23 +176,132 @@ class Ledger:
         return record
 
     def flush(self) -> None:
-        """Write every event queued so far; return once they reached the OS."""
+        """Write every event queued so far; return once they reached the OS (or, when the log
+        cannot be written now, once they are held for the next try and the failure reported)."""
         with self._write_lock:
-            lines = []
             while self._queue:
                 record = self._queue.popleft()
                 try:
-                    lines.append(_ENCODER.encode(record))
-                except (TypeError, ValueError) as exc:  # one bad field must not lose the rest
-                    self._on_error(exc)
-            if not lines or self._fd is None:
+                    self._hold(_line(record))
+                except Exception as exc:  # noqa: BLE001 - e.g. a value that contains itself
+                    self._reports.append(f"nbcost: a {record.get('event')} event could not be "
+                                         f"written to the spend log ({type(exc).__name__}: "
+                                         f"{exc}) and is lost.")
+            if self._held:
+                self._write_held()
+
+    @property
+    def unsaved(self) -> int:
+        """Events held in memory because the log could not be written (yet)."""
+        return len(self._held)
+
+    @property
+    def has_reports(self) -> bool:
+        return bool(self._reports)
+
+    def take_reports(self) -> list[str]:
+        """What the user should be told about the log since the last call (any thread)."""
+        reports = []
+        while self._reports:
+            reports.append(self._reports.popleft())
+        return reports
+
+    # -- writing (under _write_lock) -------------------------------------------------------
+
+    def _hold(self, line: bytes) -> None:
+        if len(self._held) >= MAX_HELD:
+            self._held.popleft()
+            self._dropped += 1
+        self._held.append(line)
+
+    def _write_held(self) -> None:
+        if self._fd is not None and self._deleted():
+            os.close(self._fd)
+            self._fd = None
+            self._reports.append(f"nbcost: the spend log {self.path} was deleted while in use; "
+                                 "nbcost writes a new one there from now on.")
+        if self._fd is None and not self._reopen():
+            return
+        data = memoryview(b"\n" * self._torn + b"".join(self._held))
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
+        except OSError as exc:
+            self._keep_unwritten(written)
+            self._failed(exc)
+            return
+        self._held.clear()
+        self._torn = False
+        self._recovered()
+
+    def _keep_unwritten(self, written: int) -> None:
+        """After a write cut short: forget the lines that made it whole; a line cut in two stays
+        held (whole) and the file gets a newline first, so its torn half is a corrupt line the
+        reader skips, not the start of the next event."""
+        if self._torn:
+            if written == 0:
                 return
-            data = ("\n".join(lines) + "\n").encode()
-            try:
-                while data:
-                    data = data[os.write(self._fd, data):]
-            except OSError as exc:
-                self._on_error(exc)
+            written -= 1
+            self._torn = False
+        while self._held and len(self._held[0]) <= written:
+            written -= len(self._held.popleft())
+        if written:
+            self._torn = True
+
+    def _deleted(self) -> bool:
+        try:
+            return os.fstat(self._fd).st_nlink == 0
+        except OSError:
+            return True
+
+    def _reopen(self) -> bool:
+        from .logfile import open_log
+
+        try:
+            self._fd = open_log(self.root, self.path)
+            size = os.fstat(self._fd).st_size
+            self._torn = bool(size) and os.pread(self._fd, 1, size - 1) != b"\n"
+        except OSError as exc:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._failed(exc)
+            return False
+        return True
+
+    def _failed(self, exc: OSError) -> None:
+        from .logfile import advice
+
+        first = self._failure is None
+        self._failure = exc
+        now = self._clock()
+        if not first and now - self._last_report < self._report_every_s:
+            return
+        self._last_report = now
+        reason = exc.strerror or str(exc)
+        held = len(self._held)
+        what = f"{held} event{'s' * (held != 1)} not saved yet"
+        if self._dropped:
+            what += f", {self._dropped} lost (more than {MAX_HELD} held)"
+        if first:
+            self._reports.append(
+                f"nbcost: cannot write the spend log {self.path} ({reason}); {what}, kept in "
+                f"memory and retried with each new event ({advice(exc)}). Costs are still shown; "
+                "unsaved events are lost if the kernel stops first.")
+        else:
+            self._reports.append(f"nbcost: still cannot write the spend log {self.path} "
+                                 f"({reason}); {what} ({advice(exc)}).")
+
+    def _recovered(self) -> None:
+        if self._failure is None:
+            return
+        self._failure = None
+        self._last_report = 0.0
+        lost = f"; {self._dropped} older events were lost" if self._dropped else ""
+        self._dropped = 0
+        self._reports.append(f"nbcost: the spend log {self.path} is writable again; the events "
+                             f"held meanwhile are saved{lost}.")
 
     def _write_when_woken(self) -> None:
         while not self._closed:
@@ -144,7 +310,8 @@ class Ledger:
             self.flush()
 
     def close(self) -> None:
-        """Write what is queued and close the file. Idempotent."""
+        """Write what is queued and close the file. Idempotent; events that still cannot be
+        written are reported as lost."""
         if self._closed:
             return
         self._closed = True
@@ -153,6 +320,13 @@ class Ledger:
             self._writer.join(timeout=5)
         self.flush()
         with self._write_lock:
+            if self._held:
+                lost = len(self._held) + self._dropped
+                reason = self._failure.strerror if self._failure else "not writable"
+                self._reports.append(f"nbcost: {lost} event{'s' * (lost != 1)} could not be "
+                                     f"written to the spend log {self.path} ({reason}) and are "
+                                     "lost.")
+                self._held.clear()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from IPython.display import display
 from .config import parse_money, parse_tags
 from .display.format import format_usd
 from .display.summary import SessionSummary
-from .errors import ConfigError
+from .errors import ConfigError, LedgerError
 from .export import FORMATS as EXPORT_FORMATS
 
 __all__ = ["CellOptions", "CostMagics", "cost_cell_header", "help_text"]
@@ -54,7 +55,8 @@ class _Parser(MagicArgumentParser):
     help is plain text (``%cost?`` prints it as is)."""
 
     def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        # Never IPython's MagicHelpFormatter: it puts a "%" before the prog ("%%%cost").
+        kwargs["formatter_class"] = argparse.RawDescriptionHelpFormatter
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
@@ -64,8 +66,8 @@ class _Parser(MagicArgumentParser):
 def _money(text: str) -> Decimal:
     try:
         return parse_money(text, "the amount")
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
+    except ConfigError as exc:  # argparse shows this message after the option's name
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 _money.__name__ = "amount in USD"  # argparse names the type in its error message
@@ -214,9 +216,14 @@ class CostMagics(Magics):
         if not words:
             display(SessionSummary(self.session))
             return None
+        if words[0] in ("-h", "--help", "help"):
+            print(help_text())
+            return None
         if words[0] not in _COMMANDS:
             raise UsageError(f"unknown sub-command {words[0]!r} of %cost.\n\n{help_text()}")
-        args = _PARSER.parse_args(words)
+        args = _parse(words[0], words[1:])
+        if args is None:  # --help: printed
+            return None
         return getattr(self, "_" + args.command.replace("-", "_"))(args)
 
     cost.__doc__ = help_text()
@@ -231,7 +238,10 @@ class CostMagics(Magics):
         """``%%cost`` run as a cell magic: the same annotation, and the body run as ``%%time``
         runs it (IPython's transform and compile path)."""
         __tracebackhide__ = True
-        options = _cell_options(_PARSER.parse_args(["cell", *_split(line)]))
+        args = _parse("cell", _split(line))
+        if args is None:  # --help: printed; run the body as it is
+            return self._run_body(cell, local_ns)
+        options = _cell_options(args)
         opened = self.extension.cost_cell(options)
         status = "ok"
         try:
@@ -261,6 +271,12 @@ class CostMagics(Magics):
 
     def _budget(self, args):
         settings = self.session.settings
+        if args.amount is None and args.hard:
+            current = (f" (to make the current {format_usd(settings.budget_usd)} budget hard: "
+                       f"`%cost budget {settings.budget_usd} --hard`)"
+                       if settings.budget_usd is not None else "")
+            raise UsageError("--hard needs an amount: `%cost budget USD --hard` refuses LLM calls "
+                             f"once USD is spent{current}.\n" + _usage("budget"))
         if args.amount is None:
             if settings.budget_usd is None:
                 print("No session budget. Set one with `%cost budget USD [--hard]`.")
@@ -270,6 +286,9 @@ class CostMagics(Magics):
                       f"spent {format_usd(self.session.total_usd, self.session.unpriced)}.")
             return
         if args.amount.lower() == "off":
+            if args.hard:
+                raise UsageError("`%cost budget off` clears the budget; it takes no --hard.\n"
+                                 + _usage("budget"))
             settings.budget_usd, settings.budget_hard = None, False
             self.session.log("budget", {"action": "cleared", "scope": "session"})
             print("Session budget cleared.")
@@ -287,11 +306,20 @@ class CostMagics(Magics):
         from .export import export_session
 
         path = Path(args.path).expanduser()
+        _refuse_the_spend_logs(path, self.session)
         try:
             written, rows = export_session(self.session, path, args.format)
+        except LedgerError:  # the log itself could not be written (said when it happened)
+            raise UsageError("%cost export: this session's spend log could not be written (see "
+                             "the nbcost warning above), so there is nothing to export yet; "
+                             "fix the folder or NBCOST_HOME, then export again.") from None
         except (ConfigError, OSError) as exc:
             raise UsageError(f"%cost export: {exc}") from None
         print(f"Wrote {rows} row{'s' * (rows != 1)} to {written}.")
+        unsaved = self.session.unsaved_events
+        if unsaved:
+            print(f"nbcost: {unsaved} event{'s' * (unsaved != 1)} not yet in the spend log (it "
+                  "cannot be written now) are missing from this export.")
 
     def _prices(self, args):
         from .pricing.describe import describe_prices
@@ -300,12 +328,20 @@ class CostMagics(Magics):
 
     def _gpu_rate(self, args):
         settings = self.session.settings
+        if args.model is not None and not args.model.strip():
+            raise UsageError("--model needs a GPU model name, like H100; leave --model out to set "
+                             "every GPU's rate.\n" + _usage("gpu-rate"))
+        if args.usd_per_gpu_hour is None and args.model is not None:
+            raise UsageError(f"give the rate for {args.model} GPUs: `%cost gpu-rate USD --model "
+                             f"{args.model}` (`%cost gpu-rate` alone shows the rates).\n"
+                             + _usage("gpu-rate"))
         if args.usd_per_gpu_hour is None:
             from .pricing.describe import describe_gpu_rates
 
             print(describe_gpu_rates(self.session))
             return
-        if args.model:
+        if args.model is not None:
+            args.model = args.model.strip()
             settings.gpu_rates[args.model] = args.usd_per_gpu_hour
             scope = f"{args.model} GPUs"
         else:
@@ -316,6 +352,9 @@ class CostMagics(Magics):
         print(f"GPU rate: ${args.usd_per_gpu_hour}/GPU-hour for {scope} in this session.")
 
     def _llm_price(self, args):
+        if not args.model.strip():
+            raise UsageError("MODEL must be a model name as the API reports it, like gpt-4o.\n"
+                             + _usage("llm-price"))
         units = {"input_mtok": args.input, "output_mtok": args.output}
         if args.cached is not None:
             units["cache_read_mtok"] = args.cached
@@ -357,8 +396,43 @@ class CostMagics(Magics):
 
     def _reset(self, _args):
         old = self.session.ledger_path
-        self.session.reset()
+        self.session.reset()  # never raises: an unwritable log is said, and its events kept
         print(f"nbcost: started a new session {self.session.id[:8]}; the old one's log stays at {old}.")
+
+
+def _parse(command: str, words: list[str]):
+    """``words`` parsed by ``command``'s own parser (so a mistake shows that command's usage
+    line); None after printing its help for ``-h``/``--help``."""
+    parser = _COMMANDS[command]
+    if "-h" in words or "--help" in words:
+        print(parser.format_help())
+        return None
+    args = parser.parse_args(words)
+    args.command = command
+    return args
+
+
+def _usage(command: str) -> str:
+    return _COMMANDS[command].format_usage().strip()
+
+
+def _refuse_the_spend_logs(path: Path, session) -> None:
+    """``%cost export`` must not overwrite a spend log: the live one, or any under spend/."""
+    target = Path(os.path.abspath(path))
+    live = Path(os.path.abspath(session.ledger_path))
+    spend = Path(os.path.abspath(session.settings.data_dir / "spend"))
+    try:
+        same = target == live or (target.exists() and os.path.samefile(target, live))
+        inside = target.resolve().is_relative_to(spend.resolve()) or target.is_relative_to(spend)
+    except (OSError, ValueError, RuntimeError):
+        same, inside = False, False
+    if same:
+        raise UsageError(f"%cost export: {path} is this session's live spend log; exporting onto "
+                         "it would destroy it. Export to another file, e.g. `%cost export "
+                         "spend.csv`.")
+    if inside:
+        raise UsageError(f"%cost export: {path} is inside nbcost's spend log folder {spend}; "
+                         "export to a file outside it.")
 
 
 def _parse_money(text: str, what: str) -> Decimal:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import sys
 import threading
 import time
@@ -29,6 +30,12 @@ __all__ = ["Session", "notebook_identity"]
 Listener = Callable[[dict], None]
 # Events the ledger may queue for its writer thread (everything else is written before it returns).
 WINDOW_EDGE_EVENTS = frozenset({"cell_start", "cell_end", "track_start", "track_end"})
+#: A session id is a file name: no path separators, no leading dot, a sane length.
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def valid_session_id(text: str) -> bool:
+    return bool(_SESSION_ID.fullmatch(text))
 
 
 def notebook_identity(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
@@ -69,51 +76,90 @@ class Session:
         Out[3]: (Decimal('0.0132'), Decimal('0.0132'))
     """
 
+    #: Session ids started in this process: an id is never used twice (a second ``%load_ext``
+    #: under ``nbcost run``, which sets NBCOST_SESSION_ID, gets a new one linked to it).
+    _ids_taken: set[str] = set()
+    _ids_lock = threading.Lock()
+
     def __init__(self, settings: Settings | None = None, meters: list[Meter] | None = None,
                  notebook: Mapping[str, str | None] | None = None,
                  session_id: str | None = None) -> None:
-        self.settings = settings or load_settings()
+        self._lock = threading.RLock()
+        self._warned: set[str] = set()
+        if settings is None:  # bad settings are said and skipped, never fatal
+            problems: list[str] = []
+            settings = load_settings(problems=problems)
+            for problem in problems:
+                self.warn_once(f"config:{problem}", f"nbcost: {problem}")
+        self.settings = settings
         self.notebook = dict(notebook or notebook_identity())
         self.enabled = True  # `%cost off` stops recording cells; meters' usage is still logged
-        self._lock = threading.RLock()
         self._listeners: list[Listener] = []
-        self._warned: set[str] = set()
         self.meters: dict[str, Meter] = {}
         self._open: dict[str, _Window] = {}
         # Windows that `%cost reset` or `close()` ended while their code still ran: the code's
         # own close (track's __exit__, post_run_cell) gets this record instead of an error.
         self._ended_early: dict[str, WindowRecord] = {}
         self.budgets = Budgets(self.settings, self._emit)
-        self._begin(session_id or os.environ.get("NBCOST_SESSION_ID") or uuid.uuid4().hex)
+        requested = session_id or os.environ.get("NBCOST_SESSION_ID") or None
+        if requested is not None and not valid_session_id(requested):
+            self.warn_once("session-id", f"nbcost: the session id {requested!r} (NBCOST_SESSION_ID)"
+                           " is not usable as a file name (letters, digits, '.', '_' and '-', up "
+                           "to 128, not starting with '.' or '-'); a new random id is used.")
+            requested = None
+        #: The id ``nbcost run`` (or whoever set NBCOST_SESSION_ID) asked for: every session of
+        #: this process carries it as ``run_id`` and derives its own id from it.
+        self.run_id = requested
+        self._begin(requested, parent=None)
         for meter in meters if meters is not None else _default_meters():
             self.add_meter(meter)
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    def _begin(self, session_id: str) -> None:
-        self.id = session_id
+    def _begin(self, requested: str | None, parent: str | None) -> None:
         self.started_at = time.time()
+        day = iso_utc(self.started_at)[:10]
+        spend = self.settings.data_dir / "spend" / day
+        self.id = self._claim_id(requested, spend)
+        #: The session this one follows in this process (`%cost reset`, a second `%load_ext`).
+        self.parent_session_id = parent if parent is not None else (
+            requested if requested is not None and self.id != requested else None)
         self.ended_at: float | None = None
-        self._window_numbers = itertools.count(1)  # window ids: session prefix + number
+        # Window ids: a random prefix per session + a number, so they are unique for ever
+        # (not derived from the session id, which a later session may share a prefix with).
+        self._window_prefix = uuid.uuid4().hex[:16]
+        self._window_numbers = itertools.count(1)
         self.records: list[WindowRecord] = []
         self.usages: list[Usage] = []
         self._tallies: dict[str, Tally] = {}
         self.budgets.session_changed()
-        day = iso_utc(self.started_at)[:10]
-        self.ledger_path = self.settings.data_dir / "spend" / day / f"{self.id}.jsonl"
+        self.ledger_path = spend / f"{self.id}.jsonl"
         self._ledger = Ledger(self.ledger_path, {
             "session_id": self.id,
+            **({"run_id": self.run_id} if self.run_id else {}),
             **self.notebook,
             "user": self.settings.user,
             "team": self.settings.team,
             "project": self.settings.project,
-        }, on_error=self._ledger_failed)
+        }, root=self.settings.data_dir)
+        self._say_ledger_reports()
         self._emit("session_start", {
             "pid": os.getpid(),
             "python": sys.version.split()[0],
             "tags": dict(self.settings.default_tags),
             "started_at": iso_utc(self.started_at),
+            "parent_session_id": self.parent_session_id,
         })
+
+    def _claim_id(self, requested: str | None, spend) -> str:
+        """``requested`` if no session of this process used it and no log of it exists today,
+        else ``<requested>-<8 hex>`` (found by ``<requested>*.jsonl``); a random id without one."""
+        with Session._ids_lock:
+            candidate = requested or uuid.uuid4().hex
+            while candidate in Session._ids_taken or os.path.lexists(spend / f"{candidate}.jsonl"):
+                candidate = f"{requested}-{uuid.uuid4().hex[:8]}" if requested else uuid.uuid4().hex
+            Session._ids_taken.add(candidate)
+            return candidate
 
     def close(self) -> None:
         """End the session: close open windows, stop the meters, write ``session_end``."""
@@ -124,6 +170,7 @@ class Session:
             self.run_safely(f"stopping the {meter.name} meter", meter.stop)
         self._write_session_end()
         self._ledger.close()
+        self._say_ledger_reports()
 
     def reset(self) -> None:
         """``%cost reset``: end this session's log and start a fresh session, meters kept.
@@ -131,7 +178,8 @@ class Session:
         self._interrupt_open_windows()
         self._write_session_end()
         self._ledger.close()
-        self._begin(uuid.uuid4().hex)
+        self._say_ledger_reports()
+        self._begin(self.run_id, parent=self.id)
 
     def _interrupt_open_windows(self) -> None:
         for window_id in reversed(list(self._open)):
@@ -221,7 +269,8 @@ class Session:
         with self._lock:
             parent = next(reversed(self._open.values()), None)
             info = WindowInfo(
-                id=f"{self.id[:16]}{next(self._window_numbers):06x}", kind=kind, start=time.time(), label=label,
+                id=f"{self._window_prefix}{next(self._window_numbers):06x}", kind=kind,
+                start=time.time(), label=label,
                 tags={**self.settings.default_tags, **(tags or {})}, cell_id=cell_id,
                 execution_count=execution_count, parent_id=parent.info.id if parent else None,
             )
@@ -406,25 +455,36 @@ class Session:
         return {"cell_id": info.cell_id, "execution_count": info.execution_count,
                 "window_id": info.id}
 
+    @property
+    def unsaved_events(self) -> int:
+        """Events kept in memory because the spend log cannot be written now."""
+        return self._ledger.unsaved
+
     def flush(self) -> None:
         """Make sure every event so far is in the spend log (cell edges are written by a
         writer thread within milliseconds; read the file in-process after this)."""
         self._ledger.flush()
+        self._say_ledger_reports()
 
     def _emit(self, event: str, fields: Mapping[str, Any], at=None) -> None:
         try:
             payload = self._ledger.append(event, fields, at=at,
                                           durable=event not in WINDOW_EDGE_EVENTS)
-        except Exception as exc:  # noqa: BLE001 - a full disk must not break the user's cell
-            self._ledger_failed(exc)
+        except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's cell
+            self.warn_once(f"ledger:{type(exc).__name__}",
+                           f"nbcost: could not log a {event} event ({exc}); costs are still shown.")
             return
+        if self._ledger.has_reports:  # a write failed or recovered: say so (outside its lock)
+            self._say_ledger_reports()
         if self._listeners:
             for listener in list(self._listeners):
                 self.run_safely("a display listener", lambda fn=listener: fn(payload))
 
-    def _ledger_failed(self, exc: Exception) -> None:
-        self.warn_once("ledger", f"nbcost: could not write the spend log ({exc}); "
-                                 f"costs are still shown but not saved.")
+    def _say_ledger_reports(self) -> None:
+        """Print what the ledger queued about its log (failures, recovery, losses). Called on
+        this side of the ledger's lock only: the ledger never calls into the session."""
+        for report in self._ledger.take_reports():
+            print(report, file=sys.stderr, flush=True)
 
     def run_safely(self, what: str, action: Callable[[], Any]) -> Any:
         """Run nbcost's own work (``what`` names it); a failure becomes one warning and a

@@ -54,8 +54,8 @@ def parse_visible_devices(value: str | None) -> list[str] | None:
     entries = []
     for raw in value.split(","):
         entry = raw.strip()
-        if not entry or (entry.lstrip("-").isdigit() and int(entry) < 0):
-            break  # CUDA ignores everything from the first invalid entry on
+        if not entry or entry.startswith("-"):
+            break  # CUDA ignores everything from the first invalid entry on (-1 hides all)
         entries.append(entry)
     return entries
 
@@ -94,7 +94,7 @@ class _Finder:
         return matches[0] if len(matches) == 1 else None
 
     def resolve(self, entry: str) -> list[tuple[Any, bool]] | None:
-        if entry.isdigit():
+        if entry.isascii() and entry.isdigit():  # not "²", which isdigit() but int() refuses
             index = int(entry)
             return self.expand(index) if index < len(self.physical) else None
         if entry.startswith("GPU-"):
@@ -137,6 +137,13 @@ def visible_devices(
                 notes.append(
                     f"CUDA_VISIBLE_DEVICES entry {entry!r} names no GPU NVML knows; "
                     "CUDA ignores it and every entry after it, and so does nbcost."
+                )
+                break
+            seen = {backend.uuid(h) for h, _ in found}
+            if any(backend.uuid(handle) in seen for handle, _ in resolved):
+                notes.append(
+                    f"CUDA_VISIBLE_DEVICES names a GPU twice (at {entry!r}); CUDA ignores "
+                    "that entry and every entry after it, and so does nbcost."
                 )
                 break
             found.extend(resolved)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .recorder import Recorder
     from .tokens import Estimator
 
-__all__ = ["Call", "CallSpec", "clean_url", "request_hash"]
+__all__ = ["Call", "CallSpec", "clean_url", "request_hash", "url_origin"]
 
 #: Request keys left out of the request hash: transport details, not what is asked.
 _UNHASHED = {"extra_headers", "extra_query", "timeout", "api_key", "api_base", "base_url", "stream",
@@ -88,10 +88,35 @@ def clean_url(url: Any) -> str | None:
     return cleaned
 
 
+_ORIGINS: dict[str, str] = {}
+
+
+def url_origin(url: str | None) -> str | None:
+    """``scheme://host[:port]`` of a cleaned URL: what the spend log keeps. A path can hold a
+    secret (``http://proxy/sk-…/v1``, a gateway's account key), so it is used for pricing in
+    memory (some providers are told apart by path) and never written."""
+    if not url:
+        return None
+    origin = _ORIGINS.get(url)
+    if origin is None:
+        parts = urlsplit(url)
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:  # a port that is not a number
+            port = ""
+        origin = f"{parts.scheme}://{parts.hostname or ''}{port}"
+        if len(_ORIGINS) < 1024:
+            _ORIGINS[url] = origin
+    return origin
+
+
 def _clean(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port that is not a number
+        port = ""
     return f"{parts.scheme}://{host}{port}{parts.path}".rstrip("/")
 
 

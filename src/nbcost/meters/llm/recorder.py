@@ -18,7 +18,7 @@ from typing import Any
 
 from ...errors import BudgetExceeded
 from ..base import Usage
-from .calls import Call, CallSpec, clean_url, request_hash
+from .calls import Call, CallSpec, clean_url, request_hash, url_origin
 from .tokens import Estimator, text_of
 from .usage import TokenCounts
 
@@ -155,7 +155,8 @@ class Recorder:
     def _attributes(self, call: Call, counts: TokenCounts, latency_s: float, source: str,
                     price_source: str | None) -> dict[str, Any]:
         attributes: dict[str, Any] = {
-            "provider": call.spec.provider, "api": call.spec.api, "base_url": call.base_url,
+            "provider": call.spec.provider, "api": call.spec.api,
+            "base_url": url_origin(call.base_url),  # never the path: it may hold a key
             "request_model": call.request_model, "response_model": call.response_model,
             "service_tier": call.service_tier, "batch": call.service_tier == "batch",
             "latency_s": round(latency_s, 6), "streaming": call.streaming,
