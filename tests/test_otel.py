@@ -217,3 +217,22 @@ def test_a_killed_sessions_open_cell_is_an_interrupted_span(spend):
     assert cell["status"] == 2 and cell["attributes"]["nbcost.status"] == "interrupted"
     assert cell["end"] == nanos(spend[my_call]["ts"])
     assert not by_name(spans, "nbcost session")  # it never ended
+
+
+def test_load_ext_exports_live_to_the_configured_endpoint(nbcost_home, monkeypatch):
+    """`NBCOST_OTLP_ENDPOINT` (or c.NbCost.otlp_endpoint) turns the live export on at
+    `%load_ext`; `%unload_ext` ends the session and flushes its spans."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    with Receiver() as receiver:
+        monkeypatch.setenv("NBCOST_OTLP_ENDPOINT", receiver.url)
+        shell.run_cell("%load_ext nbcost")
+        try:
+            shell.run_cell("%%cost --label exported\nx = 1")
+        finally:
+            shell.run_cell("%unload_ext nbcost")
+        spans = receiver.spans()
+    assert "nbcost session" in {s["name"] for s in spans}
+    labelled = [s for s in spans if s["attributes"].get("nbcost.label") == "exported"]
+    assert len(labelled) == 1, [s["name"] for s in spans]

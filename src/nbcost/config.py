@@ -54,6 +54,8 @@ class Settings:
     budget_hard: bool = False
     #: Show the live panel under ``%%cost`` cells.
     live: bool = True
+    #: OTLP/HTTP base URL: export spend live as OpenTelemetry spans and metrics (``nbcost[otel]``).
+    otlp_endpoint: str | None = None
 
 
 class NbCost(Configurable):
@@ -78,6 +80,10 @@ class NbCost(Configurable):
         config=True
     )
     live = Bool(True, help="Show the live panel under %%cost cells.").tag(config=True)
+    otlp_endpoint = Unicode("", help="OTLP/HTTP base URL, e.g. http://localhost:4318: export "
+                            "spend live as OpenTelemetry spans and metrics (nbcost[otel]).").tag(
+        config=True
+    )
 
 
 #: The largest amount nbcost takes (USD): more is a typo, and 1e999999999 would overflow
@@ -251,6 +257,7 @@ def load_settings(config: NbCost | None = None, environ: Mapping[str, str] | Non
         llm_prices=_parse_llm_prices(c.llm_prices, problems),
         azure_deployments={str(k): str(v) for k, v in c.azure_deployments.items()},
         live=c.live,
+        otlp_endpoint=c.otlp_endpoint or None,
     )
     if c.data_dir:
         settings.data_dir = _data_dir(c.data_dir, "c.NbCost.data_dir", default_dir, problems)
@@ -259,7 +266,7 @@ def load_settings(config: NbCost | None = None, environ: Mapping[str, str] | Non
     if env.get("NBCOST_HOME"):
         settings.data_dir = _data_dir(env["NBCOST_HOME"], "NBCOST_HOME", settings.data_dir,
                                       problems)
-    for name in ("user", "team", "project"):
+    for name in ("user", "team", "project", "otlp_endpoint"):
         if env.get(f"NBCOST_{name.upper()}"):
             setattr(settings, name, env[f"NBCOST_{name.upper()}"])
     if env.get("NBCOST_TAGS"):

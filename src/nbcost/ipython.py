@@ -51,6 +51,7 @@ class CostExtension:
         self._depth = 0  # run_cells under way (%%capture runs one inside); silent ones don't count
         self._panel: Any = None
         self._detach_display: Callable[[], None] = lambda: None
+        self._detach_otel: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         from .magics import CostMagics, cost_cell_header
@@ -63,6 +64,8 @@ class CostExtension:
         self._detach_display = self.session.run_safely(
             "the display channel", lambda: display.attach(self.shell, self.session)
         ) or (lambda: None)
+        if self.session.settings.otlp_endpoint:
+            self._detach_otel = self._export_otel(self.session.settings.otlp_endpoint)
         atexit.register(self.session.close)
 
     def stop(self) -> None:
@@ -80,7 +83,23 @@ class CostExtension:
         atexit.unregister(self.session.close)
         self.session.close()  # a cell running now ends as interrupted
         self.finish_cell("interrupted")
+        self._detach_otel()  # after session_end, which it exports too; flushes
         api.set_session(None)
+
+    def _export_otel(self, endpoint: str) -> Callable[[], None]:
+        """Spend as live OpenTelemetry spans and metrics (``c.NbCost.otlp_endpoint``)."""
+        from .errors import ConfigError
+
+        def attach() -> Callable[[], None] | None:
+            from .otel import attach
+
+            try:
+                return attach(self.session, endpoint)
+            except ConfigError as exc:  # the otel extra is not installed
+                print(f"nbcost: {exc}; spend is still logged.", file=sys.stderr, flush=True)
+                return None
+
+        return self.session.run_safely("the OpenTelemetry export", attach) or (lambda: None)
 
     def _hooks(self):
         return (("pre_run_cell", self.pre_run_cell), ("post_execute", self.post_execute),
