@@ -3,59 +3,405 @@
 The kernel loads nbcost at start (``extra_extensions``), so every cell is recorded exactly as in
 JupyterLab. Afterwards each code cell gets ``metadata.nbcost`` (the compact record, the same shape
 the lab extension writes) and the notebook gets ``metadata.nbcost.notebook_id``.
+
+A run that stops early still keeps its record: a cell that fails, a kernel that dies (killed, out
+of memory) or a cell that runs past ``--timeout`` ends the run, and the executed notebook and the
+cost table are written anyway, with that cell marked (``error``, ``interrupted``, ``timeout``).
+The spend log survives a killed kernel by design, so what the cell spent before it stopped is
+there to read.
+
+One run can write several spend logs: ``%cost reset`` and ``%reload_ext nbcost`` start a new
+session (and log) in the same kernel. The run finds them all by its run id (``NBCOST_RUN_ID``,
+written into ``session_start``), else by the kernel's pid and the notebook id.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
+import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterable, Mapping
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from .config import load_settings, profile_config
 from .display.summary import Table
-from .ledger import read_log
-from .records import MeterTotals, WindowInfo, compact_record
+from .errors import NbcostError
+from .ledger import iso_utc, read_log
+from .meters.base import Usage
+from .records import MeterTotals, Tally, WindowInfo, compact_record
 from .report import COLUMNS, Group
 from .rows import parse_ts, rows_from_events
 
-__all__ = ["RunResult", "run_notebook"]
+__all__ = ["RunResult", "find_run_logs", "read_notebook", "run_notebook"]
+
+#: The error a cell that ran past ``--timeout`` ends with (after nbclient interrupted it).
+TIMEOUT_ENAME = "CellTimeoutError"
 
 
 @dataclass
 class RunResult:
     notebook: Any
-    ledger_path: Path | None
+    ledger_paths: list[Path] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # one line: why the run stopped early (or what failed), or None
+    warnings: list[str] = field(default_factory=list)  # what reading the spend logs skipped
+    #: cells the run stopped or interrupted: notebook cell index -> ``timeout``/``interrupted``
+    stopped: dict[int, str] = field(default_factory=dict)
+    #: the window id of each stopped cell (None where the log lost the cell's start)
+    stopped_windows: dict[int, str | None] = field(default_factory=dict)
+
+    @property
+    def ledger_path(self) -> Path | None:
+        """The run's first spend log (a reset adds more: :attr:`ledger_paths`)."""
+        return self.ledger_paths[0] if self.ledger_paths else None
 
     def table(self) -> Table:
-        """One line per top-level cell (and the time between cells), then the total."""
-        sources = {c.get("execution_count"): c.source for c in self.notebook.cells
-                   if c.cell_type == "code"}
-        lines, total = [], Group("total")
+        """One line per top-level cell (and the time between cells), then the total. A cell
+        that failed, timed out or was cut short by the kernel's death says so."""
+        code = [c for c in self.notebook.cells if c.cell_type == "code"]
+        sources = {c.get("execution_count"): c.source for c in code}
+        died = {w for i, w in self.stopped_windows.items() if self.stopped[i] == "interrupted"}
+        lines, total = [], []
+        totals = Group("total")
         for row in self.rows:
             if row.get("parent_id"):
                 continue
-            line = Group(_row_name(row, sources))
+            line = Group(_row_name(row, sources, row.get("window_id") in died))
             line.add(row)
-            lines.append(line)
-            total.add(row)
-        return Table("nbcost · cost per cell", ["cell", *COLUMNS[1:]],
-                     [g.cells(count=False) for g in lines], total.cells(count=False))
+            lines.append(line.cells(count=False))
+            totals.add(row)
+        for index, window in self.stopped_windows.items():
+            if window is None:  # the kernel died before its start reached the log: no figures
+                cell = self.notebook.cells[index]
+                name = _cell_label(cell.get("execution_count"), cell.source)
+                lines.append([f"{name}  ({_marker(self.stopped[index], True)})",
+                              *["-"] * (len(COLUMNS) - 1)])
+        return Table("nbcost · cost per cell", ["cell", *COLUMNS[1:]], lines,
+                     totals.cells(count=False))
 
 
-def _row_name(row: dict[str, Any], sources: dict[Any, str]) -> str:
+def _marker(status: str, kernel_died: bool = False) -> str | None:
+    """What the table says after a cell that did not end well."""
+    if status == "interrupted":
+        return "kernel died" if kernel_died else "interrupted"
+    return {"error": "failed", "timeout": "timed out"}.get(status)
+
+
+def _cell_label(execution_count: Any, source: str) -> str:
+    first = (source.strip() or " ").splitlines()[0]
+    number = execution_count if execution_count is not None else " "
+    return f"[{number}] " + (first if len(first) <= 40 else first[:39] + "…")
+
+
+def _row_name(row: dict[str, Any], sources: dict[Any, str], kernel_died: bool = False) -> str:
     if row["kind"] == "between_cells":
         return "(between cells)"
-    first = (row.get("label") or sources.get(row.get("execution_count"), "").strip() or " ")
-    first = first.splitlines()[0]
-    return f"[{row.get('execution_count')}] " + (first if len(first) <= 40 else first[:39] + "…")
+    name = _cell_label(row.get("execution_count"),
+                       row.get("label") or sources.get(row.get("execution_count"), ""))
+    marker = _marker(row.get("status") or "ok", kernel_died)
+    return f"{name}  ({marker})" if marker else name
+
+
+# -- input checks ---------------------------------------------------------------------------
+
+
+def read_notebook(path: Path):
+    """The notebook at ``path``, or an :class:`NbcostError` that says what is wrong with it."""
+    if path.is_dir():
+        raise NbcostError(f"{path} is a folder; give the notebook file (.ipynb) to run")
+    if not path.exists():
+        raise NbcostError(f"no notebook at {path}")
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except OSError as exc:
+        raise NbcostError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise NbcostError(f"{path} is not a Jupyter notebook (not UTF-8 text); give an .ipynb "
+                          "file") from None
+    except Exception as exc:  # nbformat raises NotJSONError, ValidationError, KeyError, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NbcostError(f"{path} is not a Jupyter notebook ({reason[:200]}); give an .ipynb "
+                          "file") from None
+    cells = nb.get("cells")
+    if not isinstance(cells, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("cell_type"), str)
+            and isinstance(c.get("source"), str) for c in cells):
+        raise NbcostError(f"{path} is not a Jupyter notebook (its cells are not a list of "
+                          "cells); give an .ipynb file")
+    return nb
+
+
+def _check_writable_file(path: Path) -> None:
+    """Refuse an output the run could not write, before the notebook runs for nothing."""
+    if path.is_dir():
+        raise NbcostError(f"-o {path} is a folder; give a file name such as {path / 'out.ipynb'}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise NbcostError(f"cannot write -o {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise NbcostError(f"cannot write -o {path}: permission denied")
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    """Refuse a data dir the kernel could not write its spend log to: a run without a record
+    is what ``nbcost run`` exists to prevent. Creates nothing (the session makes its folders)."""
+    spend = data_dir / "spend"
+    existing = spend
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    advice = "Set NBCOST_HOME to a writable folder."
+    if not existing.is_dir():
+        raise NbcostError(f"cannot write spend logs under {data_dir}: {existing} is not a folder. "
+                          f"{advice}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise NbcostError(f"cannot write spend logs under {data_dir}: {existing} is not writable. "
+                          f"{advice}")
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+class _Progress:
+    """What nbclient's hooks tell: the kernel's pid, the cell running now, the cells that ran
+    past the timeout."""
+
+    def __init__(self) -> None:
+        self.client: NotebookClient | None = None
+        self.kernel_pid: int | None = None
+        self.cell_index: int | None = None
+        self.timed_out: list[int] = []
+
+    def notebook_started(self, **_: Any) -> None:
+        provisioner = getattr(getattr(self.client, "km", None), "provisioner", None)
+        pid = getattr(provisioner, "pid", None)  # a local kernel's; remote ones have none
+        self.kernel_pid = pid if isinstance(pid, int) else None
+
+    def cell_started(self, cell_index: int, **_: Any) -> None:
+        self.cell_index = cell_index
+
+    def cell_executed(self, cell_index: int, execute_reply: Any = None, **_: Any) -> None:
+        content = (execute_reply or {}).get("content") or {}
+        if content.get("ename") == TIMEOUT_ENAME:
+            self.timed_out.append(cell_index)
+
+
+def run_notebook(path: Path, output: Path | None = None, *, kernel_name: str | None = None,
+                 timeout: int | None = None, allow_errors: bool = False) -> RunResult:
+    """Execute ``path`` with nbcost loaded; write the executed notebook to ``output``.
+
+    Raises :class:`NbcostError` for what stops a run before it starts (not a notebook, an
+    unwritable output or data dir, no such kernel). A run that stops in a cell returns normally,
+    with :attr:`RunResult.error` saying why.
+
+    A cell past ``timeout`` is interrupted (so the kernel ends its record itself) and ends as
+    ``timeout``; the run stops there unless ``allow_errors``.
+    """
+    nb = read_notebook(path)
+    if output is not None:
+        _check_writable_file(output)
+    settings = load_settings(profile_config())
+    _check_data_dir(settings.data_dir)
+    notebook_meta = nb.metadata.setdefault("nbcost", {})
+    if not isinstance(notebook_meta.get("notebook_id"), str) or not notebook_meta["notebook_id"]:
+        notebook_meta["notebook_id"] = uuid.uuid4().hex
+    session_id, run_id = uuid.uuid4().hex, uuid.uuid4().hex
+    env = {**os.environ, "NBCOST_SESSION_ID": session_id, "NBCOST_RUN_ID": run_id,
+           "NBCOST_NOTEBOOK": str(path), "NBCOST_NOTEBOOK_ID": notebook_meta["notebook_id"]}
+    kernel = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    progress = _Progress()
+    client = NotebookClient(
+        nb, timeout=timeout, allow_errors=allow_errors, kernel_name=kernel,
+        interrupt_on_timeout=True,
+        error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": f"the cell ran past --timeout "
+                          f"{timeout} s and was interrupted", "traceback": []},
+        resources={"metadata": {"path": str(path.parent.resolve())}},
+        extra_arguments=["--InteractiveShellApp.extra_extensions=nbcost"],
+        on_notebook_start=progress.notebook_started, on_cell_execute=progress.cell_started,
+        on_cell_executed=progress.cell_executed,
+    )
+    progress.client = client
+    # The kernel offers the lab extension's comm; headless, the log is the record: take the
+    # comm quietly instead of nbclient's "No handler found for comm target 'nbcost'".
+    client.comm_open_handlers["nbcost"] = lambda msg: None
+    started = time.time()
+    # The kernel's own stderr (its log lines, a traceback when it is stopped mid-cell) would
+    # bury the one message that matters; it is kept, and shown when it explains a failure.
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as kernel_stderr:
+        error, stopped = _execute(client, env, kernel, timeout, progress, kernel_stderr)
+        kernel_said = _last_words(kernel_stderr)
+
+    logs = find_run_logs(settings.data_dir, run_id=run_id, session_ids={session_id},
+                         notebook_id=notebook_meta["notebook_id"], kernel_pid=progress.kernel_pid,
+                         since=started)
+    result = RunResult(nb, logs, error=error, stopped=stopped)
+    events: list[dict[str, Any]] = []
+    for log in logs:
+        contents = read_log(log)
+        events += contents.events
+        result.warnings += contents.warnings
+    if logs:
+        result.rows = rows_from_events(events)
+        _write_cell_metadata(nb, events)
+        notebook_meta["session_id"] = _session_of(events[0]) if events else session_id
+        notebook_meta["run_id"] = run_id
+        if len(logs) > 1:
+            notebook_meta["session_ids"] = list(dict.fromkeys(_session_of(e) for e in events))
+    elif kernel_said:
+        result.warnings.append(f"the kernel said: {kernel_said}")
+    for index, status in stopped.items():
+        result.stopped_windows[index] = _mark_stopped_cell(nb, index, status, result.rows, events)
+    if output is not None:
+        try:
+            nbformat.write(nb, output)
+        except OSError as exc:
+            result.error = "; ".join(filter(None, [result.error, (
+                f"could not write the executed notebook to {output}: {exc.strerror or exc}")]))
+    return result
+
+
+def _execute(client: NotebookClient, env: dict[str, str], kernel: str, timeout: int | None,
+             progress: _Progress, stderr: IO[str]) -> tuple[str | None, dict[int, str]]:
+    """Run every cell. Returns a message (None when every cell ran and none timed out) and
+    the cells to mark: ``{cell index: "timeout" | "interrupted"}``."""
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    stopped: dict[int, str] = {}
+    error = None
+    try:
+        client.execute(env=env, stderr=stderr)
+    except CellExecutionError as exc:
+        if exc.ename != TIMEOUT_ENAME:
+            text = str(exc).strip()
+            error = f"a cell failed: {text.splitlines()[-1] if text else 'an error'}"
+    except CellTimeoutError:  # nbclient's own timeouts (waiting for output)
+        if progress.cell_index is not None:
+            progress.timed_out.append(progress.cell_index)
+    except DeadKernelError:
+        index = progress.cell_index
+        if index is not None:
+            stopped[index] = "interrupted"
+        error = (f"the kernel died while running {_cell_name(client, index)} (killed, or out of "
+                 "memory?); the cells after it did not run")
+    except NoSuchKernel:
+        raise NbcostError(f"no kernel named {kernel!r} is installed; `jupyter kernelspec list` "
+                          "shows the installed ones, --kernel picks one") from None
+    except (RuntimeError, TimeoutError) as exc:
+        if progress.cell_index is not None:
+            raise
+        said = _last_words(stderr)
+        raise NbcostError(f"the kernel {kernel!r} did not start: {exc}"
+                          + (f" (it said: {said})" if said else "")) from None
+    for index in dict.fromkeys(progress.timed_out):
+        stopped.setdefault(index, "timeout")
+    if progress.timed_out and error is None:
+        cells = ", ".join(_cell_name(client, i) for i in dict.fromkeys(progress.timed_out))
+        error = (f"{cells} ran past --timeout {timeout} s and {'was' if len(progress.timed_out) == 1 else 'were'} "
+                 "interrupted" + ("" if client.allow_errors else "; the cells after it did not run")
+                 + "; a larger --timeout lets it finish")
+    return error, stopped
+
+
+def _cell_name(client: NotebookClient, index: int | None) -> str:
+    if index is None:
+        return "a cell"
+    number = client.nb.cells[index].get("execution_count")
+    return f"cell [{number}]" if number else f"cell {index + 1} of the notebook"
+
+
+def _last_words(stderr: IO[str]) -> str:
+    """The last line of the kernel's stderr that is not a routine log line."""
+    try:
+        stderr.flush()
+        stderr.seek(0)
+        lines = [line.strip() for line in stderr.read().splitlines()[-200:]]
+    except (OSError, ValueError):
+        return ""
+    lines = [line for line in lines if line and "] WARNING |" not in line]
+    return lines[-1][:300] if lines else ""
+
+
+# -- finding the run's spend logs -----------------------------------------------------------
+
+
+def find_run_logs(data_dir: Path, *, run_id: str, session_ids: Iterable[str] = (),
+                  notebook_id: str | None = None, kernel_pid: int | None = None,
+                  since: float | None = None) -> list[Path]:
+    """The spend logs one run's kernel wrote, in the order its sessions started.
+
+    A session belongs to the run when its ``session_start`` carries the run's ``run_id``; or,
+    carrying no run id, has one of ``session_ids``, follows a session of the run
+    (``parent_session_id``) or was started by the run's kernel (``pid`` and ``notebook_id``) at
+    or after ``since``. Only the first line of each log since the run's start day is read.
+    """
+    spend = data_dir / "spend"
+    first_day = iso_utc(since)[:10] if since is not None else ""
+    starts: list[tuple[Path, dict[str, Any]]] = []
+    try:
+        days = sorted(p for p in spend.iterdir() if p.is_dir() and p.name >= first_day)
+    except OSError:
+        return []
+    for day in days:
+        try:
+            logs = sorted(day.glob("*.jsonl"))
+        except OSError:
+            continue
+        for log in logs:
+            event = _first_event(log)
+            if event is not None and event.get("event") == "session_start":
+                starts.append((log, event))
+    mine = set(session_ids)
+    pids = {kernel_pid} if kernel_pid is not None else set()
+    found: dict[Path, dict[str, Any]] = {}
+    changed = True
+    while changed:  # to a fixed point: a session found by id gives the pid of the others
+        changed = False
+        for log, event in starts:
+            if log in found or event.get("run_id") not in (None, run_id):  # another run's
+                continue
+            by_kernel = (event.get("pid") in pids and event.get("notebook_id") == notebook_id
+                         and _started(event) >= (since or 0) - 1)
+            if (event.get("run_id") == run_id or event.get("session_id") in mine
+                    or event.get("parent_session_id") in mine or by_kernel):
+                found[log] = event
+                mine.add(event.get("session_id"))
+                if isinstance(event.get("pid"), int):
+                    pids.add(event["pid"])
+                changed = True
+    return sorted(found, key=lambda log: (_started(found[log]), str(log)))
+
+
+def _first_event(log: Path) -> dict[str, Any] | None:
+    try:
+        with open(log, "rb") as f:  # one session_start line; never the whole log
+            line = f.readline(1 << 16)
+        event = json.loads(line)
+    except (OSError, ValueError):
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _started(event: Mapping[str, Any]) -> float:
+    try:
+        moment = parse_ts(event.get("started_at") or event.get("ts"))
+    except (TypeError, ValueError):
+        return 0.0
+    return moment.timestamp() if moment else 0.0
+
+
+def _session_of(event: Mapping[str, Any]) -> str:
+    return str(event.get("session_id"))
+
+
+# -- cell metadata --------------------------------------------------------------------------
 
 
 def _compact_from_event(event: dict[str, Any]) -> dict[str, Any]:
@@ -71,40 +417,28 @@ def _compact_from_event(event: dict[str, Any]) -> dict[str, Any]:
                           event["session_id"], tuple(event.get("flags") or ()))
 
 
-def run_notebook(path: Path, output: Path | None = None, *, kernel_name: str | None = None,
-                 timeout: int | None = None, allow_errors: bool = False) -> RunResult:
-    """Execute ``path`` with nbcost loaded; write the executed notebook to ``output``."""
-    nb = nbformat.read(path, as_version=4)
-    notebook_meta = nb.metadata.setdefault("nbcost", {})
-    notebook_meta.setdefault("notebook_id", uuid.uuid4().hex)
-    session_id = uuid.uuid4().hex
-    settings = load_settings(profile_config())
-    env = {**os.environ, "NBCOST_SESSION_ID": session_id, "NBCOST_NOTEBOOK": str(path),
-           "NBCOST_NOTEBOOK_ID": notebook_meta["notebook_id"]}
-    client = NotebookClient(
-        nb, timeout=timeout, allow_errors=allow_errors,
-        kernel_name=kernel_name or nb.metadata.get("kernelspec", {}).get("name", "python3"),
-        resources={"metadata": {"path": str(path.parent.resolve())}},
-        extra_arguments=["--InteractiveShellApp.extra_extensions=nbcost"],
-    )
-    # The kernel offers the lab extension's comm; headless, the log is the record: take the
-    # comm quietly instead of nbclient's "No handler found for comm target 'nbcost'".
-    client.comm_open_handlers["nbcost"] = lambda msg: None
-    error = None
-    try:
-        client.execute(env=env)
-    except CellExecutionError as exc:
-        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else "a cell failed"
-    ledger = next(iter(sorted(settings.data_dir.glob(f"spend/*/{session_id}.jsonl"))), None)
-    result = RunResult(nb, ledger, error=error)
-    if ledger is not None:
-        events = read_log(ledger).events
-        result.rows = rows_from_events(events)
-        _write_cell_metadata(nb, events)
-        notebook_meta["session_id"] = session_id
-    if output is not None:
-        nbformat.write(nb, output)
-    return result
+def _compact_unended(start: Mapping[str, Any], row: Mapping[str, Any],
+                     events: list[dict[str, Any]], status: str) -> dict[str, Any]:
+    """The compact record of a cell the kernel never ended (it died, or was stopped): its LLM
+    calls as the log saw them, until the session's last event."""
+    begun, until = parse_ts(start.get("started_at")), row.get("end")
+    info = WindowInfo(id=start["window_id"], kind=start.get("kind") or "cell",
+                      start=begun.timestamp() if begun else 0.0,
+                      end=until.timestamp() if isinstance(until, dt.datetime) else None,
+                      label=start.get("label"), cell_id=start.get("cell_id"),
+                      execution_count=start.get("execution_count"))
+    tallies: dict[str, Tally] = {}
+    for event in events:
+        if ("quantities" in event and not event.get("cumulative")
+                and start["window_id"] in (event.get("window_ids") or ())):
+            cost = event.get("cost_usd")
+            tallies.setdefault(event["meter"], Tally()).add(Usage(
+                meter=event["meter"], event=event["event"], key=str(event.get("key")),
+                quantities=event["quantities"], cost_usd=None if cost is None else Decimal(cost),
+                flags=tuple(event.get("flags") or ())))
+    meters = {name: tally.freeze() for name, tally in tallies.items()}
+    return compact_record(info, row.get("wall_s") or 0.0, status, meters, start["session_id"],
+                          (status,))
 
 
 def _write_cell_metadata(nb, events: list[dict[str, Any]]) -> None:
@@ -113,3 +447,50 @@ def _write_cell_metadata(nb, events: list[dict[str, Any]]) -> None:
     for cell in nb.cells:
         if cell.cell_type == "code" and cell.get("execution_count") in by_count:
             cell.metadata["nbcost"] = _compact_from_event(by_count[cell.execution_count])
+
+
+def _mark_stopped_cell(nb, index: int, status: str, rows: list[dict[str, Any]],
+                       events: list[dict[str, Any]]) -> str | None:
+    """Mark the cell the run stopped (``timeout``) or lost (``interrupted``: the kernel died)
+    in its metadata and its table row; return its window id (None: the log never saw it)."""
+    cell = nb.cells[index]
+    cells = [r for r in rows if r.get("kind") == "cell" and not r.get("parent_id")]
+    unended = [r for r in cells if r["status"] in ("interrupted", "running")
+               and r.get("window_id") not in _ended_windows(events)]
+    row = None
+    if cell.get("execution_count") is not None:
+        row = next((r for r in reversed(cells)
+                    if r.get("execution_count") == cell.execution_count), None)
+    if row is None and unended:  # the cell the kernel was running when it stopped
+        row = max(unended, key=lambda r: r["start"] or _EPOCH)
+    if row is None:
+        cell.metadata["nbcost"] = {"v": 1, "execution_count": cell.get("execution_count"),
+                                   "status": status, "flags": [status]}
+        return None
+    if cell.get("execution_count") is None:
+        cell.execution_count = row.get("execution_count")
+    ended = not any(r is row for r in unended)
+    row["status"] = status
+    row["flags"] = _with_flag(row.get("flags"), status)
+    if ended:  # the kernel ended it (a timeout interrupts the cell): keep its figures
+        record = cell.metadata.get("nbcost") or {}
+        cell.metadata["nbcost"] = {**record, "status": status,
+                                   "flags": sorted({*record.get("flags", ()), status})}
+    else:
+        start = next(e for e in events if e.get("window_id") == row["window_id"]
+                     and e["event"].endswith("_start"))
+        cell.metadata["nbcost"] = _compact_unended(start, row, events, status)
+    return row["window_id"]
+
+
+_EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+
+def _ended_windows(events: list[dict[str, Any]]) -> set[str]:
+    return {e["window_id"] for e in events
+            if e["event"].endswith("_end") and e.get("window_id") is not None}
+
+
+def _with_flag(flags: str | None, flag: str) -> str:
+    names = [f for f in (flags or "").split(",") if f and f not in ("interrupted", flag)]
+    return ",".join([*names, flag])
