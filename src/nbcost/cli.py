@@ -112,9 +112,9 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run", help="execute a notebook headless with tracking; print its costs",
-        description="Execute a notebook with nbcost loaded, write each cell's cost record into "
-                    "the executed notebook and print the cost per cell. A failing cell, a dead "
-                    "kernel or --timeout stops the run; what ran is still written, that cell "
+        description="Execute a notebook with nbcost loaded, write each cell's cost record into\n"
+                    "the executed notebook and print the cost per cell. A failing cell, a dead\n"
+                    "kernel or --timeout stops the run; what ran is still written, that cell\n"
                     "marked, and the exit status is 1.",
         epilog="examples:\n  nbcost run train.ipynb -o train.out.ipynb\n"
                "  nbcost run sweep.ipynb --timeout 600 --allow-errors",
@@ -123,9 +123,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", help="write the executed notebook, with its cost record")
     run.add_argument("--kernel", help="kernel name (default: the notebook's)")
     run.add_argument("--timeout", type=_seconds, default=None,
-                     help="stop the run when one cell takes longer than this many seconds "
-                          "(default: no limit)")
-    run.add_argument("--allow-errors", action="store_true", help="keep going after a failing cell")
+                     help="interrupt a cell that runs longer than this many seconds, and stop "
+                          "there (default: no limit)")
+    run.add_argument("--allow-errors", action="store_true",
+                     help="keep going after a failing or timed-out cell")
     run.set_defaults(func=_cmd_run)
 
     report = sub.add_parser("report", help="sum spend logs by notebook, day, tag, ...")
