@@ -158,6 +158,10 @@ def test_find_run_logs_by_run_id_session_id_parent_or_kernel(tmp_path):
     found = find_run_logs(home, run_id="run-1", session_ids={"first"}, notebook_id="nb",
                           kernel_pid=None, since=since)
     assert set(found) == {first, by_run_id, by_parent, by_kernel}
+    # A session side that ignores NBCOST_SESSION_ID and writes no run id: the kernel's pid
+    # (from nbclient) and the notebook id still find every session of the run.
+    found = find_run_logs(home, run_id="run-3", notebook_id="nb", kernel_pid=41, since=since)
+    assert set(found) == {first, by_kernel}
 
 
 def test_find_run_logs_without_a_data_dir(tmp_path):
