@@ -180,3 +180,19 @@ def test_a_read_only_data_dir_is_refused_before_the_run(tmp_path, nbcost_home, m
     assert done.returncode == 2
     no_traceback(done)
     assert "is not writable" in done.stderr and "NBCOST_HOME" in done.stderr
+
+
+def test_a_kernel_without_nbcost_gets_no_empty_table_but_the_reason(tmp_path, nbcost_home,
+                                                                      monkeypatch, capsys):
+    from nbcost.cli import main
+
+    broken = tmp_path / "site" / "nbcost"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('nbcost is broken in this kernel')\n")
+    path = make_notebook(tmp_path / "n.ipynb", "1 + 1")
+    monkeypatch.setenv("PYTHONPATH", str(broken.parent))  # the kernel's, not this process's
+    assert main(["run", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "cost per cell" not in captured.out  # no table that reads "it cost nothing"
+    assert "nbcost is broken in this kernel" in captured.err
+    assert "the kernel wrote no spend log" in captured.err and "Traceback" not in captured.err

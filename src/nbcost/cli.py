@@ -35,15 +35,16 @@ def _cmd_run(args) -> int:
                           timeout=args.timeout, allow_errors=args.allow_errors)
     for warning in result.warnings:
         print(f"nbcost: {warning}", file=sys.stderr)
-    print(_for(sys.stdout, repr(result.table())))
-    if output and output.exists():
-        print(f"\nExecuted notebook with its cost record: {output}")
-    for log in result.ledger_paths:
-        print(f"Spend log: {log}")
     status = 0
-    if not result.ledger_paths:
-        print("nbcost run: the kernel wrote no spend log (was nbcost importable in it, and its "
-              "data dir writable? the kernel's messages above say why)", file=sys.stderr)
+    if result.ledger_paths:
+        print(_for(sys.stdout, repr(result.table())))
+        if output and output.exists():
+            print(f"\nExecuted notebook with its cost record: {output}")
+        for log in result.ledger_paths:
+            print(f"Spend log: {log}")
+    else:  # an empty table would read as "it cost nothing"
+        print("nbcost run: the kernel wrote no spend log, so this run has no cost record (is "
+              "nbcost importable in the kernel's Python?)", file=sys.stderr)
         status = 1
     if result.error:
         print(_for(sys.stderr, f"nbcost run: {result.error}"), file=sys.stderr)
