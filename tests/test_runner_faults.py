@@ -14,7 +14,7 @@ from test_cli import run_cli
 from test_kernel import KERNEL_METER
 
 from nbcost.ledger import read_log
-from nbcost.runner import find_run_logs
+from nbcost.run_logs import find_run_logs
 
 
 def make_notebook(path, *sources):

@@ -17,16 +17,13 @@ written into ``session_start``), else by the kernel's pid and the notebook id.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, Iterable, Mapping
+from typing import IO, Any, Mapping
 
 import nbformat
 from nbclient import NotebookClient
@@ -35,11 +32,11 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from .config import load_settings, profile_config
 from .display.summary import Table
 from .errors import NbcostError
-from .ledger import iso_utc, read_log
-from .meters.base import Usage
-from .records import MeterTotals, Tally, WindowInfo, compact_record
+from .ledger import read_log
 from .report import COLUMNS, Group
-from .rows import parse_ts, rows_from_events
+from .rows import rows_from_events
+from .run_cells import mark_stopped_cell, write_cell_metadata
+from .run_logs import find_run_logs
 
 __all__ = ["RunResult", "find_run_logs", "read_notebook", "run_notebook"]
 
@@ -70,7 +67,7 @@ class RunResult:
         code = [c for c in self.notebook.cells if c.cell_type == "code"]
         sources = {c.get("execution_count"): c.source for c in code}
         died = {w for i, w in self.stopped_windows.items() if self.stopped[i] == "interrupted"}
-        lines, total = [], []
+        lines: list[list[str]] = []
         totals = Group("total")
         for row in self.rows:
             if row.get("parent_id"):
@@ -250,7 +247,7 @@ def run_notebook(path: Path, output: Path | None = None, *, kernel_name: str | N
         result.warnings += contents.warnings
     if logs:
         result.rows = rows_from_events(events)
-        _write_cell_metadata(nb, events)
+        write_cell_metadata(nb, events)
         notebook_meta["session_id"] = _session_of(events[0]) if events else session_id
         notebook_meta["run_id"] = run_id
         if len(logs) > 1:
@@ -258,7 +255,7 @@ def run_notebook(path: Path, output: Path | None = None, *, kernel_name: str | N
     elif kernel_said:
         result.warnings.append(f"the kernel said: {kernel_said}")
     for index, status in stopped.items():
-        result.stopped_windows[index] = _mark_stopped_cell(nb, index, status, result.rows, events)
+        result.stopped_windows[index] = mark_stopped_cell(nb, index, status, result.rows, events)
     if output is not None:
         try:
             nbformat.write(nb, output)
@@ -329,168 +326,5 @@ def _last_words(stderr: IO[str]) -> str:
     return lines[-1][:300] if lines else ""
 
 
-# -- finding the run's spend logs -----------------------------------------------------------
-
-
-def find_run_logs(data_dir: Path, *, run_id: str, session_ids: Iterable[str] = (),
-                  notebook_id: str | None = None, kernel_pid: int | None = None,
-                  since: float | None = None) -> list[Path]:
-    """The spend logs one run's kernel wrote, in the order its sessions started.
-
-    A session belongs to the run when its ``session_start`` carries the run's ``run_id``; or,
-    carrying no run id, has one of ``session_ids``, follows a session of the run
-    (``parent_session_id``) or was started by the run's kernel (``pid`` and ``notebook_id``) at
-    or after ``since``. Only the first line of each log since the run's start day is read.
-    """
-    spend = data_dir / "spend"
-    first_day = iso_utc(since)[:10] if since is not None else ""
-    starts: list[tuple[Path, dict[str, Any]]] = []
-    try:
-        days = sorted(p for p in spend.iterdir() if p.is_dir() and p.name >= first_day)
-    except OSError:
-        return []
-    for day in days:
-        try:
-            logs = sorted(day.glob("*.jsonl"))
-        except OSError:
-            continue
-        for log in logs:
-            event = _first_event(log)
-            if event is not None and event.get("event") == "session_start":
-                starts.append((log, event))
-    mine = set(session_ids)
-    pids = {kernel_pid} if kernel_pid is not None else set()
-    found: dict[Path, dict[str, Any]] = {}
-    changed = True
-    while changed:  # to a fixed point: a session found by id gives the pid of the others
-        changed = False
-        for log, event in starts:
-            if log in found or event.get("run_id") not in (None, run_id):  # another run's
-                continue
-            by_kernel = (event.get("pid") in pids and event.get("notebook_id") == notebook_id
-                         and _started(event) >= (since or 0) - 1)
-            if (event.get("run_id") == run_id or event.get("session_id") in mine
-                    or event.get("parent_session_id") in mine or by_kernel):
-                found[log] = event
-                mine.add(event.get("session_id"))
-                if isinstance(event.get("pid"), int):
-                    pids.add(event["pid"])
-                changed = True
-    return sorted(found, key=lambda log: (_started(found[log]), str(log)))
-
-
-def _first_event(log: Path) -> dict[str, Any] | None:
-    try:
-        with open(log, "rb") as f:  # one session_start line; never the whole log
-            line = f.readline(1 << 16)
-        event = json.loads(line)
-    except (OSError, ValueError):
-        return None
-    return event if isinstance(event, dict) else None
-
-
-def _started(event: Mapping[str, Any]) -> float:
-    try:
-        moment = parse_ts(event.get("started_at") or event.get("ts"))
-    except (TypeError, ValueError):
-        return 0.0
-    return moment.timestamp() if moment else 0.0
-
-
 def _session_of(event: Mapping[str, Any]) -> str:
     return str(event.get("session_id"))
-
-
-# -- cell metadata --------------------------------------------------------------------------
-
-
-def _compact_from_event(event: dict[str, Any]) -> dict[str, Any]:
-    """The compact record of a ``cell_end`` event, built as the kernel builds it (so ``start``
-    and ``end`` are ISO 8601 UTC strings, like the lab extension's)."""
-    start, end = parse_ts(event.get("started_at")), parse_ts(event.get("ended_at"))
-    info = WindowInfo(id=event["window_id"], kind=event["kind"],
-                      start=start.timestamp() if start else 0.0,
-                      end=end.timestamp() if end else None, label=event.get("label"),
-                      cell_id=event.get("cell_id"), execution_count=event.get("execution_count"))
-    meters = {name: MeterTotals.from_json(m) for name, m in (event.get("meters") or {}).items()}
-    return compact_record(info, event.get("wall_s") or 0.0, event.get("status") or "ok", meters,
-                          event["session_id"], tuple(event.get("flags") or ()))
-
-
-def _compact_unended(start: Mapping[str, Any], row: Mapping[str, Any],
-                     events: list[dict[str, Any]], status: str) -> dict[str, Any]:
-    """The compact record of a cell the kernel never ended (it died, or was stopped): its LLM
-    calls as the log saw them, until the session's last event."""
-    begun, until = parse_ts(start.get("started_at")), row.get("end")
-    info = WindowInfo(id=start["window_id"], kind=start.get("kind") or "cell",
-                      start=begun.timestamp() if begun else 0.0,
-                      end=until.timestamp() if isinstance(until, dt.datetime) else None,
-                      label=start.get("label"), cell_id=start.get("cell_id"),
-                      execution_count=start.get("execution_count"))
-    tallies: dict[str, Tally] = {}
-    for event in events:
-        if ("quantities" in event and not event.get("cumulative")
-                and start["window_id"] in (event.get("window_ids") or ())):
-            cost = event.get("cost_usd")
-            tallies.setdefault(event["meter"], Tally()).add(Usage(
-                meter=event["meter"], event=event["event"], key=str(event.get("key")),
-                quantities=event["quantities"], cost_usd=None if cost is None else Decimal(cost),
-                flags=tuple(event.get("flags") or ())))
-    meters = {name: tally.freeze() for name, tally in tallies.items()}
-    return compact_record(info, row.get("wall_s") or 0.0, status, meters, start["session_id"],
-                          (status,))
-
-
-def _write_cell_metadata(nb, events: list[dict[str, Any]]) -> None:
-    by_count = {e.get("execution_count"): e for e in events
-                if e["event"] == "cell_end" and not e.get("parent_id")}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and cell.get("execution_count") in by_count:
-            cell.metadata["nbcost"] = _compact_from_event(by_count[cell.execution_count])
-
-
-def _mark_stopped_cell(nb, index: int, status: str, rows: list[dict[str, Any]],
-                       events: list[dict[str, Any]]) -> str | None:
-    """Mark the cell the run stopped (``timeout``) or lost (``interrupted``: the kernel died)
-    in its metadata and its table row; return its window id (None: the log never saw it)."""
-    cell = nb.cells[index]
-    cells = [r for r in rows if r.get("kind") == "cell" and not r.get("parent_id")]
-    unended = [r for r in cells if r["status"] in ("interrupted", "running")
-               and r.get("window_id") not in _ended_windows(events)]
-    row = None
-    if cell.get("execution_count") is not None:
-        row = next((r for r in reversed(cells)
-                    if r.get("execution_count") == cell.execution_count), None)
-    if row is None and unended:  # the cell the kernel was running when it stopped
-        row = max(unended, key=lambda r: r["start"] or _EPOCH)
-    if row is None:
-        cell.metadata["nbcost"] = {"v": 1, "execution_count": cell.get("execution_count"),
-                                   "status": status, "flags": [status]}
-        return None
-    if cell.get("execution_count") is None:
-        cell.execution_count = row.get("execution_count")
-    ended = not any(r is row for r in unended)
-    row["status"] = status
-    row["flags"] = _with_flag(row.get("flags"), status)
-    if ended:  # the kernel ended it (a timeout interrupts the cell): keep its figures
-        record = cell.metadata.get("nbcost") or {}
-        cell.metadata["nbcost"] = {**record, "status": status,
-                                   "flags": sorted({*record.get("flags", ()), status})}
-    else:
-        start = next(e for e in events if e.get("window_id") == row["window_id"]
-                     and e["event"].endswith("_start"))
-        cell.metadata["nbcost"] = _compact_unended(start, row, events, status)
-    return row["window_id"]
-
-
-_EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-
-
-def _ended_windows(events: list[dict[str, Any]]) -> set[str]:
-    return {e["window_id"] for e in events
-            if e["event"].endswith("_end") and e.get("window_id") is not None}
-
-
-def _with_flag(flags: str | None, flag: str) -> str:
-    names = [f for f in (flags or "").split(",") if f and f not in ("interrupted", flag)]
-    return ",".join([*names, flag])
