@@ -121,3 +121,89 @@ def test_colour_only_for_a_terminal_that_wants_it(monkeypatch):
     assert _for(_Terminal(), coloured) == coloured
     monkeypatch.setenv("NO_COLOR", "1")
     assert _for(_Terminal(), coloured) == "RuntimeError: boom"
+
+
+# -- bad input: one message, a non-zero status, never a traceback ----------------------------
+
+
+def _bad_inputs(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("print('hello')\n")
+    not_a_notebook = tmp_path / "data.json"
+    not_a_notebook.write_text('{"rows": [1, 2, 3]}\n')
+    binary = tmp_path / "binary.ipynb"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    listed = tmp_path / "list.ipynb"
+    listed.write_text("[1, 2]\n")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    return [
+        (["run", tmp_path], {}, "is a folder"),
+        (["run", script], {}, "is not a Jupyter notebook"),
+        (["run", not_a_notebook], {}, "is not a Jupyter notebook"),
+        (["run", binary], {}, "is not a Jupyter notebook"),
+        (["run", listed], {}, "is not a Jupyter notebook"),
+        (["run", tmp_path / "missing.ipynb"], {}, "no notebook at"),
+        # a data dir that cannot exist (a file where a folder must be): unwritable for root too
+        (["run", "NOTEBOOK"], {"NBCOST_HOME": str(a_file / "home")}, "NBCOST_HOME"),
+        (["run", "NOTEBOOK", "-o", tmp_path / "no-such-folder" / "out.ipynb"], {},
+         "does not exist"),
+        (["run", "NOTEBOOK", "-o", tmp_path], {}, "is a folder"),
+        (["run", "NOTEBOOK", "--kernel", "no-such-kernel"], {}, "no kernel named"),
+        (["run", "NOTEBOOK", "--timeout", "0"], {}, "above 0"),
+        (["run", "NOTEBOOK", "--timeout", "soon"], {}, "above 0"),
+    ]
+
+
+def test_run_bad_input_gets_one_clear_message(notebook, tmp_path, monkeypatch):
+    for args, env, message in _bad_inputs(tmp_path):
+        args = [notebook if a == "NOTEBOOK" else a for a in args]
+        with monkeypatch.context() as m:
+            for name, value in env.items():
+                m.setenv(name, value)
+            done = run_cli(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr + done.stdout, (args, done.stderr)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert lines[-1].startswith(("nbcost run:", "usage:", "nbcost: error")) and len(
+            [line for line in lines if line.startswith("nbcost")]) == 1, (args, done.stderr)
+    assert not list(tmp_path.glob("**/out.ipynb"))  # nothing ran, nothing written
+
+
+def _closed_pipe():
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader left before the first line, as `| head -0` would
+    return write
+
+
+def test_a_closed_pipe_ends_the_command_quietly(notebook, tmp_path, nbcost_home):
+    import os
+
+    out = tmp_path / "out.ipynb"
+    for args in (["prices"], ["run", notebook, "-o", out]):
+        pipe = _closed_pipe()
+        try:
+            done = subprocess.run([sys.executable, "-m", "nbcost.cli", *map(str, args)],
+                                  stdout=pipe, stderr=subprocess.PIPE, text=True, timeout=240)
+        finally:
+            os.close(pipe)
+        assert done.returncode == 1 and done.stderr == "", (args, done.stderr)
+    assert nbformat.read(out, as_version=4).cells[2].metadata["nbcost"]["cost_usd"] == "0.002"
+
+
+def test_nbcosts_own_bug_is_one_line_unless_debugging(monkeypatch, capsys):
+    import nbcost.cli
+
+    def broken(args):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(nbcost.cli, "_cmd_prices", broken)
+    assert main(["prices"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("nbcost prices: internal error (KeyError: 'oops')") and "NBCOST_DEBUG" in err
+    monkeypatch.setenv("NBCOST_DEBUG", "1")
+    with pytest.raises(KeyError):
+        main(["prices"])

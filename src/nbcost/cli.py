@@ -30,24 +30,37 @@ def _for(stream, text: str) -> str:
 def _cmd_run(args) -> int:
     from .runner import run_notebook
 
-    path = Path(args.notebook)
-    if not path.exists():
-        raise NbcostError(f"no notebook at {path}")
     output = Path(args.output) if args.output else None
-    result = run_notebook(path, output, kernel_name=args.kernel, timeout=args.timeout,
-                          allow_errors=args.allow_errors)
-    print(_for(sys.stdout, repr(result.table())))
-    if output:
-        print(f"\nExecuted notebook with its cost record: {output}")
-    if result.ledger_path:
-        print(f"Spend log: {result.ledger_path}")
-    else:
-        print("nbcost: the kernel wrote no spend log (was nbcost importable in it?)", file=sys.stderr)
-        return 1
+    result = run_notebook(Path(args.notebook), output, kernel_name=args.kernel,
+                          timeout=args.timeout, allow_errors=args.allow_errors)
+    for warning in result.warnings:
+        print(f"nbcost: {warning}", file=sys.stderr)
+    status = 0
+    if result.ledger_paths:
+        print(_for(sys.stdout, repr(result.table())))
+        if output and output.exists():
+            print(f"\nExecuted notebook with its cost record: {output}")
+        for log in result.ledger_paths:
+            print(f"Spend log: {log}")
+    else:  # an empty table would read as "it cost nothing"
+        print("nbcost run: the kernel wrote no spend log, so this run has no cost record (is "
+              "nbcost importable in the kernel's Python?)", file=sys.stderr)
+        status = 1
     if result.error:
-        print(_for(sys.stderr, f"nbcost run: a cell failed: {result.error}"), file=sys.stderr)
-        return 1
-    return 0
+        print(_for(sys.stderr, f"nbcost run: {result.error}"), file=sys.stderr)
+        status = 1
+    return status
+
+
+def _seconds(text: str) -> int:
+    """``--timeout``: a whole number of seconds above zero (nbclient reads 0 as "no limit")."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"give whole seconds above 0, such as 600; got {text!r}")
+    return value
 
 
 def _cmd_report(args) -> int:
@@ -152,12 +165,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"nbcost {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="execute a notebook headless with tracking; print its costs")
-    run.add_argument("notebook")
+    run = sub.add_parser(
+        "run", help="execute a notebook headless with tracking; print its costs",
+        description="Execute a notebook with nbcost loaded, write each cell's cost record into\n"
+                    "the executed notebook and print the cost per cell. A failing cell, a dead\n"
+                    "kernel or --timeout stops the run; what ran is still written, that cell\n"
+                    "marked, and the exit status is 1.",
+        epilog="examples:\n  nbcost run train.ipynb -o train.out.ipynb\n"
+               "  nbcost run sweep.ipynb --timeout 600 --allow-errors",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("notebook", help="the .ipynb file to run")
     run.add_argument("-o", "--output", help="write the executed notebook, with its cost record")
     run.add_argument("--kernel", help="kernel name (default: the notebook's)")
-    run.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
-    run.add_argument("--allow-errors", action="store_true", help="keep going after a failing cell")
+    run.add_argument("--timeout", type=_seconds, default=None,
+                     help="interrupt a cell that runs longer than this many seconds, and stop "
+                          "there (default: no limit)")
+    run.add_argument("--allow-errors", action="store_true",
+                     help="keep going after a failing or timed-out cell")
     run.set_defaults(func=_cmd_run)
 
     report = sub.add_parser("report", help="sum spend logs by notebook, day, tag, ...")
@@ -196,12 +220,43 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure ends in one line on stderr and a non-zero status:
+    2 for what the user can fix (the message says how), 1 for a run that stopped early or
+    output nobody reads (a closed pipe: quietly), 3 for nbcost's own bug."""
     args = parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # `nbcost ... | head`: the reader left. Python's documented idiom: point stdout at
+        # devnull so the exit flush does not fail again, and stop without a word.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except NbcostError as exc:
-        print(f"nbcost {args.command}: {exc}", file=sys.stderr)
+        _say(args, str(exc))
         return 2
+    except KeyboardInterrupt:
+        _say(args, "interrupted")
+        return 130
+    except OSError as exc:  # a path the command could not read or write
+        where = f"{exc.filename}: " if exc.filename else ""
+        _say(args, f"{where}{exc.strerror or exc}")
+        return 2
+    except Exception as exc:
+        if os.environ.get("NBCOST_DEBUG"):
+            raise
+        _say(args, f"internal error ({type(exc).__name__}: {exc}). This is a bug in nbcost: "
+                   "rerun with NBCOST_DEBUG=1 for the traceback and report it.")
+        return 3
+
+
+def _say(args, message: str) -> None:
+    try:
+        print(f"nbcost {args.command}: {message}", file=sys.stderr)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -3,113 +3,328 @@
 The kernel loads nbcost at start (``extra_extensions``), so every cell is recorded exactly as in
 JupyterLab. Afterwards each code cell gets ``metadata.nbcost`` (the compact record, the same shape
 the lab extension writes) and the notebook gets ``metadata.nbcost.notebook_id``.
+
+A run that stops early still keeps its record: a cell that fails, a kernel that dies (killed, out
+of memory) or a cell that runs past ``--timeout`` ends the run, and the executed notebook and the
+cost table are written anyway, with that cell marked (``error``, ``interrupted``, ``timeout``).
+The spend log survives a killed kernel by design, so what the cell spent before it stopped is
+there to read.
+
+One run can write several spend logs: ``%cost reset`` and ``%reload_ext nbcost`` start a new
+session (and log) in the same kernel. The run finds them all by its run id (``NBCOST_RUN_ID``,
+written into ``session_start``), else by the kernel's pid and the notebook id.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Mapping
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from .config import load_settings, profile_config
 from .display.summary import Table
+from .errors import NbcostError
 from .ledger import read_log
-from .records import MeterTotals, WindowInfo, compact_record
 from .report import COLUMNS, Group
-from .rows import parse_ts, rows_from_events
+from .rows import rows_from_events
+from .run_cells import mark_stopped_cell, write_cell_metadata
+from .run_logs import find_run_logs
 
-__all__ = ["RunResult", "run_notebook"]
+__all__ = ["RunResult", "find_run_logs", "read_notebook", "run_notebook"]
+
+#: The error a cell that ran past ``--timeout`` ends with (after nbclient interrupted it).
+TIMEOUT_ENAME = "CellTimeoutError"
 
 
 @dataclass
 class RunResult:
     notebook: Any
-    ledger_path: Path | None
+    ledger_paths: list[Path] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # one line: why the run stopped early (or what failed), or None
+    warnings: list[str] = field(default_factory=list)  # what reading the spend logs skipped
+    #: cells the run stopped or interrupted: notebook cell index -> ``timeout``/``interrupted``
+    stopped: dict[int, str] = field(default_factory=dict)
+    #: the window id of each stopped cell (None where the log lost the cell's start)
+    stopped_windows: dict[int, str | None] = field(default_factory=dict)
+
+    @property
+    def ledger_path(self) -> Path | None:
+        """The run's first spend log (a reset adds more: :attr:`ledger_paths`)."""
+        return self.ledger_paths[0] if self.ledger_paths else None
 
     def table(self) -> Table:
-        """One line per top-level cell (and the time between cells), then the total."""
-        sources = {c.get("execution_count"): c.source for c in self.notebook.cells
-                   if c.cell_type == "code"}
-        lines, total = [], Group("total")
+        """One line per top-level cell (and the time between cells), then the total. A cell
+        that failed, timed out or was cut short by the kernel's death says so."""
+        code = [c for c in self.notebook.cells if c.cell_type == "code"]
+        sources = {c.get("execution_count"): c.source for c in code}
+        died = {w for i, w in self.stopped_windows.items() if self.stopped[i] == "interrupted"}
+        lines: list[list[str]] = []
+        totals = Group("total")
         for row in self.rows:
             if row.get("parent_id"):
                 continue
-            line = Group(_row_name(row, sources))
+            line = Group(_row_name(row, sources, row.get("window_id") in died))
             line.add(row)
-            lines.append(line)
-            total.add(row)
-        return Table("nbcost · cost per cell", ["cell", *COLUMNS[1:]],
-                     [g.cells(count=False) for g in lines], total.cells(count=False))
+            lines.append(line.cells(count=False))
+            totals.add(row)
+        for index, window in self.stopped_windows.items():
+            if window is None:  # the kernel died before its start reached the log: no figures
+                cell = self.notebook.cells[index]
+                name = _cell_label(cell.get("execution_count"), cell.source)
+                lines.append([f"{name}  ({_marker(self.stopped[index], True)})",
+                              *["-"] * (len(COLUMNS) - 1)])
+        return Table("nbcost · cost per cell", ["cell", *COLUMNS[1:]], lines,
+                     totals.cells(count=False))
 
 
-def _row_name(row: dict[str, Any], sources: dict[Any, str]) -> str:
+def _marker(status: str, kernel_died: bool = False) -> str | None:
+    """What the table says after a cell that did not end well."""
+    if status == "interrupted":
+        return "kernel died" if kernel_died else "interrupted"
+    return {"error": "failed", "timeout": "timed out"}.get(status)
+
+
+def _cell_label(execution_count: Any, source: str) -> str:
+    first = (source.strip() or " ").splitlines()[0]
+    number = execution_count if execution_count is not None else " "
+    return f"[{number}] " + (first if len(first) <= 40 else first[:39] + "…")
+
+
+def _row_name(row: dict[str, Any], sources: dict[Any, str], kernel_died: bool = False) -> str:
     if row["kind"] == "between_cells":
         return "(between cells)"
-    first = (row.get("label") or sources.get(row.get("execution_count"), "").strip() or " ")
-    first = first.splitlines()[0]
-    return f"[{row.get('execution_count')}] " + (first if len(first) <= 40 else first[:39] + "…")
+    name = _cell_label(row.get("execution_count"),
+                       row.get("label") or sources.get(row.get("execution_count"), ""))
+    marker = _marker(row.get("status") or "ok", kernel_died)
+    return f"{name}  ({marker})" if marker else name
 
 
-def _compact_from_event(event: dict[str, Any]) -> dict[str, Any]:
-    """The compact record of a ``cell_end`` event, built as the kernel builds it (so ``start``
-    and ``end`` are ISO 8601 UTC strings, like the lab extension's)."""
-    start, end = parse_ts(event.get("started_at")), parse_ts(event.get("ended_at"))
-    info = WindowInfo(id=event["window_id"], kind=event["kind"],
-                      start=start.timestamp() if start else 0.0,
-                      end=end.timestamp() if end else None, label=event.get("label"),
-                      cell_id=event.get("cell_id"), execution_count=event.get("execution_count"))
-    meters = {name: MeterTotals.from_json(m) for name, m in (event.get("meters") or {}).items()}
-    return compact_record(info, event.get("wall_s") or 0.0, event.get("status") or "ok", meters,
-                          event["session_id"], tuple(event.get("flags") or ()))
+# -- input checks ---------------------------------------------------------------------------
+
+
+def read_notebook(path: Path):
+    """The notebook at ``path``, or an :class:`NbcostError` that says what is wrong with it."""
+    if path.is_dir():
+        raise NbcostError(f"{path} is a folder; give the notebook file (.ipynb) to run")
+    if not path.exists():
+        raise NbcostError(f"no notebook at {path}")
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except OSError as exc:
+        raise NbcostError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise NbcostError(f"{path} is not a Jupyter notebook (not UTF-8 text); give an .ipynb "
+                          "file") from None
+    except Exception as exc:  # nbformat raises NotJSONError, ValidationError, KeyError, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NbcostError(f"{path} is not a Jupyter notebook ({reason[:200]}); give an .ipynb "
+                          "file") from None
+    cells = nb.get("cells")
+    if not isinstance(cells, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("cell_type"), str)
+            and isinstance(c.get("source"), str) for c in cells):
+        raise NbcostError(f"{path} is not a Jupyter notebook (its cells are not a list of "
+                          "cells); give an .ipynb file")
+    return nb
+
+
+def _check_writable_file(path: Path) -> None:
+    """Refuse an output the run could not write, before the notebook runs for nothing."""
+    if path.is_dir():
+        raise NbcostError(f"-o {path} is a folder; give a file name such as {path / 'out.ipynb'}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise NbcostError(f"cannot write -o {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise NbcostError(f"cannot write -o {path}: permission denied")
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    """Refuse a data dir the kernel could not write its spend log to: a run without a record
+    is what ``nbcost run`` exists to prevent. Creates nothing (the session makes its folders)."""
+    spend = data_dir / "spend"
+    existing = spend
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    advice = "Set NBCOST_HOME to a writable folder."
+    if not existing.is_dir():
+        raise NbcostError(f"cannot write spend logs under {data_dir}: {existing} is not a folder. "
+                          f"{advice}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise NbcostError(f"cannot write spend logs under {data_dir}: {existing} is not writable. "
+                          f"{advice}")
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+class _Progress:
+    """What nbclient's hooks tell: the kernel's pid, the cell running now, the cells that ran
+    past the timeout."""
+
+    def __init__(self) -> None:
+        self.client: NotebookClient | None = None
+        self.kernel_pid: int | None = None
+        self.cell_index: int | None = None
+        self.timed_out: list[int] = []
+
+    def notebook_started(self, **_: Any) -> None:
+        provisioner = getattr(getattr(self.client, "km", None), "provisioner", None)
+        pid = getattr(provisioner, "pid", None)  # a local kernel's; remote ones have none
+        self.kernel_pid = pid if isinstance(pid, int) else None
+
+    def cell_started(self, cell_index: int, **_: Any) -> None:
+        self.cell_index = cell_index
+
+    def cell_executed(self, cell_index: int, execute_reply: Any = None, **_: Any) -> None:
+        content = (execute_reply or {}).get("content") or {}
+        if content.get("ename") == TIMEOUT_ENAME:
+            self.timed_out.append(cell_index)
 
 
 def run_notebook(path: Path, output: Path | None = None, *, kernel_name: str | None = None,
                  timeout: int | None = None, allow_errors: bool = False) -> RunResult:
-    """Execute ``path`` with nbcost loaded; write the executed notebook to ``output``."""
-    nb = nbformat.read(path, as_version=4)
-    notebook_meta = nb.metadata.setdefault("nbcost", {})
-    notebook_meta.setdefault("notebook_id", uuid.uuid4().hex)
-    session_id = uuid.uuid4().hex
+    """Execute ``path`` with nbcost loaded; write the executed notebook to ``output``.
+
+    Raises :class:`NbcostError` for what stops a run before it starts (not a notebook, an
+    unwritable output or data dir, no such kernel). A run that stops in a cell returns normally,
+    with :attr:`RunResult.error` saying why.
+
+    A cell past ``timeout`` is interrupted (so the kernel ends its record itself) and ends as
+    ``timeout``; the run stops there unless ``allow_errors``.
+    """
+    nb = read_notebook(path)
+    if output is not None:
+        _check_writable_file(output)
     settings = load_settings(profile_config())
-    env = {**os.environ, "NBCOST_SESSION_ID": session_id, "NBCOST_NOTEBOOK": str(path),
-           "NBCOST_NOTEBOOK_ID": notebook_meta["notebook_id"]}
+    _check_data_dir(settings.data_dir)
+    notebook_meta = nb.metadata.setdefault("nbcost", {})
+    if not isinstance(notebook_meta.get("notebook_id"), str) or not notebook_meta["notebook_id"]:
+        notebook_meta["notebook_id"] = uuid.uuid4().hex
+    session_id, run_id = uuid.uuid4().hex, uuid.uuid4().hex
+    env = {**os.environ, "NBCOST_SESSION_ID": session_id, "NBCOST_RUN_ID": run_id,
+           "NBCOST_NOTEBOOK": str(path), "NBCOST_NOTEBOOK_ID": notebook_meta["notebook_id"]}
+    kernel = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    progress = _Progress()
     client = NotebookClient(
-        nb, timeout=timeout, allow_errors=allow_errors,
-        kernel_name=kernel_name or nb.metadata.get("kernelspec", {}).get("name", "python3"),
+        nb, timeout=timeout, allow_errors=allow_errors, kernel_name=kernel,
+        interrupt_on_timeout=True,
+        error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": f"the cell ran past --timeout "
+                          f"{timeout} s and was interrupted", "traceback": []},
         resources={"metadata": {"path": str(path.parent.resolve())}},
         extra_arguments=["--InteractiveShellApp.extra_extensions=nbcost"],
+        on_notebook_start=progress.notebook_started, on_cell_execute=progress.cell_started,
+        on_cell_executed=progress.cell_executed,
     )
+    progress.client = client
     # The kernel offers the lab extension's comm; headless, the log is the record: take the
     # comm quietly instead of nbclient's "No handler found for comm target 'nbcost'".
     client.comm_open_handlers["nbcost"] = lambda msg: None
-    error = None
-    try:
-        client.execute(env=env)
-    except CellExecutionError as exc:
-        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else "a cell failed"
-    ledger = next(iter(sorted(settings.data_dir.glob(f"spend/*/{session_id}.jsonl"))), None)
-    result = RunResult(nb, ledger, error=error)
-    if ledger is not None:
-        events = read_log(ledger).events
+    started = time.time()
+    # The kernel's own stderr (its log lines, a traceback when it is stopped mid-cell) would
+    # bury the one message that matters; it is kept, and shown when it explains a failure.
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as kernel_stderr:
+        error, stopped = _execute(client, env, kernel, timeout, progress, kernel_stderr)
+        kernel_said = _last_words(kernel_stderr)
+
+    logs = find_run_logs(settings.data_dir, run_id=run_id, session_ids={session_id},
+                         notebook_id=notebook_meta["notebook_id"], kernel_pid=progress.kernel_pid,
+                         since=started)
+    result = RunResult(nb, logs, error=error, stopped=stopped)
+    events: list[dict[str, Any]] = []
+    for log in logs:
+        contents = read_log(log)
+        events += contents.events
+        result.warnings += contents.warnings
+    if logs:
         result.rows = rows_from_events(events)
-        _write_cell_metadata(nb, events)
-        notebook_meta["session_id"] = session_id
+        write_cell_metadata(nb, events)
+        notebook_meta["session_id"] = _session_of(events[0]) if events else session_id
+        notebook_meta["run_id"] = run_id
+        if len(logs) > 1:
+            notebook_meta["session_ids"] = list(dict.fromkeys(_session_of(e) for e in events))
+    elif kernel_said:
+        result.warnings.append(f"the kernel said: {kernel_said}")
+    for index, status in stopped.items():
+        result.stopped_windows[index] = mark_stopped_cell(nb, index, status, result.rows, events)
     if output is not None:
-        nbformat.write(nb, output)
+        try:
+            nbformat.write(nb, output)
+        except OSError as exc:
+            result.error = "; ".join(filter(None, [result.error, (
+                f"could not write the executed notebook to {output}: {exc.strerror or exc}")]))
     return result
 
 
-def _write_cell_metadata(nb, events: list[dict[str, Any]]) -> None:
-    by_count = {e.get("execution_count"): e for e in events
-                if e["event"] == "cell_end" and not e.get("parent_id")}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and cell.get("execution_count") in by_count:
-            cell.metadata["nbcost"] = _compact_from_event(by_count[cell.execution_count])
+def _execute(client: NotebookClient, env: dict[str, str], kernel: str, timeout: int | None,
+             progress: _Progress, stderr: IO[str]) -> tuple[str | None, dict[int, str]]:
+    """Run every cell. Returns a message (None when every cell ran and none timed out) and
+    the cells to mark: ``{cell index: "timeout" | "interrupted"}``."""
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    stopped: dict[int, str] = {}
+    error = None
+    try:
+        client.execute(env=env, stderr=stderr)
+    except CellExecutionError as exc:
+        if exc.ename != TIMEOUT_ENAME:
+            text = str(exc).strip()
+            error = f"a cell failed: {text.splitlines()[-1] if text else 'an error'}"
+    except CellTimeoutError:  # nbclient's own timeouts (waiting for output)
+        if progress.cell_index is not None:
+            progress.timed_out.append(progress.cell_index)
+    except DeadKernelError:
+        index = progress.cell_index
+        if index is not None:
+            stopped[index] = "interrupted"
+        error = (f"the kernel died while running {_cell_name(client, index)} (killed, or out of "
+                 "memory?); the cells after it did not run")
+    except NoSuchKernel:
+        raise NbcostError(f"no kernel named {kernel!r} is installed; `jupyter kernelspec list` "
+                          "shows the installed ones, --kernel picks one") from None
+    except (RuntimeError, TimeoutError) as exc:
+        if progress.cell_index is not None:
+            raise
+        said = _last_words(stderr)
+        raise NbcostError(f"the kernel {kernel!r} did not start: {exc}"
+                          + (f" (it said: {said})" if said else "")) from None
+    for index in dict.fromkeys(progress.timed_out):
+        stopped.setdefault(index, "timeout")
+    if progress.timed_out and error is None:
+        cells = ", ".join(_cell_name(client, i) for i in dict.fromkeys(progress.timed_out))
+        error = (f"{cells} ran past --timeout {timeout} s and {'was' if len(progress.timed_out) == 1 else 'were'} "
+                 "interrupted" + ("" if client.allow_errors else "; the cells after it did not run")
+                 + "; a larger --timeout lets it finish")
+    return error, stopped
+
+
+def _cell_name(client: NotebookClient, index: int | None) -> str:
+    if index is None:
+        return "a cell"
+    number = client.nb.cells[index].get("execution_count")
+    return f"cell [{number}]" if number else f"cell {index + 1} of the notebook"
+
+
+def _last_words(stderr: IO[str]) -> str:
+    """The last line of the kernel's stderr that is not a routine log line."""
+    try:
+        stderr.flush()
+        stderr.seek(0)
+        lines = [line.strip() for line in stderr.read().splitlines()[-200:]]
+    except (OSError, ValueError):
+        return ""
+    lines = [line for line in lines if line and "] WARNING |" not in line]
+    return lines[-1][:300] if lines else ""
+
+
+def _session_of(event: Mapping[str, Any]) -> str:
+    return str(event.get("session_id"))

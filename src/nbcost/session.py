@@ -107,9 +107,11 @@ class Session:
                            " is not usable as a file name (letters, digits, '.', '_' and '-', up "
                            "to 128, not starting with '.' or '-'); a new random id is used.")
             requested = None
-        #: The id ``nbcost run`` (or whoever set NBCOST_SESSION_ID) asked for: every session of
-        #: this process carries it as ``run_id`` and derives its own id from it.
-        self.run_id = requested
+        #: The run this process belongs to: ``nbcost run`` sets NBCOST_RUN_ID (else the id asked
+        #: for through NBCOST_SESSION_ID). Every session of the process carries it as ``run_id``
+        #: (the runner finds a reset's or reload's logs by it) and a reset derives its id from it.
+        run_id = os.environ.get("NBCOST_RUN_ID") or None
+        self.run_id = run_id if run_id is not None and valid_session_id(run_id) else requested
         self._begin(requested, parent=None)
         for meter in meters if meters is not None else _default_meters():
             self.add_meter(meter)

@@ -68,6 +68,7 @@ class Call:
     proxied: bool = False
     ended: bool = False
     error: str | None = None
+    interrupted: bool = False  # Ctrl-C or a cancelled task stopped its stream: not an SDK error
     done: bool = False
 
 

@@ -135,6 +135,8 @@ class Recorder:
                                     f"ipython_config.py.")
         if source == "estimated":
             flags.append("estimated")
+        if call.interrupted:
+            flags.append("interrupted")
         return Usage(
             meter="llm", event="llm_call", key=key,
             quantities={
@@ -160,7 +162,8 @@ class Recorder:
             "request_model": call.request_model, "response_model": call.response_model,
             "service_tier": call.service_tier, "batch": call.service_tier == "batch",
             "latency_s": round(latency_s, 6), "streaming": call.streaming,
-            "status": "error" if call.error else "ok", "usage_source": source,
+            "status": "error" if call.error else "interrupted" if call.interrupted else "ok",
+            "usage_source": source,
             "request_hash": call.request_hash, "price_source": price_source,
         }
         if call.error:

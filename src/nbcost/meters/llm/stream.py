@@ -5,6 +5,11 @@ bookkeeping to iteration. The call is recorded exactly once, by whichever comes 
 the stream, an error in it, ``close()``/``aclose()``, leaving a ``with`` block, or garbage
 collection (``weakref.finalize``, never ``__del__``: a finaliser holds the call, not the proxy,
 and runs at most once by construction).
+
+An *interruption* is not an SDK error: Ctrl-C (``KeyboardInterrupt``, which lands while the SDK
+waits on the socket), a cancelled task (``asyncio.CancelledError``) or ``SystemExit`` stop a stream
+whose prompt was sent and whose text partly arrived. Such a call is estimated as a ``break`` is
+(input from the request, output from the chunks seen) and flagged ``interrupted``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import wrapt
 
 from .recorder import Call, Recorder
 
-__all__ = ["AsyncStreamProxy", "StreamManagerProxy", "SyncStreamProxy", "proxy_stream", "read_or_proxy"]
+__all__ = ["AsyncStreamProxy", "StreamManagerProxy", "SyncStreamProxy", "is_interruption", "proxy_stream",
+           "read_or_proxy"]
 
 
 class _Tracked(wrapt.ObjectProxy):
@@ -29,13 +35,19 @@ class _Tracked(wrapt.ObjectProxy):
         self._self_recorder = recorder
         self._self_finalizer = weakref.finalize(self, recorder.finish, call)
 
-    def _finish(self, error: BaseException | None = None, ended: bool = False) -> None:
-        """Record the call now (at most once: a finalize object runs its callback once)."""
+    def _finish(self, error: BaseException | None = None, ended: bool = False,
+                interrupted: bool = False) -> None:
+        """Record the call now (at most once: a finalize object runs its callback once).
+        ``error``: what the stream itself raised (an interruption is told apart here)."""
         call = self._self_call
         if ended:
             call.ended = True
-        if error is not None and call.error is None:
+        if error is not None and is_interruption(error):
+            interrupted = True
+        elif error is not None and call.error is None:
             call.error = type(error).__name__
+        if interrupted and not call.done:
+            call.interrupted = True
         self._self_finalizer()
 
     def _note(self, chunk: Any) -> None:
@@ -48,6 +60,12 @@ class _Tracked(wrapt.ObjectProxy):
 
 def _ignore(call: Call, chunk: Any) -> None:
     pass
+
+
+def is_interruption(exc: BaseException | None) -> bool:
+    """Ctrl-C, a cancelled task, an exit: the user stopped the call, the SDK did not fail
+    (every SDK error is an ``Exception``)."""
+    return exc is not None and not isinstance(exc, Exception)
 
 
 class SyncStreamProxy(_Tracked):
@@ -90,7 +108,7 @@ class SyncStreamProxy(_Tracked):
             exit_ = getattr(self.__wrapped__, "__exit__", None)
             return exit_(*exc_info) if exit_ is not None else None
         finally:
-            self._finish()
+            self._finish(interrupted=is_interruption(exc_info[1]))
 
 
 class AsyncStreamProxy(_Tracked):
@@ -139,7 +157,7 @@ class AsyncStreamProxy(_Tracked):
             exit_ = getattr(self.__wrapped__, "__aexit__", None)
             return await exit_(*exc_info) if exit_ is not None else None
         finally:
-            self._finish()
+            self._finish(interrupted=is_interruption(exc_info[1]))
 
 
 def proxy_stream(recorder: Recorder, call: Call, stream: Any) -> _Tracked:
@@ -194,10 +212,10 @@ class StreamManagerProxy(wrapt.ObjectProxy):
                 return stream
             setattr(manager, name, arequest())
 
-    def _finish_all(self) -> None:
+    def _finish_all(self, exc: BaseException | None = None) -> None:
         for stream in self._self_streams:
             if isinstance(stream, _Tracked):
-                stream._finish()
+                stream._finish(interrupted=is_interruption(exc))
 
     def __enter__(self) -> Any:
         return self.__wrapped__.__enter__()
@@ -206,7 +224,7 @@ class StreamManagerProxy(wrapt.ObjectProxy):
         try:
             return self.__wrapped__.__exit__(*exc_info)
         finally:
-            self._finish_all()
+            self._finish_all(exc_info[1])
 
     async def __aenter__(self) -> Any:
         return await self.__wrapped__.__aenter__()
@@ -215,7 +233,7 @@ class StreamManagerProxy(wrapt.ObjectProxy):
         try:
             return await self.__wrapped__.__aexit__(*exc_info)
         finally:
-            self._finish_all()
+            self._finish_all(exc_info[1])
 
 
 def read_or_proxy(recorder: Recorder, call: Call, result: Any, read: Any) -> Any:
