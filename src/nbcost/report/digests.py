@@ -5,7 +5,8 @@ append-only, so what a file produced stays true while its size and modification 
 same: each log's rows are written as Parquet to ``<store>/k=<md5 of its path>/`` beside a
 ``meta.json`` (the file's size and mtime, lines read, what was skipped, its budget events and
 sessions). The next report reads the Parquet of unchanged files and parses only new or grown
-ones. The store is ``$NBCOST_CACHE_DIR`` or the user cache dir (``~/.cache/nbcost/report``);
+ones. The store is ``$NBCOST_CACHE_DIR``, else ``$NBCOST_HOME/cache/report``, else the user cache
+dir (``~/.cache/nbcost/report``);
 ``nbcost report --no-cache`` (``load_spend(cache=False)``) uses a temporary one instead.
 A digest that cannot be read is simply made again.
 """
@@ -32,6 +33,8 @@ VERSION = "1"
 def default_cache_dir() -> Path:
     if os.environ.get("NBCOST_CACHE_DIR"):
         return Path(os.environ["NBCOST_CACHE_DIR"])
+    if os.environ.get("NBCOST_HOME"):  # everything nbcost keeps in one place
+        return Path(os.environ["NBCOST_HOME"]).expanduser() / "cache" / "report"
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("nbcost")) / "report"

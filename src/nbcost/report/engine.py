@@ -70,7 +70,7 @@ from .notebooks import read_notebook
 from .sources import LOG, NOTEBOOK, Input, discover, filesystem
 from .stage import create_staged, insert_arrow
 
-__all__ = ["Filters", "Spend", "load_spend", "parse_time"]
+__all__ = ["Filters", "Spend", "load_spend", "parse_time", "spend_of_rows"]
 
 
 def parse_time(text: str | dt.datetime | dt.date | None, option: str = "--since"
@@ -387,7 +387,7 @@ def _llm_calls(con, logs: list[Input], since, until, filters: Filters) -> None:
         where.append("notebook_key IN (SELECT DISTINCT notebook_key FROM windows)")
     if filters.tags:
         where.append("list_has_any(window_ids, (SELECT list(window_id) FROM windows))")
-    con.execute(f"""
+    con.execute(_inline(f"""
         CREATE OR REPLACE TEMP VIEW llm_calls AS
         SELECT * FROM (
           SELECT TRY_CAST(c.ts AS TIMESTAMPTZ) AS ts, c.session_id,
@@ -408,7 +408,7 @@ def _llm_calls(con, logs: list[Input], since, until, filters: Filters) -> None:
           WHERE c.event = 'llm_call' AND c.meter = 'llm' AND c.schema = '1'
             AND ts_ok(c.ts) AND money_ok(c.cost_usd)
           QUALIFY row_number() OVER (PARTITION BY c.session_id, c.id ORDER BY source_file) = 1)
-        WHERE {" AND ".join(where) or "true"}""", params)
+        WHERE {" AND ".join(where) or "true"}""", params))
 
 
 def _small_tables(con, budgets: list[dict], cells: list[dict], skipped: Skipped,
@@ -472,6 +472,32 @@ def _small_tables(con, budgets: list[dict], cells: list[dict], skipped: Skipped,
                      schema=pa.schema([("unit", pa.string()), ("skipped", pa.int64()),
                                        ("read", pa.int64()), ("examples", pa.list_(pa.string()))]))
     insert_arrow(con, "skipped", units, create=True)
+
+
+def spend_of_rows(rows: Iterable[Mapping[str, Any]]) -> Spend:
+    """A :class:`Spend` over rows already in memory (:func:`nbcost.rows.rows_from_events`)."""
+    from .stage import stage_rows
+
+    skipped = Skipped()
+    con = _connect()
+    try:
+        from .checks import SQL_MACROS
+
+        con.execute(SQL_MACROS)
+        create_staged(con)
+        rows = [dict(r, source_file="(rows)") for r in rows]
+        skipped.read("lines", len(rows))
+        stage_rows(con, rows, "rows", 0)
+        _all_rows(con, [])
+        _keys(con, [])
+        _windows(con, [], None, None, Filters())
+        _window_models(con)
+        _llm_calls(con, [], None, None, Filters())
+        _small_tables(con, [], [], skipped, None, None, Filters())
+    except BaseException:
+        con.close()
+        raise
+    return Spend(con, skipped, [], None, None, Filters())
 
 
 def load_spend(paths: Iterable[str], *, since: str | dt.datetime | None = None,

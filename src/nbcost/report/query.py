@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from ..errors import NbcostError
 
-__all__ = ["DIMENSIONS", "FIGURES", "Report", "build", "parse_by"]
+__all__ = ["DIMENSIONS", "FIGURES", "Figures", "Report", "build", "parse_by"]
 
 DIMENSIONS = ("user", "team", "project", "notebook", "cell", "label", "model", "provider", "gpu",
               "status", "day", "week", "month", "session", "tag")
@@ -30,10 +30,10 @@ ZERO = Decimal(0)
 FIGURES: tuple[tuple[str, str, str], ...] = (
     ("cells", "count(*) FILTER (WHERE is_cell AND {cell_part})", "count"),
     ("sessions", "count(DISTINCT session_id)", "count"),
-    ("cost_usd", "sum(cost)", "usd"),
-    ("llm_cost_usd", "sum(llm_cost)", "usd"),
-    ("gpu_cost_usd", "sum(gpu_cost)", "usd"),
-    ("other_cost_usd", "sum(cost) - sum(llm_cost) - sum(gpu_cost)", "usd"),
+    ("cost_usd", "coalesce(sum(cost), 0)", "usd"),
+    ("llm_cost_usd", "coalesce(sum(llm_cost), 0)", "usd"),
+    ("gpu_cost_usd", "coalesce(sum(gpu_cost), 0)", "usd"),
+    ("other_cost_usd", "coalesce(sum(cost) - sum(llm_cost) - sum(gpu_cost), 0)", "usd"),
     ("wall_s", "sum(wall_s)", "seconds"),
     ("gpu_held_s", "sum(gpu_held_s)", "seconds"),
     ("gpu_busy_s", "sum(gpu_busy_s)", "seconds"),
@@ -247,14 +247,24 @@ def _discounts(spend, models: list[str], settings: Any) -> None:
         create=True)
 
 
+class Figures(dict):
+    """One row's figures: by key (``row["cost_usd"]``) or as attributes (``row.cost_usd``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 @dataclass
 class Report:
     """A grouped report: ``rows`` (``keys`` by grouping key, then :data:`FIGURES`), the
     ``total`` over everything, ``notes`` that say how the rows relate to the total."""
 
     by: list[str]
-    rows: list[dict[str, Any]]
-    total: dict[str, Any]
+    rows: list[Figures]
+    total: Figures
     notes: list[str] = field(default_factory=list)
     since: dt.datetime | None = None
     until: dt.datetime | None = None
@@ -307,14 +317,14 @@ def build(spend, by: Sequence[str] | str = "notebook", *, settings: Any = None) 
     rows = []
     for values in cursor.fetchall():
         record = dict(zip(names, values))
-        row = {"keys": {k: record.pop(f"k{i}") for i, k in enumerate(keys)}, **record}
+        row = Figures(keys={k: record.pop(f"k{i}") for i, k in enumerate(keys)}, **record)
         _shares(row)
         rows.append(row)
     # The total counts each window once: by its "rest" part (with --model, its model parts).
     total_part = "true" if spend.filters.models else "part = 'rest'"
     total_cursor = con.execute(f"WITH parts AS ({parts}) SELECT {_select(total_part)} "
                                f"FROM parts p LEFT JOIN _discount d ON d.model = p.model")
-    total = dict(zip([d[0] for d in total_cursor.description], total_cursor.fetchone()))
+    total = Figures(zip([d[0] for d in total_cursor.description], total_cursor.fetchone()))
     _shares(total)
     if keys[0] in TIME_DIMENSIONS:
         rows.sort(key=lambda r: tuple(r["keys"].values()))
