@@ -103,7 +103,7 @@ def _load_parquet(con, sources: list[Input], skipped: Skipped) -> None:
             for c in STAGED[:-3])
         con.execute(f"INSERT INTO _staged SELECT {select}, 'export', ?, 1 FROM read_parquet(?)",
                     [url, url])
-        skipped.read("lines", con.execute("SELECT count(*) FROM read_parquet(?)", [url]).fetchone()[0])
+        skipped.read("lines", con.execute("SELECT count(*) FROM read_parquet(?)", [url]).fetchall()[0][0])
 
 
 def load_exports(con, sources: list[Input], skipped: Skipped) -> None:

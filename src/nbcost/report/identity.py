@@ -46,6 +46,13 @@ def notebook_keys(seen: Iterable[tuple[str | None, str | None, str | None]]
     for path in id_of_path:
         if _absolute(path):
             absolute.setdefault(path, set())
+    # A relative path with an id (``nbcost run``) gives its id to the one absolute path that
+    # ends with it (JupyterLab's, of the same notebook).
+    users_of = {normalise_path(p): u for i, p, u in seen if i and p}
+    for path, notebook_id in list(id_of_path.items()):
+        if not _absolute(path):
+            for match in _ending_with(absolute, path, users_of.get(path)):
+                id_of_path.setdefault(match, notebook_id)
 
     def path_key(path: str) -> str:
         return f"id:{id_of_path[path]}" if path in id_of_path else f"path:{path}"
@@ -62,8 +69,15 @@ def notebook_keys(seen: Iterable[tuple[str | None, str | None, str | None]]
         if normal in id_of_path or _absolute(normal) or not normal:
             keys[notebook_id, path] = path_key(normal)
             continue
-        ends = [p for p in absolute if p.endswith("/" + normal)]
-        if len(ends) > 1:
-            ends = [p for p in ends if user in absolute[p]]
-        keys[notebook_id, path] = path_key(ends[0] if len(ends) == 1 else normal)
+        ends = _ending_with(absolute, normal, user)
+        keys[notebook_id, path] = path_key(ends[0] if ends else normal)
     return keys
+
+
+def _ending_with(absolute: dict[str, set[str | None]], relative: str, user: str | None) -> list[str]:
+    """The one absolute path that ends with ``relative`` (the one of ``user``'s, when several
+    do), or none."""
+    ends = [p for p in absolute if p.endswith("/" + relative)]
+    if len(ends) > 1:
+        ends = [p for p in ends if user in absolute[p]]
+    return ends if len(ends) == 1 else []

@@ -324,7 +324,7 @@ def build(spend, by: Sequence[str] | str = "notebook", *, settings: Any = None) 
     total_part = "true" if spend.filters.models else "part = 'rest'"
     total_cursor = con.execute(f"WITH parts AS ({parts}) SELECT {_select(total_part)} "
                                f"FROM parts p LEFT JOIN _discount d ON d.model = p.model")
-    total = Figures(zip([d[0] for d in total_cursor.description], total_cursor.fetchone()))
+    total = Figures(zip([d[0] for d in total_cursor.description], total_cursor.fetchall()[0]))
     _shares(total)
     if keys[0] in TIME_DIMENSIONS:
         rows.sort(key=lambda r: tuple(r["keys"].values()))
@@ -350,7 +350,7 @@ def _notes(con, report: Report, keys: list[str], models: Sequence[str], parts: s
             f"WITH parts AS ({parts}) SELECT count(*) FILTER (WHERE part = 'rest'), "
             f"sum(cost * (len(json_keys(tags)) - 1)) FROM parts "
             f"WHERE tags IS NOT NULL AND tags NOT IN ('{{}}', 'null') AND len(json_keys(tags)) > 1"
-        ).fetchone()
+        ).fetchall()[0]
         if many:
             notes.append(
                 f"The rows add up to more than the total: {many} window"
