@@ -204,7 +204,7 @@ def test_nothing_readable_is_an_error_that_says_so(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "nothing readable" in err and "Traceback" not in err, err
     assert main(["report", str(tmp_path / "missing")]) == 2
-    assert "no spend log, export or notebook at" in capsys.readouterr().err
+    assert "no spend log at" in capsys.readouterr().err
 
 
 def test_folders_globs_and_hidden_folders(log, tmp_path):

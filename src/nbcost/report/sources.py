@@ -145,7 +145,7 @@ def discover(paths: Iterable[str | os.PathLike]) -> list[Input]:
             elif os.path.exists(text):
                 candidates = [(text, True)]
             else:
-                raise NbcostError(f"no spend log, export or notebook at {text}: give files, "
+                raise NbcostError(f"no spend log at {text}, nor an export or notebook: give files, "
                                   f"folders, globs or s3:// URLs")
         for url, named in candidates:
             if url in seen:
