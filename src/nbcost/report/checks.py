@@ -31,7 +31,11 @@ _MONEY_FIELDS = ("cost_usd", "budget_usd", "spent_usd")
 _WINDOW_EVENTS = ("cell_start", "cell_end", "track_start", "track_end")
 SHOWN = 5  # reasons kept with their line numbers; the rest are counted
 
-# DuckDB macros of the same rules. Money fields are read as raw JSON, so a string is quoted.
+_MODEL_MAP = ('"MAP(VARCHAR, STRUCT(calls BIGINT, input_tokens BIGINT, cache_read_tokens BIGINT, '
+              'cache_write_tokens BIGINT, output_tokens BIGINT, reasoning_tokens BIGINT, '
+              'errors BIGINT, estimated_calls BIGINT, cost_usd JSON, unpriced BOOLEAN))"')
+# DuckDB macros of the same rules (money fields are read as raw JSON, so a string is quoted),
+# and ``model_list``: a window's ``llm_models`` JSON as a typed list, parsed once per log.
 SQL_MACROS = f"""
 CREATE OR REPLACE TEMP MACRO ts_ok(x) AS x IS NULL OR regexp_full_match(x, '{TS_PATTERN}');
 CREATE OR REPLACE TEMP MACRO money_ok(x) AS x IS NULL OR x = 'null'
@@ -39,6 +43,14 @@ CREATE OR REPLACE TEMP MACRO money_ok(x) AS x IS NULL OR x = 'null'
 CREATE OR REPLACE TEMP MACRO money(x) AS
     CASE WHEN regexp_full_match(x, '"{MONEY_PATTERN}"')
          THEN TRY_CAST(trim(x, '"') AS DECIMAL(38,18)) END;
+CREATE OR REPLACE TEMP MACRO model_list(j) AS CASE WHEN json_valid(j) THEN list_transform(
+    map_entries(json_transform(j, '{_MODEL_MAP}')),
+    lambda m: struct_pack(model := m.key, calls := m.value.calls,
+        input_tokens := m.value.input_tokens, cache_read_tokens := m.value.cache_read_tokens,
+        cache_write_tokens := m.value.cache_write_tokens, output_tokens := m.value.output_tokens,
+        reasoning_tokens := m.value.reasoning_tokens, errors := m.value.errors,
+        estimated_calls := m.value.estimated_calls, cost_usd := money(m.value.cost_usd),
+        unpriced := coalesce(m.value.unpriced, false) OR money(m.value.cost_usd) IS NULL)) END;
 CREATE OR REPLACE TEMP MACRO tags_ok(x) AS x IS NULL OR x = 'null'
     OR (json_type(x) = 'OBJECT' AND NOT contains(substr(x, 2), '{{') AND NOT contains(x, '['));
 """

@@ -27,7 +27,7 @@ from .sources import Input, filesystem
 __all__ = ["Digest", "DigestStore", "default_cache_dir"]
 
 #: Bump when what a digest holds changes: older digests are then made again.
-VERSION = "1"
+VERSION = "2"
 
 
 def default_cache_dir() -> Path:
@@ -52,6 +52,8 @@ class Digest:
     examples: list[str] = field(default_factory=list)
     budgets: list[dict[str, Any]] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    notebooks: list[list[Any]] = field(default_factory=list)  # [id, path, user, latest start]
     parquet: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -59,7 +61,7 @@ class Digest:
                 "counts": self.counts, "examples": self.examples,
                 "budgets": [{k: (str(v) if k in ("budget_usd", "spent_usd") and v is not None
                                  else v) for k, v in b.items()} for b in self.budgets],
-                "sessions": self.sessions}
+                "sessions": self.sessions, "models": self.models, "notebooks": self.notebooks}
 
 
 class DigestStore:
@@ -109,7 +111,8 @@ class DigestStore:
         budgets = [{k: (Decimal(v) if k in ("budget_usd", "spent_usd") and v is not None else v)
                     for k, v in b.items()} for b in meta.get("budgets", [])]
         return Digest(source.url, key, stamp, meta.get("lines", 0), meta.get("counts", {}),
-                      meta.get("examples", []), budgets, meta.get("sessions", []), parquet)
+                      meta.get("examples", []), budgets, meta.get("sessions", []),
+                      meta.get("models", []), meta.get("notebooks", []), parquet)
 
     def clear(self, key: str) -> None:
         shutil.rmtree(self.folder(key), ignore_errors=True)

@@ -22,7 +22,8 @@ connection (``spend.con``; ``spend.sql(...)`` is a shortcut) holds:
     and the log's row wins over an export's, an export's over a notebook's. Rows with an empty
     ``parent_id`` add up to the total; nested ``track()`` rows are already inside their cell's.
 ``window_models`` (view)
-    ``windows`` with one row per window and model it called (from its ``llm_models`` JSON):
+    ``windows`` with one row per window and model it called (``llm_models``, parsed once
+    into ``windows.llm_model_list``):
     every ``windows`` column, then ``model``, ``model_calls``, ``model_input_tokens``,
     ``model_cache_read_tokens``, ``model_cache_write_tokens``, ``model_output_tokens``,
     ``model_reasoning_tokens``, ``model_errors``, ``model_estimated_calls``,
@@ -159,6 +160,7 @@ class Spend:
         self.skipped = skipped
         self.inputs = inputs
         self.since, self.until, self.filters = since, until, filters
+        self.models: list[str] = []  # every LLM model any window called
 
     def sql(self, query: str, params: Sequence[Any] | None = None):
         """Run ``query`` on the connection; returns DuckDB's cursor (``.fetchall()``,
@@ -194,6 +196,7 @@ def _connect():
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # days and weeks are UTC days, whatever the machine's zone
+    con.execute("SET enable_progress_bar = false")
     return con
 
 
@@ -238,14 +241,16 @@ def _all_rows(con, digests: list[Digest]) -> None:
         con.execute(f"CREATE OR REPLACE TEMP VIEW _all AS SELECT {names} FROM _staged")
 
 
-def _keys(con, cells: list[dict]) -> None:
+def _keys(con, digests: list[Digest], cells: list[dict]) -> None:
     """``_keys``: each (notebook_id, notebook_path) → its notebook key and the path to show
     for that key (the latest one)."""
     import pyarrow as pa
 
-    seen = con.execute("SELECT notebook_id, notebook_path, \"user\", max(start) FROM _all "
-                       "WHERE notebook_id IS NOT NULL OR notebook_path IS NOT NULL "
-                       "GROUP BY ALL").fetchall()
+    seen = [(i, p, u, None if s is None else dt.datetime.fromisoformat(s))
+            for d in digests for i, p, u, s in d.notebooks]
+    seen += con.execute("SELECT notebook_id, notebook_path, \"user\", max(start) FROM _staged "
+                        "GROUP BY ALL").fetchall()
+    seen = [row for row in seen if row[0] is not None or row[1] is not None]
     seen += [(c["notebook_id"], c["notebook_path"], None, None) for c in cells]
     keys = notebook_keys([(i, p, u) for i, p, u, _ in seen])
     latest: dict[str, tuple] = {}
@@ -264,6 +269,15 @@ def _keys(con, cells: list[dict]) -> None:
                      schema=pa.schema([("notebook_id", pa.string()), ("notebook_path", pa.string()),
                                        ("notebook_key", pa.string()), ("notebook", pa.string())]))
     insert_arrow(con, "_keys", table, create=True)
+
+
+def _models(con, digests: list[Digest]) -> list[str]:
+    """Every LLM model any window called."""
+    found = {m for d in digests for m in d.models}
+    found.update(m for (m,) in con.execute(
+        "SELECT DISTINCT unnest(list_transform(llm_model_list, lambda x: x.model)) FROM _staged"
+    ).fetchall())
+    return sorted(found)
 
 
 def _duplicates(con, digests: list[Digest]) -> list[str]:
@@ -302,6 +316,7 @@ def _windows(con, digests: list[Digest], since, until, filters: Filters) -> None
                 f"AS DECIMAL(12,10)) AS DECIMAL(38,18)) END) AS gpu_{kind}_usd")
         else:
             columns.append(f'a."{c.name}"')
+    columns.append("a.llm_model_list")
     where, params = _window_filter(since, until, filters)
     query = f"""
         CREATE OR REPLACE TEMP VIEW windows AS
@@ -333,18 +348,13 @@ _MODEL_FIGURES = ("calls", "input_tokens", "cache_read_tokens", "cache_write_tok
 
 
 def _window_models(con) -> None:
-    spec = ("MAP(VARCHAR, STRUCT(" + ", ".join(f"{k} BIGINT" for k in _MODEL_FIGURES)
-            + ", cost_usd JSON, unpriced BOOLEAN))")
-    figures = ", ".join(f"m.value.{k} AS model_{k}" for k in _MODEL_FIGURES)
+    figures = ", ".join(f"m.{k} AS model_{k}" for k in _MODEL_FIGURES)
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW window_models AS
-        SELECT * EXCLUDE (m), m.key AS model, {figures},
-               money(m.value.cost_usd) AS model_cost_usd,
-               coalesce(m.value.unpriced, false) OR m.value.cost_usd IS NULL
-               OR m.value.cost_usd = 'null' AS model_unpriced
-        FROM (SELECT *, unnest(map_entries(CASE WHEN json_valid(llm_models)
-                                                THEN json_transform(llm_models, '"{spec}"') END)) AS m
-              FROM windows WHERE llm_models IS NOT NULL)""")
+        SELECT * EXCLUDE (m), m.model AS model, {figures}, m.cost_usd AS model_cost_usd,
+               m.unpriced AS model_unpriced
+        FROM (SELECT *, unnest(llm_model_list) AS m FROM windows
+              WHERE llm_model_list IS NOT NULL)""")
 
 
 def _llm_calls(con, logs: list[Input], since, until, filters: Filters) -> None:
@@ -489,7 +499,7 @@ def spend_of_rows(rows: Iterable[Mapping[str, Any]]) -> Spend:
         skipped.read("lines", len(rows))
         stage_rows(con, rows, "rows", 0)
         _all_rows(con, [])
-        _keys(con, [])
+        _keys(con, [], [])
         _windows(con, [], None, None, Filters())
         _window_models(con)
         _llm_calls(con, [], None, None, Filters())
@@ -497,7 +507,9 @@ def spend_of_rows(rows: Iterable[Mapping[str, Any]]) -> Spend:
     except BaseException:
         con.close()
         raise
-    return Spend(con, skipped, [], None, None, Filters())
+    spend = Spend(con, skipped, [], None, None, Filters())
+    spend.models = _models(con, [])
+    return spend
 
 
 def load_spend(paths: Iterable[str], *, since: str | dt.datetime | None = None,
@@ -520,7 +532,7 @@ def load_spend(paths: Iterable[str], *, since: str | dt.datetime | None = None,
         con.execute(SQL_MACROS)
         digests, cells = _stage(con, inputs, store, skipped)
         _all_rows(con, digests)
-        _keys(con, cells)
+        _keys(con, digests, cells)
         _windows(con, digests, since, until, filters)
         _window_models(con)
         _llm_calls(con, [i for i in inputs if i.kind == LOG], since, until, filters)
@@ -530,4 +542,6 @@ def load_spend(paths: Iterable[str], *, since: str | dt.datetime | None = None,
         con.close()
         store.close()
         raise
-    return Spend(con, skipped, inputs, since, until, filters, store)
+    spend = Spend(con, skipped, inputs, since, until, filters, store)
+    spend.models = _models(con, digests)
+    return spend

@@ -100,7 +100,9 @@ def _load_parquet(con, sources: list[Input], skipped: Skipped) -> None:
     for url, names in good:  # one query per file: exports of different nbcost versions differ
         select = ", ".join(
             f'CAST("{c.name}" AS {sql_type(c)})' if c.name in names else f"NULL::{sql_type(c)}"
-            for c in STAGED[:-3])
+            for c in STAGED[:-4])
+        select += (", model_list(CAST(llm_models AS VARCHAR))" if "llm_models" in names
+                   else f", NULL::{sql_type(STAGED[-4])}")
         con.execute(f"INSERT INTO _staged SELECT {select}, 'export', ?, 1 FROM read_parquet(?)",
                     [url, url])
         skipped.read("lines", con.execute("SELECT count(*) FROM read_parquet(?)", [url]).fetchall()[0][0])

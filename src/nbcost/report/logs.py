@@ -26,10 +26,10 @@ from typing import Any, Iterable
 from ..quantities import QUANTITIES
 from ..rows import _between_cells_row, rows_from_events
 from .checks import SQL_MACROS, Skipped, event_problem, money_or_none, parse_line
-from .columns import NOT_ADDITIVE, ROW_COLUMNS, WASTE_KINDS, sql_type
+from .columns import NOT_ADDITIVE, STAGED, WASTE_KINDS, sql_type
 from .digests import Digest, DigestStore
 from .sources import Input, read_bytes
-from .stage import to_staged_arrow
+from .stage import to_staged_arrow, with_model_list
 
 __all__ = ["load_logs"]
 
@@ -99,7 +99,8 @@ def _end_columns() -> dict[str, str]:
            "flags": "nullif(array_to_string(e.flags, ','), '')",
            "llm_models": "CASE WHEN e.meters.llm.by_key NOT IN ('{}', 'null') "
                          "THEN e.meters.llm.by_key END",
-           "gpu_devices": "nullif(array_to_string(e.meters.gpu.detail.devices, ','), '')"}
+           "gpu_devices": "nullif(array_to_string(e.meters.gpu.detail.devices, ','), '')",
+           "llm_model_list": "model_list(e.meters.llm.by_key)"}
     for name in ("parent_id", "kind", "notebook_path", "notebook_id", "cell_id",
                  "execution_count", "label", "user", "team", "project", "wall_s", "status"):
         out[name] = f'e."{name}"'
@@ -113,9 +114,10 @@ def _end_columns() -> dict[str, str]:
 
 
 def _staged_select(columns: dict[str, str]) -> str:
-    """The expressions in the staged table's column order (missing ones null)."""
+    """The expressions in the staged table's column order (missing ones null), up to where
+    the source columns start."""
     return ", ".join(f"CAST({columns.get(c.name, 'NULL')} AS {sql_type(c)}) AS \"{c.name}\""
-                     for c in ROW_COLUMNS)
+                     for c in STAGED[:-3])
 
 
 def _scan(con, store: DigestStore, files: list[str]) -> None:
@@ -380,9 +382,11 @@ def _write_rows(con, store: DigestStore, rows: list[dict]) -> None:
     table = table.append_column("k", pa.array([store.key(r["source_file"]) for r in rows]))
     con.register("_more_rows", table)
     root = str(store.root).replace("'", "''")
-    try:
-        con.execute(f"COPY _more_rows TO '{root}' (FORMAT parquet, PARTITION_BY (k), "
-                    f"OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'more_{{i}}')")
+    names = ", ".join(f'"{c.name}"' for c in STAGED)
+    try:  # the same columns in the same order as the window-end rows' files
+        con.execute(f"COPY (SELECT {names}, suspect, k FROM ({with_model_list('_more_rows')})) "
+                    f"TO '{root}' (FORMAT parquet, PARTITION_BY (k), OVERWRITE_OR_IGNORE, "
+                    f"FILENAME_PATTERN 'more_{{i}}')")
     finally:
         con.unregister("_more_rows")
 
@@ -421,9 +425,28 @@ def _digest(con, store: DigestStore, todo: list[tuple[Input, dict]]) -> list[Dig
         rows += more_rows
     _write_rows(con, store, rows)
     con.execute("DROP TABLE _other")
+    _describe(con, store, digests)
     for digest in digests.values():
         store.save(digest)
     return list(digests.values())
+
+
+def _describe(con, store: DigestStore, digests: dict[str, Digest]) -> None:
+    """What the engine asks of every log before a query: its models and notebooks."""
+    files = [str(p) for d in digests.values() for p in store.folder(d.key).glob("*.parquet")]
+    if not files:
+        return
+    listed = _parquet_list(files)
+    for file, models in con.execute(
+            f"SELECT source_file, list(DISTINCT model) FROM (SELECT source_file, unnest("
+            f"list_transform(llm_model_list, lambda x: x.model)) AS model "
+            f"FROM read_parquet({listed})) GROUP BY 1").fetchall():
+        digests[file].models = sorted(models)
+    for file, notebook_id, path, user, start in con.execute(
+            f"SELECT source_file, notebook_id, notebook_path, \"user\", max(start) "
+            f"FROM read_parquet({listed}) GROUP BY ALL").fetchall():
+        digests[file].notebooks.append([notebook_id, path, user,
+                                        None if start is None else start.isoformat()])
 
 
 def load_logs(con, inputs: Iterable[Input], store: DigestStore, skipped: Skipped

@@ -51,8 +51,8 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("llm_cache_write_tokens", "sum(llm_cache_write_tokens)", "count"),
     ("llm_output_tokens", "sum(llm_output_tokens)", "count"),
     ("llm_reasoning_tokens", "sum(llm_reasoning_tokens)", "count"),
-    ("cache_saved_usd", "sum(llm_cache_read_tokens * d.usd_per_token)", "usd"),
-    ("unpriced_cells", "count(*) FILTER (WHERE unpriced AND {cell_part})", "count"),
+    ("cache_saved_usd", "sum(cache_saved)", "usd"),
+    ("unpriced_cells", "count(*) FILTER (WHERE {unpriced} AND is_cell AND {cell_part})", "count"),
     ("unpriced_share", "", "share"),
     ("estimated_calls", "sum(llm_estimated_calls)", "count"),
     ("estimated_share", "", "share"),
@@ -132,7 +132,7 @@ def _dimension(key: str) -> str:
         "label": "coalesce(p.label, '(no label)')",
         "model": "p.model",
         "provider": f"CASE WHEN p.model IN ({_sql_string(NO_MODEL)}, {_sql_string(UNRECORDED)}) "
-                    "THEN p.model ELSE coalesce(pr.provider, '(unknown provider)') END",
+                    "THEN p.model ELSE coalesce(pr.provider, '(unknown provider)') END",  # see build
         "gpu": "coalesce(p.gpu_devices, CASE WHEN p.gpu_held_s > 0 THEN '(GPU not named)' "
                "ELSE '(no GPU)' END)",
         "status": "coalesce(p.status, '(unknown)')",
@@ -144,9 +144,6 @@ def _dimension(key: str) -> str:
     }[key]
 
 
-_MODEL_SPEC = ('"MAP(VARCHAR, STRUCT(calls BIGINT, input_tokens BIGINT, cache_read_tokens BIGINT, '
-               'cache_write_tokens BIGINT, output_tokens BIGINT, reasoning_tokens BIGINT, '
-               'errors BIGINT, estimated_calls BIGINT, cost_usd JSON, unpriced BOOLEAN))"')
 _LLM = ("calls", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
         "reasoning_tokens", "errors", "estimated_calls")
 _GPU = ("gpu_held_s", "gpu_busy_s", "gpu_idle_between_s", "gpu_stall_s", "gpu_underfill_s",
@@ -156,82 +153,98 @@ _KEEP = ("session_id", "window_id", "kind", "notebook", "notebook_key", "cell_id
          "gpu_devices")
 
 
-def _parts(models: Sequence[str]) -> str:
-    """SQL: every top-level window as its parts (see the module doc)."""
+def _case(column: str, mapping: dict[str, Any], cast: str) -> str:
+    """SQL: ``mapping[column]`` as a CASE (a handful of models: cheaper than a join)."""
+    arms = " ".join(f"WHEN {_sql_string(k)} THEN CAST('{v}' AS {cast})"
+                    for k, v in mapping.items() if v is not None)
+    return f"CASE {column} {arms} END" if arms else f"CAST(NULL AS {cast})"
+
+
+_PART_TYPE = ("STRUCT(part VARCHAR, model VARCHAR, cost DECIMAL(38,18), llm_cost DECIMAL(38,18), "
+              + ", ".join(f"{k} BIGINT" for k in _LLM) + ", p_unpriced BOOLEAN)")
+
+
+def _parts(split: bool, only: Sequence[str], discounts: dict[str, Any]) -> str:
+    """SQL: every top-level window as one row (``split`` false) or as its parts (see the
+    module doc), in the columns :data:`FIGURES` sums. ``w_unpriced`` is the window's flag,
+    ``p_unpriced`` the part's own (a model without a price, say)."""
     keep = ", ".join(f'w."{c}"' for c in _KEEP)
-    base = (f"{keep}, w.kind <> 'between_cells' AS is_cell, "
+    base = (f"{keep}, w.kind <> 'between_cells' AS is_cell, w.unpriced AS w_unpriced, "
             "coalesce(w.status IN ('error', 'interrupted'), false) AS failed")
-    model_sums = {k: f"coalesce(list_sum(list_transform(map_values(w.mm), lambda v: v.{k})), 0)"
-                  for k in _LLM}
-    model_cost = ("coalesce(list_sum(list_transform(map_values(w.mm), "
-                  "lambda v: coalesce(money(v.cost_usd), 0))), 0)")
-    model_unpriced = ("coalesce(list_bool_or(list_transform(map_values(w.mm), "
-                      "lambda v: coalesce(v.unpriced, false) OR money(v.cost_usd) IS NULL)), false)")
-    null_gpu = ", ".join(f"NULL AS {g}" for g in _GPU)
-    by_model = (
-        f"SELECT {base}, 'model' AS part, m.key AS model, coalesce(money(m.value.cost_usd), 0) AS cost, "
-        "coalesce(money(m.value.cost_usd), 0) AS llm_cost, 0 AS gpu_cost, NULL AS wall_s, "
-        f"{null_gpu}, "
-        + ", ".join(f"m.value.{k} AS llm_{k}" for k in _LLM)
-        + ", coalesce(m.value.unpriced, false) OR money(m.value.cost_usd) IS NULL AS unpriced "
-        "FROM (SELECT *, unnest(map_entries(w.mm)) AS m FROM windowed w) AS w")
-    unrecorded = (
-        f"SELECT {base}, 'unrecorded' AS part, {_sql_string(UNRECORDED)} AS model, "
-        f"coalesce(w.llm_cost_usd, 0) - {model_cost} AS cost, "
-        f"coalesce(w.llm_cost_usd, 0) - {model_cost} AS llm_cost, 0 AS gpu_cost, NULL AS wall_s, "
-        f"{null_gpu}, "
-        + ", ".join(f"coalesce(w.llm_{k}, 0) - {model_sums[k]} AS llm_{k}" for k in _LLM)
-        + f", w.unpriced AND NOT {model_unpriced} AS unpriced FROM windowed w "
-        f"WHERE coalesce(w.llm_cost_usd, 0) <> {model_cost} OR coalesce(w.llm_calls, 0) <> "
-        f"{model_sums['calls']}")
-    rest = (
-        f"SELECT {base}, 'rest' AS part, {_sql_string(NO_MODEL)} AS model, "
-        "w.cost_usd - coalesce(w.llm_cost_usd, 0) AS cost, 0 AS llm_cost, "
-        "coalesce(w.gpu_cost_usd, 0) AS gpu_cost, w.wall_s, "
-        + ", ".join(f"w.{g}" for g in _GPU) + ", "
-        + ", ".join(f"NULL AS llm_{k}" for k in _LLM)
-        + f", w.unpriced AND NOT {model_unpriced} AND NOT (w.llm_cost_usd IS NOT NULL AND "
-        f"coalesce(w.llm_cost_usd, 0) <> {model_cost}) AS unpriced FROM windowed w")
-    where_models = ""
-    if models:
-        listed = ", ".join(_sql_string(m) for m in models)
-        where_models = f" WHERE part = 'model' AND model IN ({listed})"
-    return (f"WITH windowed AS (SELECT w.*, CASE WHEN json_valid(w.llm_models) THEN "
-            f"json_transform(w.llm_models, '{_MODEL_SPEC}') END AS mm FROM windows w "
-            f"WHERE w.parent_id IS NULL) "
-            f"SELECT * FROM ({by_model} UNION ALL BY NAME {unrecorded} UNION ALL BY NAME {rest})"
-            f"{where_models}")
+    listed = "coalesce(w.llm_model_list, [])"
+    discount = _case("m.model", discounts, "DECIMAL(38,18)")
+    if not split:
+        saved = (f"list_sum(list_transform({listed}, lambda m: m.cache_read_tokens * "
+                 f"coalesce({discount}, 0)))")
+        return (f"SELECT {base}, 'rest' AS part, NULL AS model, w.cost_usd AS cost, "
+                "coalesce(w.llm_cost_usd, 0) AS llm_cost, coalesce(w.gpu_cost_usd, 0) AS gpu_cost, "
+                "w.wall_s, " + ", ".join(f"w.{g}" for g in _GPU) + ", "
+                + ", ".join(f"w.llm_{k}" for k in _LLM)
+                + f", w.unpriced AS p_unpriced, {saved} AS cache_saved "
+                "FROM windows w WHERE w.parent_id IS NULL")
+    sums = {k: f"coalesce(list_sum(list_transform({listed}, lambda v: v.{k})), 0)" for k in _LLM}
+    cost = f"coalesce(list_sum(list_transform({listed}, lambda v: coalesce(v.cost_usd, 0))), 0)"
+    unpriced = f"coalesce(list_bool_or(list_transform({listed}, lambda v: v.unpriced)), false)"
+
+    def part(name: str, model: str, cost_sql: str, llm_cost: str, figures: dict[str, str],
+             p_unpriced: str) -> str:
+        fields = ", ".join(f"{k} := CAST({figures[k]} AS BIGINT)" for k in _LLM)
+        return (f"struct_pack(part := '{name}', model := {model}, "
+                f"cost := CAST({cost_sql} AS DECIMAL(38,18)), "
+                f"llm_cost := CAST({llm_cost} AS DECIMAL(38,18)), {fields}, "
+                f"p_unpriced := {p_unpriced})")
+
+    models = (f"list_transform({listed}, lambda m: "
+              + part("model", "m.model", "coalesce(m.cost_usd, 0)", "coalesce(m.cost_usd, 0)",
+                     {k: f"m.{k}" for k in _LLM}, "m.unpriced") + ")")
+    rest_llm = f"coalesce(w.llm_cost_usd, 0) - {cost}"
+    unrecorded = (f"CASE WHEN {rest_llm} <> 0 OR coalesce(w.llm_calls, 0) <> {sums['calls']} "
+                  "THEN [" + part("unrecorded", _sql_string(UNRECORDED), rest_llm, rest_llm,
+                                  {k: f"coalesce(w.llm_{k}, 0) - {sums[k]}" for k in _LLM},
+                                  f"w.unpriced AND NOT {unpriced}")
+                  + f"] ELSE CAST([] AS {_PART_TYPE}[]) END")
+    rest = ("[" + part("rest", _sql_string(NO_MODEL), "w.cost_usd - coalesce(w.llm_cost_usd, 0)",
+                       "0", {k: "NULL" for k in _LLM},
+                       f"w.unpriced AND NOT {unpriced} AND {rest_llm} = 0") + "]")
+    rest_only = " ".join(f"CASE WHEN p.part = 'rest' THEN {g} END AS {g}," for g in _GPU)
+    keep_outer = ", ".join(f'"{c}"' for c in _KEEP)
+    where = ""
+    if only:
+        where = f" WHERE p.part = 'model' AND p.model IN ({', '.join(map(_sql_string, only))})"
+    return (f"SELECT {keep_outer}, is_cell, w_unpriced, failed, p.part AS part, p.model AS model, "
+            "p.cost AS cost, p.llm_cost AS llm_cost, CASE WHEN p.part = 'rest' THEN "
+            "coalesce(gpu_cost_usd, 0) ELSE 0 END AS gpu_cost, "
+            f"CASE WHEN p.part = 'rest' THEN wall_s END AS wall_s, {rest_only} "
+            + ", ".join(f"p.{k} AS llm_{k}" for k in _LLM)
+            + ", p.p_unpriced AS p_unpriced, p.cache_read_tokens * "
+            + _case("p.model", discounts, "DECIMAL(38,18)") + " AS cache_saved "
+            f"FROM (SELECT {base}, w.gpu_cost_usd, w.wall_s, " + ", ".join(f"w.{g}" for g in _GPU)
+            + f", unnest(list_concat({models}, {unrecorded}, {rest})) AS p "
+            f"FROM windows w WHERE w.parent_id IS NULL){where}")
 
 
-def _providers(spend, models: list[str]) -> None:
-    """``_providers``: each model's provider, as genai-prices knows it."""
-    import pyarrow as pa
-
+def _providers(models: list[str]) -> dict[str, str | None]:
+    """Each model's provider, as genai-prices knows it."""
     from ..pricing.llm import shared_price_book
-    from .stage import insert_arrow
 
     book = shared_price_book()
-    rows = []
+    out: dict[str, str | None] = {}
     for model in models:
         try:
             found = book.lookup(model, None, None)
         except Exception:  # noqa: BLE001 - a model genai-prices cannot look up has no provider
             found = None
-        rows.append(found[0].id if found else None)
-    insert_arrow(spend.con, "_providers", pa.table({"model": models, "provider": rows},
-                 schema=pa.schema([("model", pa.string()), ("provider", pa.string())])), create=True)
+        out[model] = found[0].id if found else None
+    return out
 
 
-def _discounts(spend, models: list[str], settings: Any) -> None:
-    """``_discount``: per model, what a cache-read token saves against an input token."""
-    import pyarrow as pa
-
+def _discounts(models: list[str], settings: Any) -> dict[str, Decimal | None]:
+    """Per model, what a cache-read token saves against an input token (None: unpriced)."""
     from ..pricing.llm import shared_price_book
-    from .stage import insert_arrow
 
     book = shared_price_book()
     million = 1_000_000
-    saved = []
+    out: dict[str, Decimal | None] = {}
     for model in models:
         try:
             full = book.price({"input_tokens": million}, [model], None, None, settings).cost_usd
@@ -239,12 +252,9 @@ def _discounts(spend, models: list[str], settings: Any) -> None:
                                 None, None, settings).cost_usd
         except Exception:  # noqa: BLE001 - unpriced: no saving known
             full = cached = None
-        saved.append(None if full is None or cached is None
-                     else ((full - cached) / million).quantize(Decimal("1e-18")))
-    insert_arrow(spend.con, "_discount", pa.table(
-        {"model": models, "usd_per_token": saved},
-        schema=pa.schema([("model", pa.string()), ("usd_per_token", pa.decimal128(38, 18))])),
-        create=True)
+        out[model] = (None if full is None or cached is None
+                      else ((full - cached) / million).quantize(Decimal("1e-18")))
+    return out
 
 
 class Figures(dict):
@@ -281,26 +291,43 @@ def _shares(row: dict[str, Any]) -> None:
     row["estimated_share"] = (Decimal(row["estimated_calls"] or 0) / calls) if calls else None
 
 
-def _select(cell_part: str) -> str:
-    return ", ".join(f"{sql.format(cell_part=cell_part)} AS {name}"
-                     for name, sql, kind in FIGURES if sql)
+_ONCE = {"cells": "count(*) FILTER (WHERE is_cell AND part = 'rest')",
+         "unpriced_cells": "count(*) FILTER (WHERE w_unpriced AND is_cell AND part = 'rest')",
+         "failed_cells": "count(*) FILTER (WHERE failed AND is_cell AND part = 'rest')"}
+
+
+def _select(split: bool) -> str:
+    """The figures over parts: split by model, each part is a row's own (a window counts in
+    the row of each model); else a window is counted by its one "rest" part. The ``*_once``
+    figures count each window once, for the total."""
+    cell_part, unpriced = ("true", "p_unpriced") if split else ("part = 'rest'", "w_unpriced")
+    return ", ".join([f"{sql.format(cell_part=cell_part, unpriced=unpriced)} AS {name}"
+                      for name, sql, kind in FIGURES if sql]
+                     + [f"{sql} AS {name}_once" for name, sql in _ONCE.items()])
+
+
+def _figures(record: dict[str, Any], once: bool) -> Figures:
+    for name in _ONCE:
+        value = record.pop(f"{name}_once")
+        if once:
+            record[name] = value
+    out = Figures(record)
+    _shares(out)
+    return out
 
 
 def build(spend, by: Sequence[str] | str = "notebook", *, settings: Any = None) -> Report:
     """Group ``spend`` by ``by`` (:data:`DIMENSIONS` or ``tag:KEY``)."""
     keys = parse_by(by)
     con = spend.con
-    models = [m for (m,) in con.execute("SELECT DISTINCT model FROM window_models "
-                                        "WHERE parent_id IS NULL").fetchall()]
     if settings is None:
         from ..config import load_settings, profile_config
 
         settings = load_settings(profile_config())
-    _discounts(spend, models, settings)
-    _providers(spend, models)
-    split = any(k in ("model", "provider") for k in keys)
-    cell_part = "true" if split else "part = 'rest'"
-    parts = _parts(spend.filters.models)
+    discounts = _discounts(list(spend.models), settings)
+    only = list(spend.filters.models)
+    split = any(k in ("model", "provider") for k in keys) or bool(only)
+    parts = _parts(split, only, discounts)
     source = "parts p"
     if "tag" in keys:
         source = ("(SELECT *, unnest(CASE WHEN tags IS NULL OR tags IN ('{}', 'null') "
@@ -308,31 +335,36 @@ def build(spend, by: Sequence[str] | str = "notebook", *, settings: Any = None) 
                   "coalesce(json_extract_string(tags, '$.\"' || k || '\"'), 'null')) END) AS tag "
                   "FROM parts) p")
     dims = [_dimension(k) for k in keys]
+    if "provider" in keys:
+        dims[keys.index("provider")] = dims[keys.index("provider")].replace(
+            "pr.provider", _case("p.model", _providers(list(spend.models)), "VARCHAR"))
     group = ", ".join(f"{d} AS k{i}" for i, d in enumerate(dims))
-    joins = (" LEFT JOIN _discount d ON d.model = p.model"
-             " LEFT JOIN _providers pr ON pr.model = p.model")
-    cursor = con.execute(f"WITH parts AS ({parts}) SELECT {group}, {_select(cell_part)} "
-                         f"FROM {source}{joins} GROUP BY ALL")
+    names_k = ", ".join(f"k{i}" for i in range(len(dims)))
+    # One scan for the rows and the total (a grouping set of its own), except by tag, whose
+    # rows count a window once per tag: its total is a query of its own.
+    sets = f"GROUPING SETS (({names_k}), ())" if "tag" not in keys else names_k
+    cursor = con.execute(f"WITH parts AS ({parts}) SELECT {group}, GROUPING(k0) AS is_total, "
+                         f"{_select(split)} FROM {source} GROUP BY {sets}")
     names = [d[0] for d in cursor.description]
-    rows = []
+    rows, total = [], None
     for values in cursor.fetchall():
         record = dict(zip(names, values))
-        row = Figures(keys={k: record.pop(f"k{i}") for i, k in enumerate(keys)}, **record)
-        _shares(row)
-        rows.append(row)
-    # The total counts each window once: by its "rest" part (with --model, its model parts).
-    total_part = "true" if spend.filters.models else "part = 'rest'"
-    total_cursor = con.execute(f"WITH parts AS ({parts}) SELECT {_select(total_part)} "
-                               f"FROM parts p LEFT JOIN _discount d ON d.model = p.model")
-    total = Figures(zip([d[0] for d in total_cursor.description], total_cursor.fetchall()[0]))
-    _shares(total)
+        row_keys = {k: record.pop(f"k{i}") for i, k in enumerate(keys)}
+        if record.pop("is_total"):
+            total = _figures(record, once=not only)
+        else:
+            rows.append(Figures(keys=row_keys, **_figures(record, once=False)))
+    if total is None:  # by tag: the total is every window once, not every tag's row
+        cursor = con.execute(f"WITH parts AS ({parts}) SELECT {_select(split)} FROM parts p")
+        total = _figures(dict(zip([d[0] for d in cursor.description], cursor.fetchall()[0])),
+                         once=not only)
     if keys[0] in TIME_DIMENSIONS:
         rows.sort(key=lambda r: tuple(r["keys"].values()))
     else:
         rows.sort(key=lambda r: (-(r["cost_usd"] or ZERO), tuple(map(str, r["keys"].values()))))
     report = Report(keys, rows, total, since=spend.since, until=spend.until,
                     skipped=spend.skipped.summary())
-    report.notes = _notes(con, report, keys, spend.filters.models, parts)
+    report.notes = _notes(con, report, keys, only, parts)
     return report
 
 

@@ -11,9 +11,9 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 from ..schema import DECIMAL, typed
-from .columns import STAGED, sql_type
+from .columns import MODELS, STAGED, sql_type
 
-__all__ = ["create_staged", "insert_arrow", "stage_rows", "to_staged_arrow"]
+__all__ = ["create_staged", "insert_arrow", "stage_rows", "to_staged_arrow", "with_model_list"]
 
 _PLACES = Decimal(10) ** -18
 
@@ -42,15 +42,26 @@ def to_staged_arrow(rows: Iterable[Mapping[str, Any]], source: str, rank: int):
              "DECIMAL(38,18)": pa.decimal128(38, 18), "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
              "BOOLEAN": pa.bool_()}
     extra = {"source": source, "source_rank": rank}
+    columns = [c for c in STAGED if c.type != MODELS]  # parsed in SQL: with_model_list
     arrays = [pa.array([_value(extra.get(c.name, row.get(c.name)), c.type) for row in rows],
-                       type=types[sql_type(c)]) for c in STAGED]
-    return pa.Table.from_arrays(arrays, names=[c.name for c in STAGED])
+                       type=types[sql_type(c)]) for c in columns]
+    return pa.Table.from_arrays(arrays, names=[c.name for c in columns])
+
+
+def with_model_list(relation: str) -> str:
+    """SQL: ``relation`` (of every staged column but the model list) in the staged columns."""
+    return (f"SELECT * EXCLUDE (source, source_file, source_rank), model_list(llm_models) AS "
+            f"llm_model_list, source, source_file, source_rank FROM {relation}")
 
 
 def stage_rows(con, rows: list[Mapping[str, Any]], source: str, rank: int) -> None:
     if not rows:
         return
-    insert_arrow(con, "_staged", to_staged_arrow(rows, source, rank))
+    con.register("_staged_rows", to_staged_arrow(rows, source, rank))
+    try:
+        con.execute(f"INSERT INTO _staged {with_model_list('_staged_rows')}")
+    finally:
+        con.unregister("_staged_rows")
 
 
 def insert_arrow(con, target: str, table, create: bool = False) -> None:
