@@ -69,10 +69,13 @@ class DigestStore:
 
     def __init__(self, root: Path | None = None) -> None:
         self.temporary = root is None
+        self.cleanup: list[Path] = []  # other folders to remove on close (DuckDB's spill)
         self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="nbcost-report-"))
         self.root.mkdir(parents=True, exist_ok=True)
 
     def close(self) -> None:
+        for folder in self.cleanup:
+            shutil.rmtree(folder, ignore_errors=True)
         if self.temporary:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -56,7 +56,10 @@ window counts in the period its start falls in (``until`` is exclusive).
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 from decimal import Decimal
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -191,10 +194,16 @@ class Spend:
         self.close()
 
 
-def _connect():
+def _connect(spill: Path | None = None):
     import duckdb
 
     con = duckdb.connect()
+    # A report runs beside notebooks: keep DuckDB's working set small and spill the rest to
+    # disk (writing 1,000 logs' digests at once would otherwise buffer gigabytes).
+    con.execute(f"SET memory_limit = '{os.environ.get('NBCOST_REPORT_MEMORY', '512MB')}'")
+    con.execute("SET preserve_insertion_order = false")
+    if spill is not None:
+        con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
     con.execute("SET TimeZone = 'UTC'")  # days and weeks are UTC days, whatever the machine's zone
     con.execute("SET enable_progress_bar = false")
     return con
@@ -523,8 +532,10 @@ def load_spend(paths: Iterable[str], *, since: str | dt.datetime | None = None,
     filters = Filters.of(filters)
     inputs = discover(paths)
     skipped = Skipped()
-    con = _connect()
     store = DigestStore(default_cache_dir() if cache else None)
+    spill = Path(tempfile.mkdtemp(prefix="nbcost-spill-"))  # this process's own
+    store.cleanup.append(spill)
+    con = _connect(spill)
     try:
         _register_filesystems(con, inputs)
         from .checks import SQL_MACROS

@@ -29,7 +29,7 @@ ZERO = Decimal(0)
 #: Every figure of a row, in order: (name, SQL aggregate over parts, kind).
 FIGURES: tuple[tuple[str, str, str], ...] = (
     ("cells", "count(*) FILTER (WHERE is_cell AND {cell_part})", "count"),
-    ("sessions", "count(DISTINCT session_id)", "count"),
+    ("sessions", "count(DISTINCT session_id)", "count"),  # dropped from split rows: see build
     ("cost_usd", "coalesce(sum(cost), 0)", "usd"),
     ("llm_cost_usd", "coalesce(sum(llm_cost), 0)", "usd"),
     ("gpu_cost_usd", "coalesce(sum(gpu_cost), 0)", "usd"),
@@ -160,14 +160,11 @@ def _case(column: str, mapping: dict[str, Any], cast: str) -> str:
     return f"CASE {column} {arms} END" if arms else f"CAST(NULL AS {cast})"
 
 
-_PART_TYPE = ("STRUCT(part VARCHAR, model VARCHAR, cost DECIMAL(38,18), llm_cost DECIMAL(38,18), "
-              + ", ".join(f"{k} BIGINT" for k in _LLM) + ", p_unpriced BOOLEAN)")
-
-
-def _parts(split: bool, only: Sequence[str], discounts: dict[str, Any]) -> str:
-    """SQL: every top-level window as one row (``split`` false) or as its parts (see the
-    module doc), in the columns :data:`FIGURES` sums. ``w_unpriced`` is the window's flag,
-    ``p_unpriced`` the part's own (a model without a price, say)."""
+def _branches(split: bool, only: Sequence[str], discounts: dict[str, Any]) -> dict[str, str]:
+    """SQL: every top-level window as one row (``split`` false: branch "rest") or as its parts
+    in three branches (see the module doc), each in the columns :data:`FIGURES` sums.
+    ``w_unpriced`` is the window's flag, ``p_unpriced`` the part's own (a model without a
+    price, say). Each branch is grouped on its own: one wide union of them costs twice as much."""
     keep = ", ".join(f'w."{c}"' for c in _KEEP)
     base = (f"{keep}, w.kind <> 'between_cells' AS is_cell, w.unpriced AS w_unpriced, "
             "coalesce(w.status IN ('error', 'interrupted'), false) AS failed")
@@ -176,51 +173,42 @@ def _parts(split: bool, only: Sequence[str], discounts: dict[str, Any]) -> str:
     if not split:
         saved = (f"list_sum(list_transform({listed}, lambda m: m.cache_read_tokens * "
                  f"coalesce({discount}, 0)))")
-        return (f"SELECT {base}, 'rest' AS part, NULL AS model, w.cost_usd AS cost, "
+        return {"rest": f"SELECT {base}, 'rest' AS part, NULL AS model, w.cost_usd AS cost, "
                 "coalesce(w.llm_cost_usd, 0) AS llm_cost, coalesce(w.gpu_cost_usd, 0) AS gpu_cost, "
                 "w.wall_s, " + ", ".join(f"w.{g}" for g in _GPU) + ", "
                 + ", ".join(f"w.llm_{k}" for k in _LLM)
                 + f", w.unpriced AS p_unpriced, {saved} AS cache_saved "
-                "FROM windows w WHERE w.parent_id IS NULL")
+                "FROM windows w WHERE w.parent_id IS NULL"}
     sums = {k: f"coalesce(list_sum(list_transform({listed}, lambda v: v.{k})), 0)" for k in _LLM}
     cost = f"coalesce(list_sum(list_transform({listed}, lambda v: coalesce(v.cost_usd, 0))), 0)"
     unpriced = f"coalesce(list_bool_or(list_transform({listed}, lambda v: v.unpriced)), false)"
-
-    def part(name: str, model: str, cost_sql: str, llm_cost: str, figures: dict[str, str],
-             p_unpriced: str) -> str:
-        fields = ", ".join(f"{k} := CAST({figures[k]} AS BIGINT)" for k in _LLM)
-        return (f"struct_pack(part := '{name}', model := {model}, "
-                f"cost := CAST({cost_sql} AS DECIMAL(38,18)), "
-                f"llm_cost := CAST({llm_cost} AS DECIMAL(38,18)), {fields}, "
-                f"p_unpriced := {p_unpriced})")
-
-    models = (f"list_transform({listed}, lambda m: "
-              + part("model", "m.model", "coalesce(m.cost_usd, 0)", "coalesce(m.cost_usd, 0)",
-                     {k: f"m.{k}" for k in _LLM}, "m.unpriced") + ")")
     rest_llm = f"coalesce(w.llm_cost_usd, 0) - {cost}"
-    unrecorded = (f"CASE WHEN {rest_llm} <> 0 OR coalesce(w.llm_calls, 0) <> {sums['calls']} "
-                  "THEN [" + part("unrecorded", _sql_string(UNRECORDED), rest_llm, rest_llm,
-                                  {k: f"coalesce(w.llm_{k}, 0) - {sums[k]}" for k in _LLM},
-                                  f"w.unpriced AND NOT {unpriced}")
-                  + f"] ELSE CAST([] AS {_PART_TYPE}[]) END")
-    rest = ("[" + part("rest", _sql_string(NO_MODEL), "w.cost_usd - coalesce(w.llm_cost_usd, 0)",
-                       "0", {k: "NULL" for k in _LLM},
-                       f"w.unpriced AND NOT {unpriced} AND {rest_llm} = 0") + "]")
-    rest_only = " ".join(f"CASE WHEN p.part = 'rest' THEN {g} END AS {g}," for g in _GPU)
-    keep_outer = ", ".join(f'"{c}"' for c in _KEEP)
-    where = ""
+    no_gpu = ", ".join(f"NULL AS {g}" for g in _GPU)
+    # Three simple scans (a struct per part built in a lambda costs twice as much).
+    models = (f"SELECT {base}, 'model' AS part, w.m.model AS model, coalesce(w.m.cost_usd, 0) AS cost, "
+              "coalesce(w.m.cost_usd, 0) AS llm_cost, 0 AS gpu_cost, NULL AS wall_s, "
+              f"{no_gpu}, " + ", ".join(f"w.m.{k} AS llm_{k}" for k in _LLM)
+              + ", w.m.unpriced AS p_unpriced, w.m.cache_read_tokens * "
+              + _case("w.m.model", discounts, "DECIMAL(38,18)") + " AS cache_saved "
+              "FROM (SELECT *, unnest(llm_model_list) AS m FROM windows "
+              "WHERE parent_id IS NULL) AS w")
+    unrecorded = (f"SELECT {base}, 'unrecorded' AS part, {_sql_string(UNRECORDED)} AS model, "
+                  f"{rest_llm} AS cost, {rest_llm} AS llm_cost, 0 AS gpu_cost, NULL AS wall_s, "
+                  f"{no_gpu}, " + ", ".join(f"coalesce(w.llm_{k}, 0) - {sums[k]} AS llm_{k}"
+                                            for k in _LLM)
+                  + f", w.unpriced AND NOT {unpriced} AS p_unpriced, NULL AS cache_saved "
+                  f"FROM windows w WHERE w.parent_id IS NULL AND ({rest_llm} <> 0 "
+                  f"OR coalesce(w.llm_calls, 0) <> {sums['calls']})")
+    rest = (f"SELECT {base}, 'rest' AS part, {_sql_string(NO_MODEL)} AS model, "
+            "w.cost_usd - coalesce(w.llm_cost_usd, 0) AS cost, 0 AS llm_cost, "
+            "coalesce(w.gpu_cost_usd, 0) AS gpu_cost, w.wall_s, "
+            + ", ".join(f"w.{g}" for g in _GPU) + ", " + ", ".join(f"NULL AS llm_{k}" for k in _LLM)
+            + f", w.unpriced AND NOT {unpriced} AND {rest_llm} = 0 AS p_unpriced, "
+            "NULL AS cache_saved FROM windows w WHERE w.parent_id IS NULL")
     if only:
-        where = f" WHERE p.part = 'model' AND p.model IN ({', '.join(map(_sql_string, only))})"
-    return (f"SELECT {keep_outer}, is_cell, w_unpriced, failed, p.part AS part, p.model AS model, "
-            "p.cost AS cost, p.llm_cost AS llm_cost, CASE WHEN p.part = 'rest' THEN "
-            "coalesce(gpu_cost_usd, 0) ELSE 0 END AS gpu_cost, "
-            f"CASE WHEN p.part = 'rest' THEN wall_s END AS wall_s, {rest_only} "
-            + ", ".join(f"p.{k} AS llm_{k}" for k in _LLM)
-            + ", p.p_unpriced AS p_unpriced, p.cache_read_tokens * "
-            + _case("p.model", discounts, "DECIMAL(38,18)") + " AS cache_saved "
-            f"FROM (SELECT {base}, w.gpu_cost_usd, w.wall_s, " + ", ".join(f"w.{g}" for g in _GPU)
-            + f", unnest(list_concat({models}, {unrecorded}, {rest})) AS p "
-            f"FROM windows w WHERE w.parent_id IS NULL){where}")
+        listed_only = ", ".join(map(_sql_string, only))
+        return {"model": f"SELECT * FROM ({models}) WHERE model IN ({listed_only})"}
+    return {"model": models, "unrecorded": unrecorded, "rest": rest}
 
 
 def _providers(models: list[str]) -> dict[str, str | None]:
@@ -316,6 +304,10 @@ def _figures(record: dict[str, Any], once: bool) -> Figures:
     return out
 
 
+def _add(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else a + b
+
+
 def build(spend, by: Sequence[str] | str = "notebook", *, settings: Any = None) -> Report:
     """Group ``spend`` by ``by`` (:data:`DIMENSIONS` or ``tag:KEY``)."""
     keys = parse_by(by)
@@ -327,45 +319,68 @@ def build(spend, by: Sequence[str] | str = "notebook", *, settings: Any = None) 
     discounts = _discounts(list(spend.models), settings)
     only = list(spend.filters.models)
     split = any(k in ("model", "provider") for k in keys) or bool(only)
-    parts = _parts(split, only, discounts)
-    source = "parts p"
-    if "tag" in keys:
-        source = ("(SELECT *, unnest(CASE WHEN tags IS NULL OR tags IN ('{}', 'null') "
-                  "THEN ['(untagged)'] ELSE list_transform(json_keys(tags), lambda k: k || '=' || "
-                  "coalesce(json_extract_string(tags, '$.\"' || k || '\"'), 'null')) END) AS tag "
-                  "FROM parts) p")
     dims = [_dimension(k) for k in keys]
     if "provider" in keys:
         dims[keys.index("provider")] = dims[keys.index("provider")].replace(
             "pr.provider", _case("p.model", _providers(list(spend.models)), "VARCHAR"))
     group = ", ".join(f"{d} AS k{i}" for i, d in enumerate(dims))
     names_k = ", ".join(f"k{i}" for i in range(len(dims)))
-    # One scan for the rows and the total (a grouping set of its own), except by tag, whose
-    # rows count a window once per tag: its total is a query of its own.
-    sets = f"GROUPING SETS (({names_k}), ())" if "tag" not in keys else names_k
-    cursor = con.execute(f"WITH parts AS ({parts}) SELECT {group}, GROUPING(k0) AS is_total, "
-                         f"{_select(split)} FROM {source} GROUP BY {sets}")
-    names = [d[0] for d in cursor.description]
-    rows, total = [], None
-    for values in cursor.fetchall():
-        record = dict(zip(names, values))
-        row_keys = {k: record.pop(f"k{i}") for i, k in enumerate(keys)}
-        if record.pop("is_total"):
-            total = _figures(record, once=not only)
-        else:
-            rows.append(Figures(keys=row_keys, **_figures(record, once=False)))
-    if total is None:  # by tag: the total is every window once, not every tag's row
-        cursor = con.execute(f"WITH parts AS ({parts}) SELECT {_select(split)} FROM parts p")
+    tags = "tag" in keys
+    source = "parts p"
+    if tags:
+        source = ("(SELECT *, unnest(CASE WHEN tags IS NULL OR tags IN ('{}', 'null') "
+                  "THEN ['(untagged)'] ELSE list_transform(json_keys(tags), lambda k: k || '=' || "
+                  "coalesce(json_extract_string(tags, '$.\"' || k || '\"'), 'null')) END) AS tag "
+                  "FROM parts) p")
+    # The total is a grouping set of each branch's own scan, except by tag (whose rows count
+    # a window once per tag): its total is a query of its own.
+    sets = names_k if tags else f"GROUPING SETS (({names_k}), ())"
+    merged: dict[tuple, dict[str, Any]] = {}
+    totals: dict[str, dict[str, Any]] = {}
+    branches = _branches(split, only, discounts)
+    for name, relation in branches.items():
+        cursor = con.execute(f"WITH parts AS ({relation}) SELECT {group}, GROUPING(k0) AS is_total, "
+                             f"{_select(split)} FROM {source} GROUP BY {sets}")
+        names = [d[0] for d in cursor.description]
+        for values in cursor.fetchall():
+            record = dict(zip(names, values))
+            row_keys = tuple(record.pop(f"k{i}") for i in range(len(keys)))
+            if record.pop("is_total"):
+                totals[name] = record
+                continue
+            mine = merged.setdefault(row_keys, {})
+            for figure, value in record.items():
+                mine[figure] = _add(mine.get(figure), value)
+    rows = [Figures(keys=dict(zip(keys, k)), **_figures(dict(v), once=False))
+            for k, v in merged.items()]
+    if tags:
+        whole = _branches(False, (), discounts)["rest"] if not only else branches["model"]
+        cursor = con.execute(f"WITH parts AS ({whole}) SELECT {_select(bool(only))} FROM parts p")
         total = _figures(dict(zip([d[0] for d in cursor.description], cursor.fetchall()[0])),
                          once=not only)
+    else:
+        summed: dict[str, Any] = {}
+        for record in totals.values():
+            for figure, value in record.items():
+                summed[figure] = _add(summed.get(figure), value)
+        if "rest" in totals:  # every window has one rest part: count windows and sessions there
+            for figure in (*(f"{n}_once" for n in _ONCE), "sessions"):
+                summed[figure] = totals["rest"][figure]
+        total = _figures(summed, once=not only) if summed else _empty_total(con, discounts)
     if keys[0] in TIME_DIMENSIONS:
         rows.sort(key=lambda r: tuple(r["keys"].values()))
     else:
         rows.sort(key=lambda r: (-(r["cost_usd"] or ZERO), tuple(map(str, r["keys"].values()))))
     report = Report(keys, rows, total, since=spend.since, until=spend.until,
                     skipped=spend.skipped.summary())
-    report.notes = _notes(con, report, keys, only, parts)
+    report.notes = _notes(con, report, keys, only, _branches(False, (), discounts)["rest"])
     return report
+
+
+def _empty_total(con, discounts) -> Figures:
+    relation = _branches(False, (), discounts)["rest"]
+    cursor = con.execute(f"WITH parts AS ({relation}) SELECT {_select(False)} FROM parts p")
+    return _figures(dict(zip([d[0] for d in cursor.description], cursor.fetchall()[0])), once=True)
 
 
 def _notes(con, report: Report, keys: list[str], models: Sequence[str], parts: str) -> list[str]:
