@@ -15,7 +15,7 @@ Sum what notebooks cost, from spend logs (JSONL), exports (CSV, JSONL, Parquet f
 `nbcost export` / `%cost export`) and saved notebooks (their cells' cost records), grouped by
 any key or keys. Paths may be files, folders (searched recursively), globs or s3:// URLs (with
 s3fs installed). A session seen twice (its log and its export, or the notebook that carries it)
-counts once. Unreadable lines are skipped and summed up on one line; the exit status is 1 when
+counts once. Unreadable lines are skipped and summed up on one line; the exit status is 2 when
 nothing readable was found.
 """
 
