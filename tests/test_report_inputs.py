@@ -239,3 +239,30 @@ def test_an_unchanged_log_is_read_from_its_digest_and_a_grown_one_again(log, tmp
         out.write(b"\n")
     with load_spend([copy]) as spend:
         assert {r["keys"]["user"] for r in build(spend, "user").rows} == {"zed"}
+
+
+def test_llm_spend_outside_cells_is_the_model_not_recorded_row(srv, tmp_path):
+    import openai
+
+    from nbcost.config import Settings
+    from nbcost.meters.llm import LlmMeter
+    from nbcost.session import Session
+
+    session = Session(settings=Settings(data_dir=tmp_path, user="ann"), meters=[LlmMeter()],
+                      notebook={"notebook_path": "a.ipynb", "notebook_id": None})
+    client = openai.OpenAI(base_url=srv.base_url("openai", input_tokens=900, output_tokens=9),
+                           api_key="sk-test", max_retries=0)
+    try:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        cell = session.open_window("cell", execution_count=1)
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+        session.close_window(cell.id)
+    finally:
+        session.close()
+    calls = [e for e in read_log(session.ledger_path).events if e["event"] == "llm_call"]
+    with load_spend([session.ledger_path], cache=False) as spend:
+        report = build(spend, "model")
+    rows = {r["keys"]["model"]: r["cost_usd"] for r in report.rows}
+    assert rows["(model not recorded)"] == Decimal(calls[0]["cost_usd"])  # the call before the cell
+    assert rows["gpt-4o-mini"] == Decimal(calls[1]["cost_usd"])
+    assert sum(rows.values()) == report.total["cost_usd"] == session_total(session.ledger_path)

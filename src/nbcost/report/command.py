@@ -139,8 +139,14 @@ def run(args) -> int:
                       projects=_listed(args.project), notebooks=args.notebook or (),
                       tags=_tags(args.tag), models=_listed(args.model))
     paths = args.paths or _default_paths()
-    with load_spend(paths, since=args.since, until=args.until, filters=filters,
-                    cache=not args.no_cache) as spend:
+    import duckdb
+
+    try:
+        spend = load_spend(paths, since=args.since, until=args.until, filters=filters,
+                           cache=not args.no_cache)
+    except (duckdb.Error, OSError) as exc:  # a file that vanished or cannot be opened
+        raise NbcostError(f"cannot read {', '.join(map(str, paths))}: {exc}") from None
+    with spend:
         summary = spend.skipped.summary()
         if summary:
             print(f"nbcost report: {summary}", file=sys.stderr)

@@ -27,7 +27,7 @@ from .sources import Input, filesystem
 __all__ = ["Digest", "DigestStore", "default_cache_dir"]
 
 #: Bump when what a digest holds changes: older digests are then made again.
-VERSION = "2"
+VERSION = "3"
 
 
 def default_cache_dir() -> Path:
@@ -54,6 +54,7 @@ class Digest:
     sessions: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     notebooks: list[list[Any]] = field(default_factory=list)  # [id, path, user, latest start]
+    unrecorded: bool = True  # some LLM spend without its model (unknown: assume so)
     parquet: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -61,7 +62,8 @@ class Digest:
                 "counts": self.counts, "examples": self.examples,
                 "budgets": [{k: (str(v) if k in ("budget_usd", "spent_usd") and v is not None
                                  else v) for k, v in b.items()} for b in self.budgets],
-                "sessions": self.sessions, "models": self.models, "notebooks": self.notebooks}
+                "sessions": self.sessions, "models": self.models, "notebooks": self.notebooks,
+                "unrecorded": self.unrecorded}
 
 
 class DigestStore:
@@ -115,7 +117,8 @@ class DigestStore:
                     for k, v in b.items()} for b in meta.get("budgets", [])]
         return Digest(source.url, key, stamp, meta.get("lines", 0), meta.get("counts", {}),
                       meta.get("examples", []), budgets, meta.get("sessions", []),
-                      meta.get("models", []), meta.get("notebooks", []), parquet)
+                      meta.get("models", []), meta.get("notebooks", []),
+                      meta.get("unrecorded", True), parquet)
 
     def clear(self, key: str) -> None:
         shutil.rmtree(self.folder(key), ignore_errors=True)

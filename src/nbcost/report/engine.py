@@ -164,6 +164,7 @@ class Spend:
         self.inputs = inputs
         self.since, self.until, self.filters = since, until, filters
         self.models: list[str] = []  # every LLM model any window called
+        self.unrecorded_spend = True  # any LLM spend whose model was not recorded
 
     def sql(self, query: str, params: Sequence[Any] | None = None):
         """Run ``query`` on the connection; returns DuckDB's cursor (``.fetchall()``,
@@ -287,6 +288,13 @@ def _models(con, digests: list[Digest]) -> list[str]:
         "SELECT DISTINCT unnest(list_transform(llm_model_list, lambda x: x.model)) FROM _staged"
     ).fetchall())
     return sorted(found)
+
+
+def _unrecorded(con, digests: list[Digest]) -> bool:
+    from .logs import UNRECORDED_SQL
+
+    return any(d.unrecorded for d in digests) or bool(con.execute(
+        f"SELECT count(*) FROM _staged WHERE {UNRECORDED_SQL}").fetchall()[0][0])
 
 
 def _duplicates(con, digests: list[Digest]) -> list[str]:
@@ -518,6 +526,7 @@ def spend_of_rows(rows: Iterable[Mapping[str, Any]]) -> Spend:
         raise
     spend = Spend(con, skipped, [], None, None, Filters())
     spend.models = _models(con, [])
+    spend.unrecorded_spend = _unrecorded(con, [])
     return spend
 
 
@@ -555,4 +564,5 @@ def load_spend(paths: Iterable[str], *, since: str | dt.datetime | None = None,
         raise
     spend = Spend(con, skipped, inputs, since, until, filters, store)
     spend.models = _models(con, digests)
+    spend.unrecorded_spend = _unrecorded(con, digests)
     return spend

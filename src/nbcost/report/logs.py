@@ -31,7 +31,14 @@ from .digests import Digest, DigestStore
 from .sources import Input, read_bytes
 from .stage import to_staged_arrow, with_model_list
 
-__all__ = ["load_logs"]
+__all__ = ["UNRECORDED_SQL", "load_logs"]
+
+#: SQL: a window has LLM spend its model list does not account for (the report's
+#: "(model not recorded)" row).
+UNRECORDED_SQL = (
+    "coalesce(llm_cost_usd, 0) <> coalesce(list_sum(list_transform(coalesce(llm_model_list, []), "
+    "lambda v: coalesce(v.cost_usd, 0))), 0) OR coalesce(llm_calls, 0) <> coalesce(list_sum("
+    "list_transform(coalesce(llm_model_list, []), lambda v: v.calls)), 0)")
 
 _END_FILTER = "(contains(line, 'cell_end\"') OR contains(line, 'track_end\"'))"
 _RICH = ("session_start", "session_end", "budget")
@@ -442,6 +449,10 @@ def _describe(con, store: DigestStore, digests: dict[str, Digest]) -> None:
             f"list_transform(llm_model_list, lambda x: x.model)) AS model "
             f"FROM read_parquet({listed})) GROUP BY 1").fetchall():
         digests[file].models = sorted(models)
+    for file, unrecorded in con.execute(
+            f"SELECT source_file, bool_or({UNRECORDED_SQL}) FROM read_parquet({listed}) "
+            f"GROUP BY 1").fetchall():
+        digests[file].unrecorded = bool(unrecorded)
     for file, notebook_id, path, user, start in con.execute(
             f"SELECT source_file, notebook_id, notebook_path, \"user\", max(start) "
             f"FROM read_parquet({listed}) GROUP BY ALL").fetchall():

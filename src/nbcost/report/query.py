@@ -160,7 +160,8 @@ def _case(column: str, mapping: dict[str, Any], cast: str) -> str:
     return f"CASE {column} {arms} END" if arms else f"CAST(NULL AS {cast})"
 
 
-def _branches(split: bool, only: Sequence[str], discounts: dict[str, Any]) -> dict[str, str]:
+def _branches(split: bool, only: Sequence[str], discounts: dict[str, Any],
+              unrecorded_spend: bool = True) -> dict[str, str]:
     """SQL: every top-level window as one row (``split`` false: branch "rest") or as its parts
     in three branches (see the module doc), each in the columns :data:`FIGURES` sums.
     ``w_unpriced`` is the window's flag, ``p_unpriced`` the part's own (a model without a
@@ -196,18 +197,22 @@ def _branches(split: bool, only: Sequence[str], discounts: dict[str, Any]) -> di
                   f"{rest_llm} AS cost, {rest_llm} AS llm_cost, 0 AS gpu_cost, NULL AS wall_s, "
                   f"{no_gpu}, " + ", ".join(f"coalesce(w.llm_{k}, 0) - {sums[k]} AS llm_{k}"
                                             for k in _LLM)
-                  + f", w.unpriced AND NOT {unpriced} AS p_unpriced, NULL AS cache_saved "
+                  + f", CASE WHEN w.unpriced THEN NOT {unpriced} ELSE false END AS p_unpriced, "
+                  "NULL AS cache_saved "
                   f"FROM windows w WHERE w.parent_id IS NULL AND ({rest_llm} <> 0 "
                   f"OR coalesce(w.llm_calls, 0) <> {sums['calls']})")
     rest = (f"SELECT {base}, 'rest' AS part, {_sql_string(NO_MODEL)} AS model, "
             "w.cost_usd - coalesce(w.llm_cost_usd, 0) AS cost, 0 AS llm_cost, "
             "coalesce(w.gpu_cost_usd, 0) AS gpu_cost, w.wall_s, "
             + ", ".join(f"w.{g}" for g in _GPU) + ", " + ", ".join(f"NULL AS llm_{k}" for k in _LLM)
-            + f", w.unpriced AND NOT {unpriced} AND {rest_llm} = 0 AS p_unpriced, "
+            + f", CASE WHEN w.unpriced THEN NOT {unpriced} AND {rest_llm} = 0 ELSE false END "
+            "AS p_unpriced, "
             "NULL AS cache_saved FROM windows w WHERE w.parent_id IS NULL")
     if only:
         listed_only = ", ".join(map(_sql_string, only))
         return {"model": f"SELECT * FROM ({models}) WHERE model IN ({listed_only})"}
+    if not unrecorded_spend:  # no window has LLM spend without its model: skip that scan
+        return {"model": models, "rest": rest}
     return {"model": models, "unrecorded": unrecorded, "rest": rest}
 
 
@@ -337,7 +342,7 @@ def build(spend, by: Sequence[str] | str = "notebook", *, settings: Any = None) 
     sets = names_k if tags else f"GROUPING SETS (({names_k}), ())"
     merged: dict[tuple, dict[str, Any]] = {}
     totals: dict[str, dict[str, Any]] = {}
-    branches = _branches(split, only, discounts)
+    branches = _branches(split, only, discounts, spend.unrecorded_spend)
     for name, relation in branches.items():
         cursor = con.execute(f"WITH parts AS ({relation}) SELECT {group}, GROUPING(k0) AS is_total, "
                              f"{_select(split)} FROM {source} GROUP BY {sets}")

@@ -25,7 +25,7 @@ _BY_SUFFIX = {".ipynb": NOTEBOOK, ".csv": EXPORT_CSV, ".parquet": EXPORT_PARQUET
               ".pq": EXPORT_PARQUET}
 _JSON_LINES = (".jsonl", ".ndjson", ".json")
 _IN_FOLDERS = {".jsonl", ".ndjson", ".csv", ".parquet", ".pq", ".ipynb"}
-_PEEK_BYTES = 1 << 16
+_PEEK_BYTES = 1 << 13  # a log's first line (session_start) is well under 8 KiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,10 @@ def _peek(url: str) -> bytes:
 def _json_lines_kind(url: str) -> str:
     """A spend log or a JSONL export, by the first line that parses (a log by default: its
     damaged lines are then counted like any other)."""
-    for line in _peek(url).splitlines():
+    lines = _peek(url).splitlines()
+    if len(lines) > 1:
+        lines.pop()  # the last may be cut short by the peek
+    for line in lines:
         try:
             first = json.loads(line)
         except (ValueError, RecursionError):
