@@ -126,7 +126,7 @@ def test_help_explains_every_option_with_an_example():
     report = next(a for a in parser()._subparsers._group_actions[0].choices.items()
                   if a[0] == "report")[1]
     for action in report._actions:
-        if action.option_strings and action.dest not in ("help", "no_cache", "format"):
+        if action.option_strings and action.dest != "help":
             assert "e.g." in (action.help or ""), action.dest
     for key in ("user", "team", "project", "notebook", "cell", "label", "model", "provider", "gpu",
                 "status", "day", "week", "month", "tag:KEY"):

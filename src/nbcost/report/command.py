@@ -100,7 +100,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="only LLM spend on this model (GPU time is left out), e.g. "
                         "--model gpt-4o-mini")
     p.add_argument("--format", choices=FORMATS, default="table",
-                   help="table (default), csv, json, parquet (needs -o), markdown or html")
+                   help="table (default), csv, json, parquet (needs -o), markdown or html, "
+                        "e.g. --format markdown -o spend.md")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write to FILE instead of the terminal, e.g. -o spend.csv")
     p.add_argument("--top", type=int, metavar="N",
@@ -111,7 +112,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "names (below), e.g. --columns cells,cost_usd,gpu_waste_usd")
     p.add_argument("--no-cache", action="store_true",
                    help="read every log afresh and keep no digest of it (digests of unchanged "
-                        "logs make the next report fast; NBCOST_CACHE_DIR says where)")
+                        "logs make the next report fast; NBCOST_CACHE_DIR says where), e.g. "
+                        "nbcost report logs/ --no-cache")
     p.set_defaults(func=run)
     return p
 

@@ -17,8 +17,9 @@ connection (``spend.con``; ``spend.sql(...)`` is a shortcut) holds:
     where it has them, else the window's GPU dollars per held second × the waste seconds),
     ``gpu_devices`` (the GPUs' names, where logged), ``notebook_key`` (one key per notebook,
     see :mod:`nbcost.report.identity`), ``notebook`` (the path to show for that key: its
-    latest), ``source`` (``log``, ``export`` or ``notebook``) and ``source_file``. A window seen in several inputs (a log and its export, a notebook and its
-    log) is one row: the same session and kind starting at the same microsecond is one window,
+    latest), ``source`` (``log``, ``export`` or ``notebook``), ``source_file`` and
+    ``llm_model_list`` (``llm_models`` parsed). A window seen in several inputs (a log and its
+    export, a notebook and its log) is one row: the same session and kind starting at the same microsecond is one window,
     and the log's row wins over an export's, an export's over a notebook's. Rows with an empty
     ``parent_id`` add up to the total; nested ``track()`` rows are already inside their cell's.
 ``window_models`` (view)
@@ -453,8 +454,9 @@ def _small_tables(con, budgets: list[dict], cells: list[dict], skipped: Skipped,
         for name in ("budget_usd", "spent_usd"):
             if b[name] is not None:
                 b[name] = b[name].quantize(Decimal("1e-18"))
-        for name in ("threshold",):
-            b[name] = float(b[name]) if isinstance(b[name], (int, float)) and not isinstance(b[name], bool) else None
+        threshold = b["threshold"]
+        b["threshold"] = (float(threshold) if isinstance(threshold, (int, float))
+                          and not isinstance(threshold, bool) else None)
         b["hard"] = b["hard"] if isinstance(b["hard"], bool) else None
     insert_arrow(con, "_budgets", pa.Table.from_pylist(budgets, schema=budget_schema), create=True)
     where = ["true"]
@@ -472,7 +474,7 @@ def _small_tables(con, budgets: list[dict], cells: list[dict], skipped: Skipped,
             params.append(list(values))
     if filters.notebooks or filters.tags or filters.models:
         where.append("session_id IN (SELECT DISTINCT session_id FROM windows)")
-    con.execute(f"""
+    con.execute("""
         CREATE OR REPLACE TABLE budget_events AS
         SELECT * REPLACE (TRY_CAST(ts AS TIMESTAMPTZ) AS ts) FROM _budgets
         QUALIFY row_number() OVER (PARTITION BY session_id, ts, action, scope, window_id
