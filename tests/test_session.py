@@ -14,7 +14,7 @@ import nbcost
 from nbcost import BudgetExceeded, api
 from nbcost.config import load_settings
 from nbcost.ledger import read_log
-from nbcost.meters.base import Measurement, Meter
+from nbcost.meters.base import Meter
 from nbcost.session import Session
 
 
