@@ -1,0 +1,209 @@
+"""Every figure the audit shows, as SQL over the report engine's tables.
+
+The engine (:func:`nbcost.report.engine.load_spend`) gives a DuckDB connection with ``windows``
+(the export table, one row per window plus ``between_cells`` rows, with ``notebook_key`` and the
+GPU wastes in dollars), ``llm_calls`` (one row per call) and ``budget_events``. Only top-level
+rows (no ``parent_id``) are summed: a nested ``track()`` block is already inside its cell, and
+the top-level rows of a session add up to its total. Money stays DECIMAL and comes back as
+Python ``Decimal``; nothing here formats or rounds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["BY_WHO", "WASTES", "budget_events", "by_model", "by_who", "gpu_by_notebook",
+           "headline", "model_token_buckets", "model_token_sums", "spend_over_time", "top_cells",
+           "unpriced_and_estimated"]
+
+ZERO = Decimal(0)
+TOP = "coalesce(parent_id, '') = ''"
+CELLS = "kind <> 'between_cells'"
+#: The three named GPU wastes (docs/gpu.md): seconds ``gpu_<w>_s``, dollars ``gpu_<w>_usd``.
+WASTES = ("idle_between", "stall", "underfill")
+BY_WHO = ("user", "team", "project")
+_TOKENS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+           "reasoning_tokens")
+
+
+def _dicts(con, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params or [])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _money(value: Decimal | None) -> Decimal:
+    return ZERO if value is None else Decimal(value)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The audit's first lines: what was spent, on what, by how many, over which period."""
+
+    total_usd: Decimal
+    gpu_usd: Decimal
+    llm_usd: Decimal
+    waste_usd: dict[str, Decimal]  # by named waste
+    unpriced: bool
+    sessions: int
+    notebooks: int
+    cells: int
+    people: int
+    first: dt.datetime | None
+    last: dt.datetime | None
+    gpu_held_s: float
+    gpu_busy_s: float
+    waste_s: dict[str, float]
+    llm_calls: int
+
+    @property
+    def other_usd(self) -> Decimal:
+        """Spend of meters other than GPU and LLM (a meter of the user's own)."""
+        return self.total_usd - self.gpu_usd - self.llm_usd
+
+    @property
+    def wasted_usd(self) -> Decimal:
+        return sum(self.waste_usd.values(), ZERO)
+
+
+def headline(con) -> Headline:
+    wastes = ", ".join(f"sum(gpu_{w}_usd) AS {w}_usd, sum(gpu_{w}_s) AS {w}_s" for w in WASTES)
+    (row,) = _dicts(con, f"""
+        SELECT sum(cost_usd) AS total, sum(gpu_cost_usd) AS gpu, sum(llm_cost_usd) AS llm,
+               coalesce(bool_or(unpriced), false) AS unpriced,
+               count(DISTINCT session_id) AS sessions, count(DISTINCT notebook_key) AS notebooks,
+               count(*) FILTER (WHERE {CELLS}) AS cells, count(DISTINCT "user") AS people,
+               min(start) AS first, max(coalesce("end", start)) AS last,
+               coalesce(sum(gpu_held_s), 0) AS held, coalesce(sum(gpu_busy_s), 0) AS busy,
+               {wastes}
+        FROM windows WHERE {TOP}""")
+    (calls,) = con.execute("SELECT count(*) FROM llm_calls").fetchone()
+    return Headline(
+        total_usd=_money(row["total"]), gpu_usd=_money(row["gpu"]), llm_usd=_money(row["llm"]),
+        waste_usd={w: _money(row[f"{w}_usd"]) for w in WASTES}, unpriced=bool(row["unpriced"]),
+        sessions=row["sessions"], notebooks=row["notebooks"], cells=row["cells"],
+        people=row["people"], first=row["first"], last=row["last"], gpu_held_s=row["held"],
+        gpu_busy_s=row["busy"], waste_s={w: row[f"{w}_s"] or 0.0 for w in WASTES},
+        llm_calls=calls)
+
+
+def spend_over_time(con, bucket: str) -> list[dict[str, Any]]:
+    """GPU, LLM and other spend per ``bucket`` (``hour``, ``day`` or ``week``), by when each
+    window started (a between-cells row by its session's start)."""
+    return _dicts(con, f"""
+        SELECT date_trunc('{bucket}', start AT TIME ZONE 'UTC') AS bucket,
+               coalesce(sum(gpu_cost_usd), 0) AS gpu_usd,
+               coalesce(sum(llm_cost_usd), 0) AS llm_usd, coalesce(sum(cost_usd), 0) AS total_usd
+        FROM windows WHERE {TOP} AND start IS NOT NULL GROUP BY 1 ORDER BY 1""")
+
+
+def by_who(con, column: str) -> list[dict[str, Any]]:
+    """Spend per user, team or project, biggest first."""
+    if column not in BY_WHO:
+        raise ValueError(column)
+    return _dicts(con, f"""
+        SELECT "{column}" AS key, count(*) FILTER (WHERE {CELLS}) AS cells,
+               count(DISTINCT session_id) AS sessions,
+               coalesce(sum(gpu_cost_usd), 0) AS gpu_usd, coalesce(sum(llm_cost_usd), 0) AS llm_usd,
+               coalesce(sum(cost_usd), 0) AS total_usd, coalesce(bool_or(unpriced), false) AS unpriced
+        FROM windows WHERE {TOP} GROUP BY 1 ORDER BY total_usd DESC, key NULLS LAST""")
+
+
+def by_model(con) -> list[dict[str, Any]]:
+    """Calls, tokens by kind and cost per model; unpriced, estimated and failed calls."""
+    sums = ", ".join(f"coalesce(sum({t}), 0) AS {t}" for t in _TOKENS)
+    return _dicts(con, f"""
+        SELECT model, string_agg(DISTINCT provider, ', ' ORDER BY provider) AS provider,
+               count(*) AS calls, {sums}, coalesce(sum(cost_usd), 0) AS cost_usd,
+               count(*) FILTER (WHERE unpriced) AS unpriced_calls,
+               count(*) FILTER (WHERE estimated) AS estimated_calls,
+               count(*) FILTER (WHERE error) AS error_calls
+        FROM llm_calls GROUP BY model ORDER BY cost_usd DESC, model""")
+
+
+def model_token_sums(con) -> list[dict[str, Any]]:
+    """Per model, the token counts of its successful calls summed (what a flat price needs),
+    the priced cost of those calls, and whether any of them had no price."""
+    return _dicts(con, """
+        SELECT model, count(*) AS calls, coalesce(sum(input_tokens), 0) AS input_tokens,
+               coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
+               coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
+               coalesce(sum(output_tokens), 0) AS output_tokens,
+               coalesce(sum(cost_usd), 0) AS cost_usd,
+               count(*) FILTER (WHERE unpriced) AS unpriced_calls
+        FROM llm_calls WHERE NOT coalesce(error, false) GROUP BY model ORDER BY model""")
+
+
+def model_token_buckets(con, thresholds: list[int]) -> list[dict[str, Any]]:
+    """Per model, successful calls split by how many of ``thresholds`` their input exceeds
+    (a tiered price's tier), with each bucket's calls and token sums."""
+    bucket = " + ".join(f"(coalesce(input_tokens, 0) > {int(t)})::INT" for t in thresholds) or "0"
+    return _dicts(con, f"""
+        SELECT model, {bucket} AS bucket, count(*) AS calls,
+               coalesce(sum(input_tokens), 0) AS input_tokens,
+               coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
+               coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
+               coalesce(sum(output_tokens), 0) AS output_tokens
+        FROM llm_calls WHERE NOT coalesce(error, false) GROUP BY ALL ORDER BY ALL""")
+
+
+def gpu_by_notebook(con) -> list[dict[str, Any]]:
+    """GPU held, busy and the named wastes (seconds and dollars) per notebook, worst waste
+    first. A notebook's idle time between cells is in its sessions' between-cells rows."""
+    wastes = ", ".join(f"coalesce(sum(gpu_{w}_s), 0) AS {w}_s, "
+                       f"coalesce(sum(gpu_{w}_usd), 0) AS {w}_usd" for w in WASTES)
+    total = " + ".join(f"coalesce(sum(gpu_{w}_usd), 0)" for w in WASTES)
+    return _dicts(con, f"""
+        SELECT notebook_key, any_value(notebook_path) AS notebook_path,
+               count(DISTINCT session_id) AS sessions,
+               coalesce(sum(gpu_held_s), 0) AS held_s, coalesce(sum(gpu_busy_s), 0) AS busy_s,
+               coalesce(sum(gpu_sm_s), 0) AS sm_s, coalesce(sum(gpu_cost_usd), 0) AS gpu_usd,
+               {wastes}, {total} AS wasted_usd
+        FROM windows WHERE {TOP} GROUP BY notebook_key HAVING sum(gpu_held_s) > 0
+        ORDER BY wasted_usd DESC, held_s DESC, notebook_key""")
+
+
+def top_cells(con, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """The ``limit`` most expensive cells (and top-level blocks), and how many cells cost
+    anything at all (the Pareto chart's whole)."""
+    rows = _dicts(con, f"""
+        SELECT notebook_key, notebook_path, session_id, cell_id, execution_count, label, tags,
+               "user", start, wall_s, status, gpu_cost_usd, llm_cost_usd, cost_usd, unpriced
+        FROM windows WHERE {TOP} AND {CELLS} AND cost_usd > 0
+        ORDER BY cost_usd DESC, start, window_id LIMIT {int(limit)}""")
+    (count,) = con.execute(
+        f"SELECT count(*) FROM windows WHERE {TOP} AND {CELLS} AND cost_usd > 0").fetchone()
+    return rows, count
+
+
+def budget_events(con) -> list[dict[str, Any]]:
+    """Every budget event, oldest first, with who and which notebook it was about."""
+    return _dicts(con, """
+        WITH who AS (SELECT session_id, any_value("user") AS "user",
+                            any_value(notebook_key) AS notebook_key,
+                            any_value(notebook_path) AS notebook_path,
+                            max(coalesce("end", start)) AS session_end
+                     FROM windows GROUP BY session_id)
+        SELECT b.ts, b.session_id, b.action, b.scope, b.budget_usd, b.spent_usd, b.threshold,
+               who."user", who.notebook_key, who.notebook_path, who.session_end
+        FROM budget_events b LEFT JOIN who USING (session_id) ORDER BY b.ts, b.session_id""")
+
+
+def unpriced_and_estimated(con) -> dict[str, Any]:
+    """LLM calls without a price (their cost is unknown, not zero) and calls whose token
+    counts were estimated because the API gave none, per model; and windows marked unpriced."""
+    models = _dicts(con, """
+        SELECT model, count(*) FILTER (WHERE unpriced) AS unpriced_calls,
+               coalesce(sum(input_tokens + output_tokens) FILTER (WHERE unpriced), 0)
+                   AS unpriced_tokens,
+               count(*) FILTER (WHERE estimated) AS estimated_calls,
+               coalesce(sum(cost_usd) FILTER (WHERE estimated), 0) AS estimated_usd,
+               count(*) AS calls
+        FROM llm_calls GROUP BY model HAVING count(*) FILTER (WHERE unpriced OR estimated) > 0
+        ORDER BY unpriced_calls DESC, estimated_calls DESC, model""")
+    (windows,) = con.execute(
+        f"SELECT count(*) FILTER (WHERE unpriced) FROM windows WHERE {TOP}").fetchone()
+    return {"models": models, "unpriced_windows": windows}

@@ -1,0 +1,218 @@
+"""``nbcost audit``: one offline HTML file whose figures are the engine's, whose every section is
+there, and in which no user's string becomes markup. The spend logs come from real Sessions
+(``audit_logs.make_logs``)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from html.parser import HTMLParser
+from pathlib import Path
+
+import duckdb
+import pytest
+from audit_logs import EVIL_MODEL, HOSTILE, IMG, QUOTE, SCRIPT, make_logs, notebooks
+from audit_standin import load_spend
+
+from nbcost.ledger import read_logs
+from nbcost.pricing.llm import shared_price_book
+from nbcost.report.audit import AuditOptions, render_audit, write_audit
+from nbcost.report.audit_whatif import what_if
+from nbcost.rows import rows_from_events
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory) -> Path:
+    return make_logs(tmp_path_factory.mktemp("audit"))
+
+
+@pytest.fixture(scope="module")
+def page(logs) -> str:
+    spend = load_spend([logs / "spend"])
+    return render_audit(spend, notebooks(logs), AuditOptions(sources=[str(logs)]))
+
+
+def _data(page: str, element: str = "nbcost-audit-data") -> dict:
+    start = page.index(f'<script type="application/json" id="{element}">')
+    start = page.index(">", start) + 1
+    return json.loads(page[start:page.index("</script>", start)])
+
+
+class Tags(HTMLParser):
+    """Every start tag with its attributes, and the text outside scripts and styles."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self._raw = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._raw += tag in ("script", "style")
+
+    def handle_endtag(self, tag):
+        self._raw -= tag in ("script", "style") and self._raw > 0
+
+    def handle_data(self, data):
+        if not self._raw:
+            self.text.append(data)
+
+
+def _parse(page: str) -> Tags:
+    parser = Tags()
+    parser.feed(page)
+    return parser
+
+
+# -- the figures are the engine's --------------------------------------------------------------
+
+def test_the_headline_totals_are_the_logs_totals_exactly(logs, page):
+    events = read_logs([logs / "spend"]).events
+    rows = [r for r in rows_from_events(events) if not r["parent_id"]]
+    data = _data(page)
+    session_totals = sum(Decimal(e["cost_usd"]) for e in events if e["event"] == "session_end")
+    assert Decimal(data["total_usd"]) == sum(r["cost_usd"] for r in rows) == session_totals
+    assert Decimal(data["gpu_usd"]) == sum(r.get("gpu_cost_usd") or 0 for r in rows) > 0
+    assert Decimal(data["llm_usd"]) == sum(r.get("llm_cost_usd") or 0 for r in rows) > 0
+    assert data["unpriced"] is True  # the model nobody prices
+    assert data["sessions"] == 2 and data["llm_calls"] == 5
+    assert data["budget_events"] == {
+        a: sum(e["event"] == "budget" and e["action"] == a for e in events)
+        for a in ("warning", "refused")}
+    assert data["budget_events"]["warning"] >= 1 and data["budget_events"]["refused"] == 1
+
+
+def test_the_gpu_wastes_are_priced_and_shown(page):
+    data = _data(page)
+    waste = {k: Decimal(v) for k, v in data["waste_usd"].items()}
+    assert waste["idle_between"] > 0 and waste["stall"] > 0
+    assert Decimal(data["wasted_usd"]) == sum(waste.values())
+
+
+def test_every_section_and_chart_is_there(page):
+    tags = _parse(page)
+    ids = {attrs.get("id") for _, attrs in tags.tags}
+    for section in ("headline", "time", "who", "models", "gpu", "cells", "budgets", "usage",
+                    "notebooks"):
+        assert section in ids, section
+    figures = _data(page, "nbcost-audit-figures")
+    assert set(figures) == {"chart-time", "chart-user", "chart-team", "chart-project",
+                            "chart-model-tokens", "chart-model-costs", "chart-gpu",
+                            "chart-pareto", "chart-budgets"}
+    assert figures.keys() <= ids  # a div for each
+    text = " ".join(" ".join(tags.text).split())
+    for words in ("Period:", "Currency: USD", "genai-prices", "total spend", "Top cells",
+                  "Cells run without a record", "idle between cells", "cheapest acceptable"):
+        assert words in text, words
+
+
+def test_the_root_keeps_mathjax_off_the_dollars(page):
+    tags = _parse(page)
+    html_tag = next(attrs for tag, attrs in tags.tags if tag == "html")
+    assert {"mathjax_ignore", "tex2jax_ignore"} <= set(html_tag["class"].split())
+
+
+def test_time_chart_stacks_gpu_and_llm_with_budget_lines_and_burn(page):
+    figure = _data(page, "nbcost-audit-figures")["chart-time"]
+    names = [trace.get("name") for trace in figure["data"]]
+    assert names[:3] == ["GPU", "LLM", "cumulative burn"]
+    assert "budget warning" in names and "budget refused" in names
+    burn = figure["data"][2]["y"]
+    assert burn == sorted(burn) and burn[-1] == pytest.approx(float(_data(page)["total_usd"]))
+
+
+def test_unrecorded_cells_are_counted_from_the_notebooks(page):
+    assert _data(page)["cells_without_record"] == 3  # run (count or outputs), no metadata.nbcost
+    text = " ".join(_parse(page).text)
+    assert "broken.ipynb: not a notebook" in text
+
+
+# -- the what-if ------------------------------------------------------------------------------
+
+def _per_call(logs, candidate: str) -> dict[str, Decimal]:
+    """Each model's calls priced one by one on ``candidate`` (the reference)."""
+    book, totals = shared_price_book(), {}
+    for e in read_logs([logs / "spend"]).events:
+        if e["event"] == "llm_call" and not e["quantities"].get("errors"):
+            q = e["quantities"]
+            counts = {u: q[u] for u in ("input_tokens", "cache_read_tokens", "cache_write_tokens",
+                                        "output_tokens") if q.get(u)}
+            price = book.price(counts, [candidate], None, None, None).cost_usd
+            totals[e["key"]] = totals.get(e["key"], Decimal(0)) + price
+    return totals
+
+
+def test_the_cheapest_acceptable_model_is_priced_like_each_call_apart(logs):
+    spend = load_spend([logs / "spend"])
+    candidates = ["gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-pro", "no-such-model"]
+    result = what_if(spend.con, candidates)
+    assert result.unknown == ["no-such-model"]
+    references = {c: _per_call(logs, c) for c in candidates[:3]}
+    by_model = {m.model: m for m in result.models}
+    for model in ("gpt-4o", "gpt-4o-mini"):
+        options = {c: references[c][model] for c in candidates[:3]}
+        options[model] = _per_call(logs, model)[model]
+        cheapest = min(options, key=options.get)
+        assert by_model[model].cheapest == cheapest
+        assert by_model[model].cheapest_usd == options[cheapest]
+    assert by_model["gpt-4o"].saving_usd > 0
+    assert result.saving_usd is None  # the unpriced model's calls: the saving is unknown
+
+
+def test_tiered_prices_are_exact_across_the_tier(tmp_path):
+    """gemini-2.5-pro prices a whole call higher once its input exceeds 200,000 tokens."""
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE llm_calls AS SELECT 'm' AS model, i AS input_tokens,
+        (i // 10) AS cache_read_tokens, 0 AS cache_write_tokens, 1000 + i % 7 AS output_tokens,
+        0 AS reasoning_tokens, 0.5::DECIMAL(38,18) AS cost_usd, false AS unpriced, false AS error
+        FROM (SELECT unnest([1, 150000, 199999, 200000, 200001, 350000, 999]) AS i)""")
+    book = shared_price_book()
+    calls = con.execute("SELECT input_tokens, cache_read_tokens, output_tokens FROM llm_calls").fetchall()
+    expected = {c: sum(book.price({"input_tokens": i, "cache_read_tokens": r, "output_tokens": o},
+                                  [c], None, None, None).cost_usd for i, r, o in calls)
+                for c in ("gemini-2.5-pro", "claude-sonnet-4-5", "gpt-4o")}
+    result = what_if(con, list(expected))
+    (entry,) = result.models
+    cheapest = min(expected, key=expected.get)
+    assert (entry.cheapest, entry.cheapest_usd) == (cheapest, expected[cheapest])
+    for candidate, cost in expected.items():  # each alone, so each is "the cheapest"
+        assert what_if(con, [candidate]).models[0].cheapest_usd == cost
+
+
+# -- no user string becomes markup ------------------------------------------------------------
+
+def test_hostile_strings_appear_only_escaped(page):
+    for raw in (*HOSTILE, EVIL_MODEL):
+        assert raw not in page, raw
+    tags = _parse(page)
+    assert not [t for t, _ in tags.tags if t in ("img", "svg", "iframe", "object")]
+    assert not [a for _, attrs in tags.tags for a in attrs if a.startswith("on")]
+    assert sum(t == "script" for t, _ in tags.tags) == 4  # data, figures, plotly.js, renderer
+    text = " ".join(tags.text)
+    for raw in (IMG, SCRIPT, QUOTE):  # shown as typed, as text
+        assert raw in text, raw
+    figures = json.dumps(_data(page, "nbcost-audit-figures"))
+    assert "&lt;img src=x onerror=alert(1)&gt;" in figures  # plotly shows entities as typed
+
+
+def test_the_page_loads_nothing_from_a_network(page):
+    tags = _parse(page)
+    for tag, attrs in tags.tags:
+        assert tag != "link", attrs
+        for name in ("src", "href", "data", "action", "srcset", "poster"):
+            value = (attrs.get(name) or "").strip().lower()
+            assert not value.startswith(("http:", "https:", "//", "javascript:")), (tag, attrs)
+        if tag == "script":
+            assert "src" not in attrs
+    assert "@import" not in page
+    assert "url(http" not in page.replace(" ", "")
+
+
+def test_the_audit_is_one_file(logs, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    path = write_audit(load_spend([logs / "spend"]), out / "audit.html", notebooks(logs))
+    assert [p.name for p in out.iterdir()] == ["audit.html"]
+    assert path.stat().st_size > 1_000_000  # plotly.js is inside
+    assert path.read_text(encoding="utf-8").count("Plotly") > 10
