@@ -111,7 +111,3 @@ def _notebook(path: Path, cells: list[dict]) -> None:
     path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
 
 
-
-
-def notebooks(folder: Path) -> list[tuple[str, bytes]]:
-    return [(str(p), p.read_bytes()) for p in sorted(folder.rglob("*.ipynb"))]

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from audit_logs import IMG, QUOTE, SCRIPT, make_logs, notebooks
+from audit_logs import IMG, QUOTE, SCRIPT, make_logs
 from audit_standin import load_spend
 
 from nbcost.report.audit import AuditOptions, write_audit
@@ -22,8 +22,7 @@ ARTIFACTS = REPO / "test-artifacts"
 @pytest.fixture
 def audit_file(tmp_path) -> Path:
     home = make_logs(tmp_path)
-    return write_audit(load_spend([home / "spend"]), tmp_path / "audit.html", notebooks(home),
-                       AuditOptions(sources=["team-share/spend", "team-share/notebooks"]))
+    return write_audit(load_spend([home]), tmp_path / "audit.html", AuditOptions(sources=["team-share/spend", "team-share/notebooks"]))
 
 
 def test_the_audit_opens_offline_with_its_charts_and_no_errors(page, audit_file):

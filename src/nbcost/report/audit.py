@@ -8,8 +8,7 @@ can become markup. Money is Decimal throughout and written with
 Jupyter's MathJax from typesetting "$1.20 … $3.40" as TeX.
 
 The figures come from :mod:`audit_queries` (SQL over the report engine's tables), the model
-what-if from :mod:`audit_whatif`, the unrecorded cells from :mod:`audit_notebooks`, the charts
-from :mod:`audit_charts`. ``docs/audit.md`` explains every section to its reader.
+what-if from :mod:`audit_whatif`, the charts from :mod:`audit_charts`. ``docs/audit.md`` explains every section to its reader.
 """
 
 from __future__ import annotations
@@ -20,13 +19,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..display.format import format_count, format_percent, format_seconds, format_usd, plural
 from ..display.summary import NO_MATH
 from . import audit_charts as charts
 from . import audit_queries as q
-from .audit_notebooks import coverage
 from .audit_whatif import what_if
 
 __all__ = ["AuditOptions", "render_audit", "write_audit"]
@@ -44,7 +42,6 @@ class AuditOptions:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     sources: list[str] = field(default_factory=list)  # what was read, as the user named it
-    skipped: str | None = None  # the engine's summary of unreadable input
     generated_at: dt.datetime | None = None
     settings: Any = None  # for the user's LLM price overrides in the what-if
 
@@ -70,7 +67,7 @@ def _bucket(first: dt.datetime | None, last: dt.datetime | None) -> str:
 
 
 def _cell_name(cell: dict[str, Any]) -> str:
-    where = cell["notebook_path"] or cell["notebook_key"] or "(no notebook)"
+    where = cell["notebook"] or cell["notebook_key"] or "(no notebook)"
     what = cell["label"] or (f"[{cell['execution_count']}]" if cell["execution_count"] is not None
                              else cell["cell_id"] or "block")
     return f"{where} {what}"
@@ -119,12 +116,11 @@ def _headline(h: q.Headline, saving: Decimal | None, events: list[dict], usage: 
     return cards
 
 
-def render_audit(spend, notebooks: Iterable[tuple[str, bytes]] = (),
-                 options: AuditOptions | None = None) -> str:
-    """The audit page for ``spend`` (the engine's result) and the saved ``notebooks``
-    (path, contents) among the inputs."""
+def render_audit(spend, options: AuditOptions | None = None) -> str:
+    """The audit page for ``spend``, what :func:`nbcost.report.load_spend` read."""
     options = options or AuditOptions()
     con = spend.con
+    q.prepare(con)
     head = q.headline(con)
     events = q.budget_events(con)
     models = q.by_model(con)
@@ -188,7 +184,7 @@ def render_audit(spend, notebooks: Iterable[tuple[str, bytes]] = (),
         "notebooks": _table(
             ["notebook", "sessions", "held", "busy", "GPU cost", "idle between cells", "stall",
              "underfill", "wasted", "waste share"],
-            [[n["notebook_path"] or n["notebook_key"] or "(no notebook)", format_count(n["sessions"]),
+            [[n["notebook"] or n["notebook_key"] or "(no notebook)", format_count(n["sessions"]),
               format_seconds(n["held_s"]), format_seconds(n["busy_s"]), format_usd(n["gpu_usd"]),
               *[format_usd(n[f"{w}_usd"]) for w in q.WASTES], format_usd(n["wasted_usd"]),
               format_percent(n["wasted_usd"], n["gpu_usd"])] for n in shown],
@@ -203,7 +199,7 @@ def render_audit(spend, notebooks: Iterable[tuple[str, bytes]] = (),
     rows = []
     for rank, cell in enumerate(cells, start=1):
         running += cell["cost_usd"]
-        rows.append([rank, cell["notebook_path"] or cell["notebook_key"] or "(no notebook)",
+        rows.append([rank, cell["notebook"] or cell["notebook_key"] or "(no notebook)",
                      cell["label"] or "", "" if cell["execution_count"] is None else cell["execution_count"],
                      _tags(cell["tags"]), cell["user"] or "", _when(cell["start"]),
                      format_seconds(cell["wall_s"] or 0), format_usd(cell["gpu_cost_usd"]),
@@ -225,7 +221,7 @@ def render_audit(spend, notebooks: Iterable[tuple[str, bytes]] = (),
           format_usd(e["budget_usd"]) if e["budget_usd"] is not None else "",
           format_usd(e["spent_usd"]) if e["spent_usd"] is not None else "",
           format_percent(e["threshold"], 1) if e["threshold"] is not None else "",
-          e["user"] or "", e["notebook_path"] or e["notebook_key"] or ""]
+          e["user"] or "", e["notebook"] or e["notebook_key"] or ""]
          for e in events], numeric_from=3)
     if any(e["action"] in ("warning", "refused") for e in events):
         figures["chart-budgets"] = charts.budgets(events)
@@ -241,16 +237,16 @@ def render_audit(spend, notebooks: Iterable[tuple[str, bytes]] = (),
         "unpriced_windows": usage["unpriced_windows"], "calls": head.llm_calls,
     }
 
-    found, unreadable = coverage(notebooks)
-    missing = [c for c in found if c.unrecorded]
+    coverage = q.notebook_coverage(con)
+    missing = [c for c in coverage if c["unrecorded"]]
     sections["notebooks"] = {
         "table": _table(["notebook", "code cells", "run", "recorded", "run without a record",
                          "their execution counts"],
-                        [[c.path, c.code_cells, c.run, c.recorded, c.unrecorded,
-                          ", ".join("–" if n is None else str(n) for n in c.unrecorded_counts[:12])
-                          + (" …" if len(c.unrecorded_counts) > 12 else "")] for c in missing]),
-        "read": len(found), "unrecorded": sum(c.unrecorded for c in found),
-        "unreadable": unreadable,
+                        [[c["notebook"] or c["notebook_key"], c["code_cells"], c["run"],
+                          c["recorded"], c["unrecorded"],
+                          ", ".join(str(n) for n in c["counts"][:12])
+                          + (" …" if len(c["counts"]) > 12 else "")] for c in missing]),
+        "read": len(coverage), "unrecorded": sum(c["unrecorded"] for c in coverage),
     }
 
     data = {
@@ -272,7 +268,7 @@ def render_audit(spend, notebooks: Iterable[tuple[str, bytes]] = (),
         "period": f"{_when(first)} – {_when(last)}",
         "period_given": bool(options.since or options.until),
         "currency": "USD", "price_data": data["price_data"], "sources": options.sources,
-        "skipped": options.skipped, "cards": _headline(head, whatif.saving_usd, events, usage),
+        "skipped": spend.skipped.summary() if spend.skipped is not None else None, "cards": _headline(head, whatif.saving_usd, events, usage),
         "bucket": bucket, "sections": sections, "figures": set(figures), "top": options.top,
         "figures_json": charts.to_json(figures), "data_json": charts.to_json(data),
         "plotly_js": _plotly_js(), "render_js": _asset("audit_render.js"),
@@ -319,8 +315,7 @@ def _template():
     return env.from_string(_asset("audit_page.html.j2"))
 
 
-def write_audit(spend, path: Path, notebooks: Iterable[tuple[str, bytes]] = (),
-                options: AuditOptions | None = None) -> Path:
-    page = render_audit(spend, notebooks, options)
+def write_audit(spend, path: Path, options: AuditOptions | None = None) -> Path:
+    page = render_audit(spend, options)
     path.write_text(page, encoding="utf-8")
     return path

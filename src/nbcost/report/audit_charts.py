@@ -146,7 +146,7 @@ def gpu_waste(notebooks: list[dict[str, Any]], limit: int = 15) -> dict[str, Any
     """Per notebook, worst first, its GPU dollars split into the useful part and the three
     named wastes."""
     shown = list(reversed(notebooks[:limit]))
-    names = [label(n["notebook_path"] or n["notebook_key"] or "(no notebook)") for n in shown]
+    names = [label(n["notebook"] or n["notebook_key"] or "(no notebook)") for n in shown]
     data = [{"type": "bar", "orientation": "h", "name": "busy (useful)", "y": names,
              "x": [_usd(n["gpu_usd"] - n["wasted_usd"]) for n in shown],
              "marker": {"color": COLORS["busy"]}}]
@@ -186,7 +186,7 @@ def budgets(events: list[dict[str, Any]]) -> dict[str, Any]:
     for n, ((session, scope, amount), group) in enumerate(lines.items()):
         start = group[0]["ts"]
         end = max([e["ts"] for e in group] + [e["session_end"] for e in group if e["session_end"]])
-        who = label(group[0]["notebook_path"] or group[0]["user"] or session)
+        who = label(group[0]["notebook"] or group[0]["user"] or session)
         data.append({"type": "scatter", "mode": "lines", "x": [_t(start), _t(end)],
                      "y": [_usd(amount)] * 2, "name": "budget", "legendgroup": "budget",
                      "showlegend": n == 0, "line": {"color": "#555555", "dash": "dash"},
@@ -197,7 +197,7 @@ def budgets(events: list[dict[str, Any]]) -> dict[str, Any]:
             data.append({"type": "scatter", "mode": "markers", "name": action,
                          "x": [_t(e["ts"]) for e in hits],
                          "y": [_usd(e["spent_usd"]) for e in hits],
-                         "hovertext": [label(e["notebook_path"] or e["user"] or e["session_id"])
+                         "hovertext": [label(e["notebook"] or e["user"] or e["session_id"])
                                        for e in hits], "hoverinfo": "text+x+y",
                          "marker": {"color": COLORS[action], "size": 10,
                                     "symbol": "triangle-up" if action == "warning" else "x"}})

@@ -1,8 +1,10 @@
 """Every figure the audit shows, as SQL over the report engine's tables.
 
 The engine (:func:`nbcost.report.engine.load_spend`) gives a DuckDB connection with ``windows``
-(the export table, one row per window plus ``between_cells`` rows, with ``notebook_key`` and the
-GPU wastes in dollars), ``llm_calls`` (one row per call) and ``budget_events``. Only top-level
+(the export table, one row per window plus ``between_cells`` rows, with ``notebook_key``, the
+path to show for it, ``notebook``, and the GPU wastes in dollars), ``llm_calls`` (one row per
+call; a view that reads the logs again, so :func:`prepare` copies what the audit needs once),
+``budget_events`` and ``notebook_cells`` (every code cell of the notebooks read). Only top-level
 rows (no ``parent_id``) are summed: a nested ``track()`` block is already inside its cell, and
 the top-level rows of a session add up to its total. Money stays DECIMAL and comes back as
 Python ``Decimal``; nothing here formats or rounds.
@@ -16,8 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 __all__ = ["BY_WHO", "WASTES", "budget_events", "by_model", "by_who", "gpu_by_notebook",
-           "headline", "model_token_buckets", "model_token_sums", "spend_over_time", "top_cells",
-           "unpriced_and_estimated"]
+           "headline", "model_token_buckets", "model_token_sums", "notebook_coverage", "prepare",
+           "spend_over_time", "top_cells", "unpriced_and_estimated"]
 
 ZERO = Decimal(0)
 TOP = "coalesce(parent_id, '') = ''"
@@ -27,6 +29,19 @@ WASTES = ("idle_between", "stall", "underfill")
 BY_WHO = ("user", "team", "project")
 _TOKENS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
            "reasoning_tokens")
+
+
+CALLS = "audit_calls"  # the audit's copy of llm_calls
+
+
+def prepare(con) -> None:
+    """Copy the columns of ``llm_calls`` the audit reads into a table: the engine's view reads
+    every spend log again on each query."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {CALLS} AS
+        SELECT model, provider, {", ".join(_TOKENS)}, cost_usd, unpriced, estimated,
+               error IS NOT NULL AS failed
+        FROM llm_calls""")
 
 
 def _dicts(con, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
@@ -80,7 +95,7 @@ def headline(con) -> Headline:
                coalesce(sum(gpu_held_s), 0) AS held, coalesce(sum(gpu_busy_s), 0) AS busy,
                {wastes}
         FROM windows WHERE {TOP}""")
-    (calls,) = con.execute("SELECT count(*) FROM llm_calls").fetchone()
+    (calls,) = con.execute(f"SELECT count(*) FROM {CALLS}").fetchone()
     return Headline(
         total_usd=_money(row["total"]), gpu_usd=_money(row["gpu"]), llm_usd=_money(row["llm"]),
         waste_usd={w: _money(row[f"{w}_usd"]) for w in WASTES}, unpriced=bool(row["unpriced"]),
@@ -120,21 +135,21 @@ def by_model(con) -> list[dict[str, Any]]:
                count(*) AS calls, {sums}, coalesce(sum(cost_usd), 0) AS cost_usd,
                count(*) FILTER (WHERE unpriced) AS unpriced_calls,
                count(*) FILTER (WHERE estimated) AS estimated_calls,
-               count(*) FILTER (WHERE error) AS error_calls
-        FROM llm_calls GROUP BY model ORDER BY cost_usd DESC, model""")
+               count(*) FILTER (WHERE failed) AS error_calls
+        FROM {CALLS} GROUP BY model ORDER BY cost_usd DESC, model""")
 
 
 def model_token_sums(con) -> list[dict[str, Any]]:
     """Per model, the token counts of its successful calls summed (what a flat price needs),
     the priced cost of those calls, and whether any of them had no price."""
-    return _dicts(con, """
+    return _dicts(con, f"""
         SELECT model, count(*) AS calls, coalesce(sum(input_tokens), 0) AS input_tokens,
                coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
                coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
                coalesce(sum(output_tokens), 0) AS output_tokens,
                coalesce(sum(cost_usd), 0) AS cost_usd,
                count(*) FILTER (WHERE unpriced) AS unpriced_calls
-        FROM llm_calls WHERE NOT coalesce(error, false) GROUP BY model ORDER BY model""")
+        FROM {CALLS} WHERE NOT failed GROUP BY model ORDER BY model""")
 
 
 def model_token_buckets(con, thresholds: list[int]) -> list[dict[str, Any]]:
@@ -147,7 +162,7 @@ def model_token_buckets(con, thresholds: list[int]) -> list[dict[str, Any]]:
                coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
                coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
                coalesce(sum(output_tokens), 0) AS output_tokens
-        FROM llm_calls WHERE NOT coalesce(error, false) GROUP BY ALL ORDER BY ALL""")
+        FROM {CALLS} WHERE NOT failed GROUP BY ALL ORDER BY ALL""")
 
 
 def gpu_by_notebook(con) -> list[dict[str, Any]]:
@@ -157,7 +172,7 @@ def gpu_by_notebook(con) -> list[dict[str, Any]]:
                        f"coalesce(sum(gpu_{w}_usd), 0) AS {w}_usd" for w in WASTES)
     total = " + ".join(f"coalesce(sum(gpu_{w}_usd), 0)" for w in WASTES)
     return _dicts(con, f"""
-        SELECT notebook_key, any_value(notebook_path) AS notebook_path,
+        SELECT notebook_key, any_value(notebook) AS notebook,
                count(DISTINCT session_id) AS sessions,
                coalesce(sum(gpu_held_s), 0) AS held_s, coalesce(sum(gpu_busy_s), 0) AS busy_s,
                coalesce(sum(gpu_sm_s), 0) AS sm_s, coalesce(sum(gpu_cost_usd), 0) AS gpu_usd,
@@ -170,7 +185,7 @@ def top_cells(con, limit: int) -> tuple[list[dict[str, Any]], int]:
     """The ``limit`` most expensive cells (and top-level blocks), and how many cells cost
     anything at all (the Pareto chart's whole)."""
     rows = _dicts(con, f"""
-        SELECT notebook_key, notebook_path, session_id, cell_id, execution_count, label, tags,
+        SELECT notebook_key, notebook, session_id, cell_id, execution_count, label, tags,
                "user", start, wall_s, status, gpu_cost_usd, llm_cost_usd, cost_usd, unpriced
         FROM windows WHERE {TOP} AND {CELLS} AND cost_usd > 0
         ORDER BY cost_usd DESC, start, window_id LIMIT {int(limit)}""")
@@ -180,30 +195,47 @@ def top_cells(con, limit: int) -> tuple[list[dict[str, Any]], int]:
 
 
 def budget_events(con) -> list[dict[str, Any]]:
-    """Every budget event, oldest first, with who and which notebook it was about."""
+    """Every budget event, oldest first, with the notebook it was about and when its session's
+    last window ended (where a budget's line stops)."""
     return _dicts(con, """
-        WITH who AS (SELECT session_id, any_value("user") AS "user",
-                            any_value(notebook_key) AS notebook_key,
-                            any_value(notebook_path) AS notebook_path,
-                            max(coalesce("end", start)) AS session_end
-                     FROM windows GROUP BY session_id)
+        WITH sessions AS (SELECT session_id, any_value(notebook_key) AS notebook_key,
+                                 any_value(notebook) AS notebook,
+                                 max(coalesce("end", start)) AS session_end
+                          FROM windows GROUP BY session_id)
         SELECT b.ts, b.session_id, b.action, b.scope, b.budget_usd, b.spent_usd, b.threshold,
-               who."user", who.notebook_key, who.notebook_path, who.session_end
-        FROM budget_events b LEFT JOIN who USING (session_id) ORDER BY b.ts, b.session_id""")
+               b."user", coalesce(s.notebook, b.notebook_path) AS notebook, s.notebook_key,
+               s.session_end
+        FROM budget_events b LEFT JOIN sessions s USING (session_id)
+        WHERE b.ts IS NOT NULL ORDER BY b.ts, b.session_id""")
 
 
 def unpriced_and_estimated(con) -> dict[str, Any]:
     """LLM calls without a price (their cost is unknown, not zero) and calls whose token
     counts were estimated because the API gave none, per model; and windows marked unpriced."""
-    models = _dicts(con, """
+    models = _dicts(con, f"""
         SELECT model, count(*) FILTER (WHERE unpriced) AS unpriced_calls,
                coalesce(sum(input_tokens + output_tokens) FILTER (WHERE unpriced), 0)
                    AS unpriced_tokens,
                count(*) FILTER (WHERE estimated) AS estimated_calls,
                coalesce(sum(cost_usd) FILTER (WHERE estimated), 0) AS estimated_usd,
                count(*) AS calls
-        FROM llm_calls GROUP BY model HAVING count(*) FILTER (WHERE unpriced OR estimated) > 0
+        FROM {CALLS} GROUP BY model HAVING count(*) FILTER (WHERE unpriced OR estimated) > 0
         ORDER BY unpriced_calls DESC, estimated_calls DESC, model""")
     (windows,) = con.execute(
         f"SELECT count(*) FILTER (WHERE unpriced) FROM windows WHERE {TOP}").fetchone()
     return {"models": models, "unpriced_windows": windows}
+
+
+def notebook_coverage(con) -> list[dict[str, Any]]:
+    """Per saved notebook read: its code cells, how many ran (have an execution count or a
+    record), how many carry a cost record, and the execution counts of those that ran without
+    one. Notebooks with cells run without a record first."""
+    return _dicts(con, """
+        SELECT coalesce(notebook_key, notebook_path) AS notebook_key,
+               any_value(notebook_path) AS notebook, count(*) AS code_cells,
+               count(*) FILTER (WHERE execution_count IS NOT NULL OR has_record) AS run,
+               count(*) FILTER (WHERE has_record) AS recorded,
+               count(*) FILTER (WHERE execution_count IS NOT NULL AND NOT has_record) AS unrecorded,
+               list(execution_count ORDER BY cell_index)
+                   FILTER (WHERE execution_count IS NOT NULL AND NOT has_record) AS counts
+        FROM notebook_cells GROUP BY 1 ORDER BY unrecorded DESC, notebook""")
