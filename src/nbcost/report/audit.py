@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..display.format import format_count, format_percent, format_seconds, format_usd, plural
 from ..display.summary import NO_MATH
@@ -81,12 +81,13 @@ def _tags(text: str | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(tags.items())) if isinstance(tags, dict) else ""
 
 
-def _table(headers: list[str], rows: list[list[Any]], numeric_from: int = 1,
+def _table(headers: list[str], rows: list[list[Any]], text: Iterable[int] = (0,),
            total: list[Any] | None = None, more: int = 0) -> dict[str, Any]:
-    """A table for the template: every cell a string (escaped there), numbers right-aligned."""
+    """A table for the template: every cell a string (escaped there); the columns not in
+    ``text`` hold figures, right-aligned and never wrapped."""
     return {"headers": headers, "rows": [[str(c) for c in r] for r in rows],
-            "numeric_from": numeric_from, "total": [str(c) for c in total] if total else None,
-            "more": more}
+            "numeric": [i not in set(text) for i in range(len(headers))],
+            "total": [str(c) for c in total] if total else None, "more": more}
 
 
 def _headline(h: q.Headline, saving: Decimal | None, events: list[dict], usage: dict) -> list[dict]:
@@ -161,7 +162,7 @@ def render_audit(spend, options: AuditOptions | None = None) -> str:
           format_count(m["input_tokens"]), format_count(m["cache_read_tokens"]),
           format_count(m["output_tokens"]), format_count(m["reasoning_tokens"]),
           format_usd(m["cost_usd"], bool(m["unpriced_calls"])),
-          *_whatif_cells(by_name.get(m["model"]))] for m in models], numeric_from=2)
+          *_whatif_cells(by_name.get(m["model"]))] for m in models], text=(0, 1, 8))
     sections["whatif"] = {"candidates": whatif.candidates, "unknown": whatif.unknown,
                           "saving": format_usd(whatif.saving_usd) if whatif.saving_usd is not None
                           else None}
@@ -207,7 +208,7 @@ def render_audit(spend, options: AuditOptions | None = None) -> str:
                      format_percent(running, cell_spend)])
     sections["cells"] = _table(["#", "notebook", "label", "cell", "tags", "user", "started",
                                 "wall", "GPU", "LLM", "cost", "cumulative share"], rows,
-                               numeric_from=6, more=cell_count - len(cells))
+                               text=(1, 2, 4, 5), more=cell_count - len(cells))
     sections["cells_note"] = (f"The {plural(len(cells), 'most expensive cell')} make up "
                               f"{format_percent(running, cell_spend)} of the "
                               f"{format_usd(cell_spend)} spent in {plural(cell_count, 'cell')} "
@@ -222,11 +223,18 @@ def render_audit(spend, options: AuditOptions | None = None) -> str:
           format_usd(e["spent_usd"]) if e["spent_usd"] is not None else "",
           format_percent(e["threshold"], 1) if e["threshold"] is not None else "",
           e["user"] or "", e["notebook"] or e["notebook_key"] or ""]
-         for e in events], numeric_from=3)
+         for e in events], text=(1, 2, 6, 7))
     if any(e["action"] in ("warning", "refused") for e in events):
         figures["chart-budgets"] = charts.budgets(events)
 
+    unpriced_calls, estimated_calls = usage["unpriced_calls"], usage["estimated_calls"]
     sections["usage"] = {
+        "text": (f"{format_count(unpriced_calls)} of {plural(head.llm_calls, 'LLM call')} had no "
+                 f"known price: their cost is unknown, not zero, so the real spend is higher "
+                 f"than shown (in {plural(usage['unpriced_windows'], 'row')} of the spend "
+                 f"table). {plural(estimated_calls, 'call')} had no "
+                 f"usage in the API's reply; {'its' if estimated_calls == 1 else 'their'} "
+                 f"tokens were estimated with a tokenizer."),
         "table": _table(["model", "calls", "unpriced calls", "their tokens", "estimated calls",
                          "estimated cost"],
                         [[m["model"] or "(unknown)", format_count(m["calls"]),

@@ -1,8 +1,9 @@
 """The audit's charts as plotly figures (JSON-able dicts), drawn in the page by plotly.js.
 
-Every label that came from a user (a name, a notebook path, a model) is HTML-escaped before it
-goes into a figure: plotly renders a few HTML-like tags in labels (``<b>``, ``<a href>``) and
-decodes entities, so an escaped label shows as typed and never becomes markup. Dollars are
+Every label that came from a user (a name, a notebook path, a model) has ``&``, ``<`` and ``>``
+escaped before it goes into a figure: plotly renders a few HTML-like tags in labels (``<b>``,
+``<a href>``) and decodes those entities, so an escaped label shows as typed and never becomes
+markup (quotes need no escaping there: plotly writes labels as SVG text). Dollars are
 floats here because they only set bar lengths; every figure a reader copies is in the tables,
 as Decimal through :func:`nbcost.display.format.format_usd`.
 """
@@ -32,7 +33,7 @@ WASTE_NAMES = {"idle_between": "idle between cells", "stall": "stall inside cell
 
 def label(text: Any) -> str:
     """A user's string, safe as a plotly label (and shown as typed)."""
-    return html.escape("" if text is None else str(text), quote=True)
+    return html.escape("" if text is None else str(text), quote=False)
 
 
 def _t(moment: dt.datetime) -> str:
@@ -165,14 +166,15 @@ def pareto(cells: list[dict[str, Any]], whole: Decimal, names: list[str]) -> dic
         share.append(float(running / whole * 100) if whole else 0.0)
     ranks = [str(n) for n in range(1, len(cells) + 1)]
     data = [{"type": "bar", "name": "cell cost", "x": ranks, "y": [_usd(c["cost_usd"]) for c in cells],
-             "text": [label(n) for n in names], "hoverinfo": "text+y",
+             "hovertext": [label(n) for n in names], "hoverinfo": "text+y",
              "marker": {"color": COLORS["gpu"]}},
             {"type": "scatter", "mode": "lines+markers", "name": "cumulative share", "x": ranks,
              "y": share, "yaxis": "y2", "line": {"color": COLORS["burn"]}}]
     return _figure(data, xaxis={"title": {"text": "cells, most expensive first"}, "type": "category"},
                    yaxis={"title": {"text": "USD"}},
                    yaxis2={"title": {"text": "share of all cell spend, %"}, "overlaying": "y",
-                           "side": "right", "range": [0, 101], "showgrid": False})
+                           "side": "right", "range": [0, 101], "showgrid": False,
+                           "tickvals": [0, 25, 50, 75, 100]})
 
 
 def budgets(events: list[dict[str, Any]]) -> dict[str, Any]:
