@@ -92,13 +92,26 @@ def make_logs(base: Path) -> Path:
 
     notebooks = base / "home" / "notebooks"
     notebooks.mkdir()
-    recorded = {"v": 1, "cost_usd": "0.01", "session_id": "s"}
+    # Notebooks run elsewhere (their logs are not here): only their cells' records count.
     _notebook(notebooks / f"{IMG}.ipynb", [
         _code(1, outputs=True), _code(2), _code(None, outputs=True), _code(None),
-        _code(4, metadata={"nbcost": recorded})])
-    _notebook(notebooks / "clean.ipynb", [_code(1, metadata={"nbcost": recorded}), _code(None)])
+        _code(4, metadata={"nbcost": _record(4, "0.01")})])
+    _notebook(notebooks / "clean.ipynb", [_code(1, metadata={"nbcost": _record(1, "0.02")}),
+                                          _code(None)])
     (notebooks / "broken.ipynb").write_text("{not json")
     return base / "home"
+
+
+#: What the cell records in make_logs' notebooks add to the logs' spend.
+NOTEBOOK_RECORDS_USD = Decimal("0.03")
+
+
+def _record(count: int, cost: str) -> dict:
+    """A cell's metadata.nbcost as `nbcost run` writes it, from a run on another machine."""
+    start = f"2026-11-02T10:0{count}:00.000000Z"
+    return {"v": 1, "session_id": f"elsewhere-{count}", "execution_count": count, "cell_id": None,
+            "label": None, "start": start, "end": start.replace(":00.000000Z", ":30.000000Z"),
+            "wall_s": 30.0, "cost_usd": cost, "unpriced": False, "status": "ok", "flags": []}
 
 
 def _code(count, outputs=False, metadata=None) -> dict:

@@ -1,11 +1,8 @@
-"""The ``nbcost`` command: run notebooks with tracking, report on spend logs, show prices."""
+"""The ``nbcost`` command: run notebooks with tracking, report on spend, show prices."""
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import os
 import re
 import sys
@@ -47,40 +44,6 @@ def _cmd_run(args) -> int:
     if result.error:
         print(_for(sys.stderr, f"nbcost run: a cell failed: {result.error}"), file=sys.stderr)
         return 1
-    return 0
-
-
-def _cmd_report(args) -> int:
-    from .config import load_settings, profile_config
-    from .ledger import read_logs
-    from .report import build_report, parse_since
-    from .rows import rows_from_events
-
-    paths = [Path(p) for p in args.paths] or [load_settings(profile_config()).data_dir / "spend"]
-    contents = read_logs(paths)
-    for warning in contents.warnings:
-        print(f"nbcost: {warning}", file=sys.stderr)
-    try:
-        since = parse_since(args.since) if args.since else None
-        report = build_report(rows_from_events(contents.events), args.by, since, contents.warnings)
-    except ValueError as exc:
-        raise NbcostError(str(exc)) from None
-    if args.format == "json":
-        text = json.dumps(report.to_json(), indent=2)
-    elif args.format == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(report.total.to_json()))
-        writer.writeheader()
-        writer.writerows(g.to_json() for g in report.groups)
-        text = out.getvalue().rstrip("\n")
-        for note in report.notes:  # a CSV has no place for them
-            print(f"nbcost: {note}", file=sys.stderr)
-    else:
-        text = repr(report.table())
-    if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
-    else:
-        print(text)
     return 0
 
 
@@ -135,7 +98,7 @@ def _cmd_prices(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from .report import GROUPINGS
+    from .report.command import add_parser as add_report
 
     p = argparse.ArgumentParser(prog="nbcost", description=__doc__)
     p.add_argument("--version", action="version", version=f"nbcost {__version__}")
@@ -149,13 +112,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-errors", action="store_true", help="keep going after a failing cell")
     run.set_defaults(func=_cmd_run)
 
-    report = sub.add_parser("report", help="sum spend logs by notebook, day, tag, ...")
-    report.add_argument("paths", nargs="*", help="spend logs or folders (default: your data dir)")
-    report.add_argument("--by", choices=GROUPINGS, default="notebook")
-    report.add_argument("--since", help="only spend from this date (2026-11-01) or ISO time on")
-    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    report.add_argument("-o", "--output", help="write to this file instead of the terminal")
-    report.set_defaults(func=_cmd_report)
+    add_report(sub)
 
     audit = sub.add_parser(
         "audit", help="one offline HTML file for a manager: where the money and the waste went",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from audit_logs import IMG, QUOTE, SCRIPT, make_logs
-from audit_standin import load_spend
+from nbcost.report import load_spend
 
 from nbcost.report.audit import AuditOptions, write_audit
 

@@ -1,0 +1,163 @@
+"""``nbcost report``: its options, their help, and running it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import NbcostError
+
+__all__ = ["add_parser", "run"]
+
+DESCRIPTION = """\
+Sum what notebooks cost, from spend logs (JSONL), exports (CSV, JSONL, Parquet from
+`nbcost export` / `%cost export`) and saved notebooks (their cells' cost records), grouped by
+any key or keys. Paths may be files, folders (searched recursively), globs or s3:// URLs (with
+s3fs installed). A session seen twice (its log and its export, or the notebook that carries it)
+counts once. Unreadable lines are skipped and summed up on one line; the exit status is 1 when
+nothing readable was found.
+"""
+
+EPILOG = """\
+examples:
+  nbcost report                                   your own spend, by notebook
+  nbcost report /shared/team-spend --by user,project
+  nbcost report logs/ exports/*.parquet --by model --since 2026-11-01 --until 2026-12-01
+  nbcost report logs/ --by tag:experiment --user ann --format markdown -o spend.md
+  nbcost report s3://bucket/spend/ --by day --columns gpu
+  nbcost report analysis.ipynb --top 10
+  nbcost report logs/ --by team,month --format parquet -o by-team.parquet
+
+grouping keys (--by, comma-separated for several):
+  user, team, project   who spent it (from NBCOST_USER, NBCOST_TEAM, NBCOST_PROJECT)
+  notebook              one row per notebook however it ran (its id, else its path)
+  cell                  one row per cell of each notebook (label, else cell id)
+  label                 %%cost --label / track("label")
+  model, provider       LLM spend per model or provider; GPU time is no model's and has a
+                        row of its own, so the rows still add up to the total
+  gpu                   the GPU model held (e.g. NVIDIA H200)
+  status                ok, error, interrupted (the kernel died in the cell)
+  day, week, month      of the window's start, in UTC (week: ISO week, 2026-W48)
+  session               the kernel session
+  tag                   every key=value tag (a cell with two tags is in two rows; the notes
+                        say how much that counts twice); untagged spend is "(untagged)"
+  tag:KEY               the value of one tag; spend without it is "(no KEY tag)"
+
+columns (--columns; machine formats always carry them all):
+  presets default, gpu, llm, all, or names: cells, sessions, cost_usd, llm_cost_usd,
+  gpu_cost_usd, other_cost_usd, wall_s, gpu_held_s, gpu_busy_s, gpu_idle_between_s,
+  gpu_stall_s, gpu_underfill_s, gpu_idle_between_usd, gpu_stall_usd, gpu_underfill_usd,
+  gpu_waste_usd, llm_calls, llm_input_tokens, llm_cache_read_tokens, llm_cache_write_tokens,
+  llm_output_tokens, llm_reasoning_tokens, cache_saved_usd (cache reads priced at the input
+  price minus what they cost), unpriced_cells, unpriced_share, estimated_calls,
+  estimated_share, llm_errors, failed_cells
+"""
+
+
+def _listed(values: list[str] | None) -> list[str]:
+    return [v.strip() for value in values or () for v in value.split(",") if v.strip()]
+
+
+def _tags(values: list[str] | None) -> dict[str, str | None]:
+    tags: dict[str, str | None] = {}
+    for value in values or ():
+        key, sep, wanted = value.partition("=")
+        if not key:
+            raise NbcostError(f"--tag takes KEY=VALUE (or KEY: has the tag); got {value!r}")
+        tags[key] = wanted if sep else None
+    return tags
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    from .render import FORMATS
+
+    p = sub.add_parser("report", help="sum spend logs, exports and notebooks by any key",
+                       description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="spend logs, exports, notebooks, folders, globs or s3:// URLs "
+                        "(default: your own spend logs, in nbcost's data dir)")
+    p.add_argument("--by", default="notebook", metavar="KEY[,KEY...]",
+                   help="group by these keys, e.g. --by user,project (default: notebook)")
+    p.add_argument("--since", metavar="WHEN",
+                   help="only windows that started at or after this UTC date or ISO time, "
+                        "e.g. --since 2026-11-01")
+    p.add_argument("--until", metavar="WHEN",
+                   help="only windows that started before this UTC date or time, "
+                        "e.g. --until 2026-12-01 (November, with --since 2026-11-01)")
+    for name, example in (("user", "ann"), ("team", "ml"), ("project", "search")):
+        p.add_argument(f"--{name}", action="append", metavar=name.upper(),
+                       help=f"only this {name}'s spend; repeat or comma-separate for several, "
+                            f"e.g. --{name} {example}")
+    p.add_argument("--notebook", action="append", metavar="PATH",
+                   help="only this notebook: its path (absolute, relative or its end), a glob "
+                        "or its id, e.g. --notebook 'experiments/*.ipynb'")
+    p.add_argument("--tag", action="append", metavar="KEY=VALUE",
+                   help="only windows with this tag (KEY alone: with any value); repeat to "
+                        "need several, e.g. --tag experiment=ablation")
+    p.add_argument("--model", action="append", metavar="MODEL",
+                   help="only LLM spend on this model (GPU time is left out), e.g. "
+                        "--model gpt-4o-mini")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table (default), csv, json, parquet (needs -o), markdown or html")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write to FILE instead of the terminal, e.g. -o spend.csv")
+    p.add_argument("--top", type=int, metavar="N",
+                   help="list the N most expensive cell executions instead of groups, "
+                        "e.g. --top 20")
+    p.add_argument("--columns", metavar="LIST",
+                   help="figures a table, Markdown or HTML shows: default, gpu, llm, all or "
+                        "names (below), e.g. --columns cells,cost_usd,gpu_waste_usd")
+    p.add_argument("--no-cache", action="store_true",
+                   help="read every log afresh and keep no digest of it (digests of unchanged "
+                        "logs make the next report fast; NBCOST_CACHE_DIR says where)")
+    p.set_defaults(func=run)
+    return p
+
+
+def _default_paths() -> list[str]:
+    from ..config import load_settings, profile_config
+
+    folder = load_settings(profile_config()).data_dir / "spend"
+    if not folder.exists():
+        raise NbcostError(f"no spend logs yet at {folder}: run a notebook with %load_ext nbcost, "
+                          f"or give the logs, exports or notebooks to report on")
+    return [str(folder)]
+
+
+def run(args) -> int:
+    from .engine import Filters, load_spend
+    from .query import build, parse_by, parse_columns
+    from .render import render, sheet_of_report, sheet_of_top
+
+    by = parse_by(args.by)
+    columns = parse_columns(args.columns)
+    if args.top is not None and args.top < 1:
+        raise NbcostError(f"--top takes a positive number; got {args.top}")
+    filters = Filters(users=_listed(args.user), teams=_listed(args.team),
+                      projects=_listed(args.project), notebooks=args.notebook or (),
+                      tags=_tags(args.tag), models=_listed(args.model))
+    paths = args.paths or _default_paths()
+    with load_spend(paths, since=args.since, until=args.until, filters=filters,
+                    cache=not args.no_cache) as spend:
+        summary = spend.skipped.summary()
+        if summary:
+            print(f"nbcost report: {summary}", file=sys.stderr)
+        if not spend.readable:
+            raise NbcostError(f"nothing readable in {', '.join(map(str, paths))}: give spend "
+                              f"logs (.jsonl), exports (.csv, .jsonl, .parquet) or notebooks")
+        if args.top is not None:
+            sheet = sheet_of_top(spend, args.top)
+        else:
+            sheet = sheet_of_report(build(spend, by), columns)
+        output = Path(args.output) if args.output else None
+        if output is not None and output.parent and not output.parent.exists():
+            raise NbcostError(f"the folder {output.parent} does not exist")
+        text = render(sheet, args.format, output)
+    if text is not None:
+        sys.stdout.write(text)
+        if args.format == "csv" and sheet.notes:  # a CSV has no place for them
+            for note in sheet.notes:
+                print(f"nbcost report: {note}", file=sys.stderr)
+    return 0

@@ -1,0 +1,104 @@
+"""Saved notebooks → staged rows: each code cell's compact record (``cell.metadata.nbcost``,
+written by ``nbcost run`` and the lab extension; docs/schema.md) is one window.
+
+A compact record has no window id: the engine matches it to the same window from a spend log or
+an export by its session and start time, so a notebook and its log count once.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from .checks import Skipped, money_or_none, ts_problem
+from .columns import WASTE_KINDS
+from .sources import Input, read_bytes
+
+__all__ = ["read_notebook"]
+
+_GPU = ("held_s", "busy_s", "sm_s", "energy_j", "mem_peak_bytes")
+_LLM = ("calls", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+        "reasoning_tokens")
+_BY_MODEL_ONLY = ("errors", "estimated_calls")
+
+
+def _number(value: Any) -> Any:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _record_row(record: Any, path: str, notebook_id: str | None) -> dict[str, Any]:
+    """A compact record as a staged row; ``ValueError`` says why it cannot be one."""
+    if not isinstance(record, dict):
+        raise ValueError("metadata.nbcost is not an object")
+    if record.get("v", 1) != 1:
+        raise ValueError(f"record version {record.get('v')!r} is not 1: upgrade nbcost")
+    if not isinstance(record.get("session_id"), str) or not record["session_id"]:
+        raise ValueError("no session_id")
+    for name in ("start", "end"):
+        if (problem := ts_problem(record.get(name))) is not None:
+            raise ValueError(f"{name}: {problem}")
+    row: dict[str, Any] = {
+        "session_id": record["session_id"], "window_id": None, "parent_id": None,
+        "kind": "cell", "notebook_path": path, "notebook_id": notebook_id,
+        "cell_id": record.get("cell_id"), "execution_count": _number(record.get("execution_count")),
+        "label": record.get("label"), "tags": json.dumps(record.get("tags") or {}, sort_keys=True),
+        "start": record.get("start"), "end": record.get("end"),
+        "wall_s": _number(record.get("wall_s")), "status": record.get("status"),
+        "cost_usd": money_or_none(record.get("cost_usd")) or Decimal(0),
+        "unpriced": bool(record.get("unpriced")),
+        "flags": ",".join(record.get("flags") or ()) or None,
+    }
+    gpu, llm = record.get("gpu"), record.get("llm")
+    if isinstance(gpu, dict):
+        row.update({f"gpu_{k}": _number(gpu.get(k)) for k in _GPU})
+        row["gpu_cost_usd"] = money_or_none(gpu.get("cost_usd")) or Decimal(0)
+        for kind in WASTE_KINDS:
+            waste = (gpu.get("waste") or {}).get(kind)
+            if isinstance(waste, dict):
+                row[f"gpu_{kind}_s"] = _number(waste.get("s"))
+                row[f"gpu_{kind}_usd"] = money_or_none(waste.get("usd"))
+    if isinstance(llm, dict):
+        row.update({f"llm_{k}": _number(llm.get(k)) for k in _LLM})
+        row["llm_cost_usd"] = money_or_none(llm.get("cost_usd")) or Decimal(0)
+        by_model = llm.get("by_model")
+        if isinstance(by_model, dict) and by_model:
+            for figures in by_model.values():
+                money_or_none((figures or {}).get("cost_usd"))
+            row["llm_models"] = json.dumps(by_model, sort_keys=True)
+            for k in _BY_MODEL_ONLY:
+                row[f"llm_{k}"] = sum(int(_number((f or {}).get(k)) or 0) for f in by_model.values())
+    return row
+
+
+def read_notebook(source: Input, skipped: Skipped) -> tuple[list[dict], list[dict]]:
+    """A notebook's cell records as rows, and one line per code cell (recorded or not)."""
+    try:
+        nb = json.loads(read_bytes(source.url).decode("utf-8"))
+        cells = nb["cells"]
+        meta = nb.get("metadata") or {}
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        skipped.read("files", 1)
+        skipped.skip("files", source.url, f"not a readable notebook ({type(exc).__name__})")
+        return [], []
+    skipped.read("files", 1)
+    notebook_id = (meta.get("nbcost") or {}).get("notebook_id") if isinstance(
+        meta.get("nbcost"), dict) else None
+    rows, cells_out = [], []
+    for index, cell in enumerate(cells if isinstance(cells, list) else []):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        record = (cell.get("metadata") or {}).get("nbcost")
+        if record is not None:
+            skipped.read("cell records", 1)
+            try:
+                rows.append(_record_row(record, source.url, notebook_id))
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                skipped.skip("cell records", f"{source.url}: cell {index + 1}", str(exc))
+                record = None
+        cells_out.append({"source_file": source.url, "notebook_path": source.url,
+                          "notebook_id": notebook_id, "cell_index": index,
+                          "cell_id": cell.get("id"),
+                          "execution_count": _number(cell.get("execution_count")),
+                          "has_record": record is not None})
+    return rows, cells_out

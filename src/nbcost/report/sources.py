@@ -1,0 +1,156 @@
+"""What the user pointed at → the files to read, each with its kind.
+
+Paths may be files, folders (searched recursively, hidden folders such as ``.ipynb_checkpoints``
+left out), globs (``logs/**/*.jsonl``) or URLs of an fsspec filesystem (``s3://bucket/team/``,
+where s3fs is installed). A file's kind comes from its name and, for JSON lines, its first line:
+a spend-log line has an ``event``, a line of a JSONL export has ``window_id`` and ``kind``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import NbcostError
+
+__all__ = ["Input", "discover", "filesystem", "read_bytes"]
+
+LOG, NOTEBOOK = "log", "notebook"
+EXPORT_CSV, EXPORT_JSONL, EXPORT_PARQUET = "export-csv", "export-jsonl", "export-parquet"
+_BY_SUFFIX = {".ipynb": NOTEBOOK, ".csv": EXPORT_CSV, ".parquet": EXPORT_PARQUET,
+              ".pq": EXPORT_PARQUET}
+_JSON_LINES = (".jsonl", ".ndjson", ".json")
+_IN_FOLDERS = {".jsonl", ".ndjson", ".csv", ".parquet", ".pq", ".ipynb"}
+_PEEK_BYTES = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One file to read: ``url`` is what DuckDB and fsspec open (a local path or a URL)."""
+
+    url: str
+    kind: str
+
+    @property
+    def remote(self) -> bool:
+        return "://" in self.url
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text and not text.startswith("file://")
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem for ``url`` and the path inside it; a clear error when the
+    package that reads it is missing (``s3://`` needs s3fs)."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError as exc:
+        protocol = url.split("://", 1)[0]
+        package = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
+                   "abfs": "adlfs"}.get(protocol, f"the fsspec filesystem for {protocol}://")
+        raise NbcostError(f"reading {url} needs {package}: pip install {package} ({exc})") from None
+
+
+def read_bytes(url: str) -> bytes:
+    if not _is_url(url):
+        return Path(url).read_bytes()
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as src:
+        return src.read()
+
+
+def _peek(url: str) -> bytes:
+    if not _is_url(url):
+        with open(url, "rb") as src:
+            return src.read(_PEEK_BYTES)
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as src:
+        return src.read(_PEEK_BYTES)
+
+
+def _json_lines_kind(url: str) -> str:
+    """A spend log or a JSONL export, by the first line that parses (a log by default: its
+    damaged lines are then counted like any other)."""
+    for line in _peek(url).splitlines():
+        try:
+            first = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(first, dict):
+            if "event" not in first and "window_id" in first and "kind" in first:
+                return EXPORT_JSONL
+            return LOG
+    return LOG
+
+
+def _kind(url: str, named: bool) -> str | None:
+    suffix = os.path.splitext(url.rstrip("/"))[1].lower()
+    if suffix in _BY_SUFFIX:
+        return _BY_SUFFIX[suffix]
+    if suffix in _JSON_LINES and (named or suffix != ".json"):
+        return _json_lines_kind(url)
+    return LOG if named else None  # a file named on the command line is read as a log
+
+
+def _local_files(path: Path) -> Iterable[str]:
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if os.path.splitext(name)[1].lower() in _IN_FOLDERS:
+                yield os.path.join(root, name)
+
+
+def _remote(url: str) -> list[tuple[str, bool]]:
+    fs, path = filesystem(url)
+    protocol = url.split("://", 1)[0]
+    if glob.has_magic(path):
+        found = [(p, False) for p in sorted(fs.glob(path))]
+    elif fs.isdir(path):
+        found = [(p, False) for p in sorted(fs.find(path))
+                 if not any(part.startswith(".") for part in p[len(path):].split("/"))
+                 and os.path.splitext(p)[1].lower() in _IN_FOLDERS]
+    elif fs.exists(path):
+        found = [(path, True)]
+    else:
+        raise NbcostError(f"nothing at {url}")
+    return [(f"{protocol}://{p}", named) for p, named in found]
+
+
+def discover(paths: Iterable[str | os.PathLike]) -> list[Input]:
+    """Every file to read under ``paths``, each once, in a stable order."""
+    seen: dict[str, Input] = {}
+    for given in paths:
+        text = os.fspath(given)
+        if _is_url(text):
+            candidates = _remote(text)
+        else:
+            text = text.removeprefix("file://")
+            if glob.has_magic(text):
+                matches = sorted(glob.glob(text, recursive=True))
+                if not matches:
+                    raise NbcostError(f"no file matches {text}")
+                candidates = []
+                for match in matches:
+                    candidates += ([(f, False) for f in _local_files(Path(match))]
+                                   if os.path.isdir(match) else [(match, False)])
+            elif os.path.isdir(text):
+                candidates = [(f, False) for f in _local_files(Path(text))]
+            elif os.path.exists(text):
+                candidates = [(text, True)]
+            else:
+                raise NbcostError(f"no spend log, export or notebook at {text}: give files, "
+                                  f"folders, globs or s3:// URLs")
+        for url, named in candidates:
+            if url in seen:
+                continue
+            kind = _kind(url, named)
+            if kind is not None:
+                seen[url] = Input(url, kind)
+    return list(seen.values())
