@@ -18,7 +18,7 @@ from nbcost.cli import main
 from nbcost.ledger import read_logs
 from nbcost.pricing.llm import shared_price_book
 from nbcost.report.audit import AuditOptions, render_audit, write_audit
-from nbcost.report.audit_queries import prepare
+from nbcost.report.audit_queries import by_model, prepare
 from nbcost.report.audit_whatif import what_if
 from nbcost.rows import rows_from_events
 
@@ -166,17 +166,17 @@ def test_the_cheapest_acceptable_model_is_priced_like_each_call_apart(logs):
     assert result.saving_usd is None  # the unpriced model's calls: the saving is unknown
 
 
-def test_tiered_prices_are_exact_across_the_tier(tmp_path):
+def test_tiered_prices_are_exact_across_the_tier():
     """gemini-2.5-pro prices a whole call higher once its input exceeds 200,000 tokens."""
     con = duckdb.connect()
-    con.execute("""CREATE TABLE llm_calls AS SELECT 'm' AS model, i AS input_tokens,
+    con.execute("""CREATE TABLE audit_models AS SELECT 'm' AS model, 1 AS calls, i AS input_tokens,
         (i // 10) AS cache_read_tokens, 0 AS cache_write_tokens, 1000 + i % 7 AS output_tokens,
-        0 AS reasoning_tokens, 0.5::DECIMAL(38,18) AS cost_usd, false AS unpriced,
-        NULL::VARCHAR AS provider, false AS estimated, NULL::VARCHAR AS error
+        0 AS reasoning_tokens, 0 AS errors, 0 AS estimated_calls,
+        0.5::DECIMAL(38,18) AS cost_usd, false AS unpriced
         FROM (SELECT unnest([1, 150000, 199999, 200000, 200001, 350000, 999]) AS i)""")
-    prepare(con)
     book = shared_price_book()
-    calls = con.execute("SELECT input_tokens, cache_read_tokens, output_tokens FROM llm_calls").fetchall()
+    calls = con.execute("SELECT input_tokens, cache_read_tokens, output_tokens FROM audit_models"
+                        ).fetchall()
     expected = {c: sum(book.price({"input_tokens": i, "cache_read_tokens": r, "output_tokens": o},
                                   [c], None, None, None).cost_usd for i, r, o in calls)
                 for c in ("gemini-2.5-pro", "claude-sonnet-4-5", "gpt-4o")}
@@ -286,3 +286,14 @@ def test_a_page_with_nothing_in_the_period_renders(logs):
     assert Decimal(data["total_usd"]) == 0 and data["cells"] == 0 and data["llm_calls"] == 0
     assert _data(page, "nbcost-audit-figures") == {}
     assert "None." in " ".join(_parse(page).text)
+
+
+def test_the_model_lines_add_up_to_the_llm_total(logs):
+    spend = load_spend([logs])
+    prepare(spend.con)
+    models = by_model(spend.con)
+    assert sum(m["cost_usd"] for m in models) == spend.report("model").total["llm_cost_usd"]
+    assert {m["model"] for m in models} == {"gpt-4o", "gpt-4o-mini", EVIL_MODEL}
+    evil = next(m for m in models if m["model"] == EVIL_MODEL)
+    assert evil["unpriced_calls"] == 1 and evil["cost_usd"] == 0
+    assert sum(m["estimated_calls"] for m in models) == 1

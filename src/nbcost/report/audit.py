@@ -30,6 +30,7 @@ from .audit_whatif import what_if
 __all__ = ["AuditOptions", "render_audit", "write_audit"]
 
 ZERO = Decimal(0)
+NO_MODEL = "(model not recorded)"
 
 
 @dataclass
@@ -125,9 +126,9 @@ def render_audit(spend, options: AuditOptions | None = None) -> str:
     head = q.headline(con)
     events = q.budget_events(con)
     models = q.by_model(con)
-    usage = q.unpriced_and_estimated(con)
-    usage["unpriced_calls"] = sum(m["unpriced_calls"] for m in models)
-    usage["estimated_calls"] = sum(m["estimated_calls"] for m in models)
+    usage = {"unpriced_calls": sum(m["unpriced_calls"] for m in models),
+             "estimated_calls": sum(m["estimated_calls"] for m in models),
+             "unpriced_windows": q.unpriced_windows(con)}
     whatif = what_if(con, options.compare_models, options.settings)
     first, last = options.since or head.first, options.until or head.last
     bucket = _bucket(head.first, head.last)
@@ -158,7 +159,7 @@ def render_audit(spend, options: AuditOptions | None = None) -> str:
     sections["models"] = _table(
         ["model", "provider", "calls", "input tokens", "of which cached", "output tokens",
          "of which reasoning", "cost", "cheapest acceptable", "would cost", "saving"],
-        [[m["model"] or "(unknown)", m["provider"] or "", format_count(m["calls"]),
+        [[m["model"] or NO_MODEL, _provider(m["model"]), format_count(m["calls"]),
           format_count(m["input_tokens"]), format_count(m["cache_read_tokens"]),
           format_count(m["output_tokens"]), format_count(m["reasoning_tokens"]),
           format_usd(m["cost_usd"], bool(m["unpriced_calls"])),
@@ -236,11 +237,12 @@ def render_audit(spend, options: AuditOptions | None = None) -> str:
                  f"usage in the API's reply; {'its' if estimated_calls == 1 else 'their'} "
                  f"tokens were estimated with a tokenizer."),
         "table": _table(["model", "calls", "unpriced calls", "their tokens", "estimated calls",
-                         "estimated cost"],
-                        [[m["model"] or "(unknown)", format_count(m["calls"]),
+                         "estimated share"],
+                        [[m["model"] or NO_MODEL, format_count(m["calls"]),
                           format_count(m["unpriced_calls"]), format_count(m["unpriced_tokens"]),
-                          format_count(m["estimated_calls"]), format_usd(m["estimated_usd"])]
-                         for m in usage["models"]]),
+                          format_count(m["estimated_calls"]),
+                          format_percent(m["estimated_calls"], m["calls"])]
+                         for m in models if m["unpriced_calls"] or m["estimated_calls"]]),
         "unpriced_calls": usage["unpriced_calls"], "estimated_calls": usage["estimated_calls"],
         "unpriced_windows": usage["unpriced_windows"], "calls": head.llm_calls,
     }
@@ -283,6 +285,16 @@ def render_audit(spend, options: AuditOptions | None = None) -> str:
         "style": _asset("audit_style.css"),
     }
     return _template().render(**context)
+
+
+def _provider(model: str | None) -> str:
+    """The provider genai-prices knows ``model`` by (a log records the SDK, not the seller)."""
+    if model is None:
+        return ""
+    from ..pricing.llm import shared_price_book
+
+    found = shared_price_book().lookup(model, None, None)
+    return found[0].id if found else ""
 
 
 def _whatif_cells(entry) -> list[str]:

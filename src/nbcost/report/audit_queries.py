@@ -2,11 +2,13 @@
 
 The engine (:func:`nbcost.report.engine.load_spend`) gives a DuckDB connection with ``windows``
 (the export table, one row per window plus ``between_cells`` rows, with ``notebook_key``, the
-path to show for it, ``notebook``, and the GPU wastes in dollars), ``llm_calls`` (one row per
-call; a view that reads the logs again, so :func:`prepare` copies what the audit needs once),
-``budget_events`` and ``notebook_cells`` (every code cell of the notebooks read). Only top-level
-rows (no ``parent_id``) are summed: a nested ``track()`` block is already inside its cell, and
-the top-level rows of a session add up to its total. Money stays DECIMAL and comes back as
+path to show for it, ``notebook``, and the GPU wastes in dollars), ``window_models`` (a window's
+LLM figures per model, from its ``llm_models``), ``budget_events`` and ``notebook_cells`` (every
+code cell of the notebooks read). Only top-level rows (no ``parent_id``) are summed: a nested
+``track()`` block is already inside its cell, and the top-level rows of a session add up to its
+total — the same rows ``nbcost report`` sums. The LLM figures come from the windows' per-model
+figures, not from the engine's ``llm_calls`` view: that view parses every log line again, which
+costs more than the whole rest of the audit at a million cells. Money stays DECIMAL and comes back as
 Python ``Decimal``; nothing here formats or rounds.
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 
 __all__ = ["BY_WHO", "WASTES", "budget_events", "by_model", "by_who", "gpu_by_notebook",
            "headline", "model_token_buckets", "model_token_sums", "notebook_coverage", "prepare",
-           "spend_over_time", "top_cells", "unpriced_and_estimated"]
+           "spend_over_time", "top_cells", "unpriced_windows"]
 
 ZERO = Decimal(0)
 TOP = "coalesce(parent_id, '') = ''"
@@ -31,17 +33,18 @@ _TOKENS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_to
            "reasoning_tokens")
 
 
-CALLS = "audit_calls"  # the audit's copy of llm_calls
+MODELS = "audit_models"  # the top-level windows' per-model figures, parsed once
 
 
 def prepare(con) -> None:
-    """Copy the columns of ``llm_calls`` the audit reads into a table: the engine's view reads
-    every spend log again on each query."""
+    """Parse the top-level windows' per-model LLM figures once into a table (the engine's
+    ``window_models`` view parses each window's JSON on every query)."""
+    figures = ", ".join(f"coalesce(model_{t}, 0) AS {t}" for t in ("calls", *_TOKENS, "errors",
+                                                                    "estimated_calls"))
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {CALLS} AS
-        SELECT model, provider, {", ".join(_TOKENS)}, cost_usd, unpriced, estimated,
-               error IS NOT NULL AS failed
-        FROM llm_calls""")
+        CREATE OR REPLACE TEMP TABLE {MODELS} AS
+        SELECT model, {figures}, model_cost_usd AS cost_usd, model_unpriced AS unpriced
+        FROM window_models WHERE {TOP}""")
 
 
 def _dicts(con, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
@@ -93,16 +96,16 @@ def headline(con) -> Headline:
                count(*) FILTER (WHERE {CELLS}) AS cells, count(DISTINCT "user") AS people,
                min(start) AS first, max(coalesce("end", start)) AS last,
                coalesce(sum(gpu_held_s), 0) AS held, coalesce(sum(gpu_busy_s), 0) AS busy,
+               coalesce(sum(llm_calls), 0) AS calls,
                {wastes}
         FROM windows WHERE {TOP}""")
-    (calls,) = con.execute(f"SELECT count(*) FROM {CALLS}").fetchone()
     return Headline(
         total_usd=_money(row["total"]), gpu_usd=_money(row["gpu"]), llm_usd=_money(row["llm"]),
         waste_usd={w: _money(row[f"{w}_usd"]) for w in WASTES}, unpriced=bool(row["unpriced"]),
         sessions=row["sessions"], notebooks=row["notebooks"], cells=row["cells"],
         people=row["people"], first=row["first"], last=row["last"], gpu_held_s=row["held"],
         gpu_busy_s=row["busy"], waste_s={w: row[f"{w}_s"] or 0.0 for w in WASTES},
-        llm_calls=calls)
+        llm_calls=row["calls"])
 
 
 def spend_over_time(con, bucket: str) -> list[dict[str, Any]]:
@@ -128,41 +131,55 @@ def by_who(con, column: str) -> list[dict[str, Any]]:
 
 
 def by_model(con) -> list[dict[str, Any]]:
-    """Calls, tokens by kind and cost per model; unpriced, estimated and failed calls."""
-    sums = ", ".join(f"coalesce(sum({t}), 0) AS {t}" for t in _TOKENS)
+    """Calls, tokens by kind and cost per model, with the calls whose price was unknown and
+    those whose tokens were estimated; LLM spend no model was recorded for is its own line
+    (``model`` null), so the lines add up to the LLM total."""
+    sums = ", ".join(f"sum({t}) AS {t}" for t in ("calls", *_TOKENS))
     return _dicts(con, f"""
-        SELECT model, string_agg(DISTINCT provider, ', ' ORDER BY provider) AS provider,
-               count(*) AS calls, {sums}, coalesce(sum(cost_usd), 0) AS cost_usd,
-               count(*) FILTER (WHERE unpriced) AS unpriced_calls,
-               count(*) FILTER (WHERE estimated) AS estimated_calls,
-               count(*) FILTER (WHERE failed) AS error_calls
-        FROM {CALLS} GROUP BY model ORDER BY cost_usd DESC, model""")
+        WITH models AS (
+            SELECT model, {sums}, coalesce(sum(cost_usd), 0) AS cost_usd,
+                   coalesce(sum(calls) FILTER (WHERE unpriced), 0) AS unpriced_calls,
+                   coalesce(sum(input_tokens + output_tokens) FILTER (WHERE unpriced), 0)
+                       AS unpriced_tokens,
+                   sum(estimated_calls) AS estimated_calls, sum(errors) AS error_calls
+            FROM {MODELS} GROUP BY model),
+        rest AS (
+            SELECT NULL AS model,
+                   {", ".join(f"coalesce(sum(llm_{t}), 0) - (SELECT coalesce(sum({t}), 0) "
+                              f"FROM models) AS {t}" for t in ("calls", *_TOKENS))},
+                   coalesce(sum(llm_cost_usd), 0)
+                       - (SELECT coalesce(sum(cost_usd), 0) FROM models) AS cost_usd,
+                   0, 0, 0, 0
+            FROM windows WHERE {TOP})
+        SELECT * FROM models
+        UNION ALL SELECT * FROM rest WHERE calls <> 0 OR cost_usd <> 0
+        ORDER BY cost_usd DESC, model NULLS LAST""")
 
 
 def model_token_sums(con) -> list[dict[str, Any]]:
-    """Per model, the token counts of its successful calls summed (what a flat price needs),
-    the priced cost of those calls, and whether any of them had no price."""
+    """Per model, its token counts summed (what a flat price needs), what its calls cost as
+    recorded, and how many of them had no price."""
     return _dicts(con, f"""
-        SELECT model, count(*) AS calls, coalesce(sum(input_tokens), 0) AS input_tokens,
-               coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
-               coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
-               coalesce(sum(output_tokens), 0) AS output_tokens,
-               coalesce(sum(cost_usd), 0) AS cost_usd,
-               count(*) FILTER (WHERE unpriced) AS unpriced_calls
-        FROM {CALLS} WHERE NOT failed GROUP BY model ORDER BY model""")
+        SELECT model, sum(calls) AS calls, sum(input_tokens) AS input_tokens,
+               sum(cache_read_tokens) AS cache_read_tokens,
+               sum(cache_write_tokens) AS cache_write_tokens,
+               sum(output_tokens) AS output_tokens, coalesce(sum(cost_usd), 0) AS cost_usd,
+               coalesce(sum(calls) FILTER (WHERE unpriced), 0) AS unpriced_calls
+        FROM {MODELS} GROUP BY model ORDER BY model""")
 
 
 def model_token_buckets(con, thresholds: list[int]) -> list[dict[str, Any]]:
-    """Per model, successful calls split by how many of ``thresholds`` their input exceeds
-    (a tiered price's tier), with each bucket's calls and token sums."""
-    bucket = " + ".join(f"(coalesce(input_tokens, 0) > {int(t)})::INT" for t in thresholds) or "0"
+    """Per model, its calls split by how many of ``thresholds`` their input exceeds (a tiered
+    price's tier), with each bucket's calls and token sums. A cell's calls to one model are
+    recorded together, so they go by their mean input: exact unless the calls of one cell
+    fall on both sides of a tier."""
+    mean = "input_tokens / greatest(calls, 1)"
+    bucket = " + ".join(f"({mean} > {int(t)})::INT" for t in thresholds) or "0"
     return _dicts(con, f"""
-        SELECT model, {bucket} AS bucket, count(*) AS calls,
-               coalesce(sum(input_tokens), 0) AS input_tokens,
-               coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
-               coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
-               coalesce(sum(output_tokens), 0) AS output_tokens
-        FROM {CALLS} WHERE NOT failed GROUP BY ALL ORDER BY ALL""")
+        SELECT model, {bucket} AS bucket, sum(calls) AS calls,
+               sum(input_tokens) AS input_tokens, sum(cache_read_tokens) AS cache_read_tokens,
+               sum(cache_write_tokens) AS cache_write_tokens, sum(output_tokens) AS output_tokens
+        FROM {MODELS} WHERE calls > 0 GROUP BY ALL ORDER BY ALL""")
 
 
 def gpu_by_notebook(con) -> list[dict[str, Any]]:
@@ -209,21 +226,11 @@ def budget_events(con) -> list[dict[str, Any]]:
         WHERE b.ts IS NOT NULL ORDER BY b.ts, b.session_id""")
 
 
-def unpriced_and_estimated(con) -> dict[str, Any]:
-    """LLM calls without a price (their cost is unknown, not zero) and calls whose token
-    counts were estimated because the API gave none, per model; and windows marked unpriced."""
-    models = _dicts(con, f"""
-        SELECT model, count(*) FILTER (WHERE unpriced) AS unpriced_calls,
-               coalesce(sum(input_tokens + output_tokens) FILTER (WHERE unpriced), 0)
-                   AS unpriced_tokens,
-               count(*) FILTER (WHERE estimated) AS estimated_calls,
-               coalesce(sum(cost_usd) FILTER (WHERE estimated), 0) AS estimated_usd,
-               count(*) AS calls
-        FROM {CALLS} GROUP BY model HAVING count(*) FILTER (WHERE unpriced OR estimated) > 0
-        ORDER BY unpriced_calls DESC, estimated_calls DESC, model""")
-    (windows,) = con.execute(
-        f"SELECT count(*) FILTER (WHERE unpriced) FROM windows WHERE {TOP}").fetchone()
-    return {"models": models, "unpriced_windows": windows}
+def unpriced_windows(con) -> int:
+    """Top-level rows (cells, blocks, time between cells) with usage that had no price."""
+    (count,) = con.execute(f"SELECT count(*) FILTER (WHERE unpriced) FROM windows WHERE {TOP}"
+                           ).fetchone()
+    return count
 
 
 def notebook_coverage(con) -> list[dict[str, Any]]:

@@ -10,7 +10,9 @@ same :class:`~nbcost.pricing.llm.PriceBook` that priced them. A price is linear 
 counts of one call except across a tier (genai-prices prices *all* of a call's tokens at the
 tier its input exceeds), so the calls are summed per tier in SQL and each sum is priced as
 ``calls × price(mean call)``, corrected for rounding by the price per token of each kind. That
-is exact and costs a few lookups per model, however many calls there are.
+costs a few lookups per model, however many calls there are, and is exact except where one
+cell's calls to a model fall on both sides of a tier (a cell records its calls per model
+together, so they are placed by their mean input; see :func:`audit_queries.model_token_buckets`).
 """
 
 from __future__ import annotations
