@@ -157,8 +157,8 @@ def render_audit(spend, options: AuditOptions | None = None) -> str:
 
     by_name = {m.model: m for m in whatif.models}
     sections["models"] = _table(
-        ["model", "provider", "calls", "input tokens", "of which cached", "output tokens",
-         "of which reasoning", "cost", "cheapest acceptable", "would cost", "saving"],
+        ["model", "provider", "calls", "input tokens", "cached", "output tokens", "reasoning",
+         "cost", "cheapest acceptable", "would cost", "saving"],
         [[m["model"] or NO_MODEL, _provider(m["model"]), format_count(m["calls"]),
           format_count(m["input_tokens"]), format_count(m["cache_read_tokens"]),
           format_count(m["output_tokens"]), format_count(m["reasoning_tokens"]),
