@@ -114,6 +114,49 @@ examples:
 """
 
 
+def _cmd_audit(args) -> int:
+    from .config import load_settings, profile_config
+    from .report import load_spend, parse_time
+    from .report.audit import AuditOptions, write_audit
+
+    settings = load_settings(profile_config())
+    paths = list(args.paths) or [str(settings.data_dir / "spend")]
+    since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
+    if args.top < 1:
+        raise NbcostError(f"--top takes a number of cells of at least 1; got {args.top}")
+    models = [m.strip() for m in (args.compare_models or "").split(",") if m.strip()] or None
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise NbcostError(f"the folder {output.parent} does not exist")
+    with load_spend(paths, since=since, until=until) as spend:
+        if (summary := spend.skipped.summary()) is not None:
+            print(f"nbcost: {summary}", file=sys.stderr)
+        if not spend.readable:
+            raise NbcostError(f"nothing readable in {', '.join(paths)}: give spend logs "
+                              f"(*.jsonl), exports or notebooks")
+        write_audit(spend, output, AuditOptions(compare_models=models, top=args.top, since=since,
+                                                until=until, sources=paths, settings=settings))
+    print(f"Audit written to {output} ({output.stat().st_size / 1e6:.1f} MB, one file: open it "
+          f"in any browser, no network needed)")
+    return 0
+
+
+_AUDIT_EXAMPLES = """\
+examples:
+  nbcost audit -o audit.html                     your own spend logs
+  nbcost audit /shared/team/spend /shared/team/notebooks -o team-november.html \\
+      --since 2026-11-01 --until 2026-12-01
+  nbcost audit 's3://bucket/spend/**/*.jsonl' -o audit.html     (needs s3fs)
+  nbcost audit logs/ --compare-models gpt-4o-mini,claude-haiku-4-5 --top 50
+
+The page shows the period, currency and price data; spend over time (GPU and LLM stacked,
+budget warnings and refusals, cumulative burn); spend by person, team and project; by model,
+with what the cheapest acceptable model would have cost; GPU held vs busy vs idle with the
+dollars wasted, worst notebooks first; the most expensive cells; budget events; unpriced and
+estimated usage; and cells that ran without a record (give the notebooks too). See docs/audit.md.
+"""
+
+
 def _cmd_prices(args) -> int:
     from .pricing.describe import describe_prices
 
@@ -169,6 +212,26 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--service-name", default="nbcost",
                         help="OpenTelemetry service.name (default: nbcost)")
     export.set_defaults(func=_cmd_export)
+
+    audit = sub.add_parser(
+        "audit", help="one offline HTML file for a manager: where the money and the waste went",
+        description="Write one self-contained HTML audit of spend logs, exports and notebooks: "
+                    "charts and tables that open in any browser without a network.",
+        epilog=_AUDIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    audit.add_argument("paths", nargs="*", metavar="PATH",
+                       help="spend logs, exports (csv/jsonl/parquet), notebooks, folders, globs "
+                            "or s3:// URLs (default: your data dir's spend logs)")
+    audit.add_argument("-o", "--output", default="audit.html",
+                       help="the HTML file to write (default: audit.html)")
+    audit.add_argument("--since", help="only spend from this date (2026-11-01) or ISO time on")
+    audit.add_argument("--until", help="only spend before this date or ISO time (exclusive)")
+    audit.add_argument("--compare-models", metavar="A,B,...",
+                       help="the models acceptable instead of those used, for the what-if "
+                            "(default: nbcost's what-if list, as %%cost compare)")
+    audit.add_argument("--top", type=int, default=20, metavar="N",
+                       help="how many of the most expensive cells and notebooks to list "
+                            "(default: 20)")
+    audit.set_defaults(func=_cmd_audit)
 
     prices = sub.add_parser("prices", help="show GPU hourly rates, or an LLM model's prices")
     prices.add_argument("model", nargs="?")
