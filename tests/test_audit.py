@@ -242,9 +242,6 @@ def test_the_command_writes_the_audit_with_the_chosen_models(logs, tmp_path, cap
     assert f"and {data['cells'] - 2} more not shown." in " ".join(_parse(page).text)  # --top 2
 
 
-@pytest.mark.xfail(reason="the engine's llm_calls view takes since/until as prepared parameters, "
-                          "which DuckDB refuses in a CREATE VIEW (fix due in report/engine.py)",
-                   raises=Exception)
 def test_an_empty_period_still_makes_a_page(logs, tmp_path):
     out = tmp_path / "empty.html"
     assert main(["audit", str(logs), "-o", str(out), "--since", "2030-01-01"]) == 0

@@ -18,7 +18,7 @@ from nbcost.export import export_rows
 from nbcost.ledger import read_log
 from nbcost.report import build, load_spend
 from nbcost.rows import rows_from_events, session_totals
-from nbcost.runner import _compact_from_event
+from nbcost.run_cells import compact_from_event
 
 ZERO = Decimal(0)
 
@@ -48,7 +48,7 @@ def notebook_of(log, path, notebook_id=None):
     nb = nbformat.v4.new_notebook()
     nb.metadata["nbcost"] = {"notebook_id": notebook_id, "session_id": ends[0]["session_id"]}
     nb.cells = [nbformat.v4.new_code_cell("x = 1", execution_count=e["execution_count"],
-                                          metadata={"nbcost": _compact_from_event(e)}) for e in ends]
+                                          metadata={"nbcost": compact_from_event(e)}) for e in ends]
     nb.cells.append(nbformat.v4.new_code_cell("never ran"))
     nbformat.write(nb, path)
     return path

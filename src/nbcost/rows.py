@@ -15,7 +15,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
-__all__ = ["rows_from_events", "session_totals"]
+__all__ = ["between_cells_row", "rows_from_events", "session_totals"]
 
 ZERO = Decimal(0)
 # GPU figures that do not add up over windows: a between-cells row leaves them out.
@@ -123,7 +123,7 @@ def session_totals(events: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
     return acc.as_meters()
 
 
-def _between_cells_row(events: list[Mapping[str, Any]], rows: list[dict[str, Any]]) -> dict | None:
+def between_cells_row(events: list[Mapping[str, Any]], rows: list[dict[str, Any]]) -> dict | None:
     totals = session_totals(events)
     top = [r for r in rows if not r.get("parent_id")]
     row: dict[str, Any] = {**_base(events[0]), "window_id": None, "parent_id": None,
@@ -178,7 +178,7 @@ def rows_from_events(events: Iterable[Mapping[str, Any]],
         session_rows += [_window_row(start, None, last_ts, wid in running)
                          for wid, start in starts.items() if wid not in ends]
         _attribute_unended(session_rows, session_events)
-        rest = _between_cells_row(session_events, session_rows)
+        rest = between_cells_row(session_events, session_rows)
         session_rows.sort(key=lambda r: r["start"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
         rows += session_rows + ([rest] if rest else [])
     return rows

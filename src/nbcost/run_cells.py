@@ -11,10 +11,10 @@ from .meters.base import Usage
 from .records import MeterTotals, Tally, WindowInfo, compact_record
 from .rows import parse_ts
 
-__all__ = ["mark_stopped_cell", "write_cell_metadata"]
+__all__ = ["compact_from_event", "mark_stopped_cell", "write_cell_metadata"]
 
 
-def _compact_from_event(event: dict[str, Any]) -> dict[str, Any]:
+def compact_from_event(event: dict[str, Any]) -> dict[str, Any]:
     """The compact record of a ``cell_end`` event, built as the kernel builds it (so ``start``
     and ``end`` are ISO 8601 UTC strings, like the lab extension's)."""
     start, end = parse_ts(event.get("started_at")), parse_ts(event.get("ended_at"))
@@ -56,7 +56,7 @@ def write_cell_metadata(nb, events: list[dict[str, Any]]) -> None:
                 if e["event"] == "cell_end" and not e.get("parent_id")}
     for cell in nb.cells:
         if cell.cell_type == "code" and cell.get("execution_count") in by_count:
-            cell.metadata["nbcost"] = _compact_from_event(by_count[cell.execution_count])
+            cell.metadata["nbcost"] = compact_from_event(by_count[cell.execution_count])
 
 
 def mark_stopped_cell(nb, index: int, status: str, rows: list[dict[str, Any]],

@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from ..quantities import QUANTITIES
-from ..rows import _between_cells_row, rows_from_events
+from ..rows import between_cells_row, rows_from_events
 from .checks import SQL_MACROS, Skipped, event_problem, money_or_none, parse_line
 from .columns import NOT_ADDITIVE, STAGED, WASTE_KINDS, sql_type
 from .digests import Digest, DigestStore
@@ -226,7 +226,7 @@ def _between_row(events: list[dict], top: dict[str, Any]) -> dict[str, Any] | No
         rest = ((top.get("cost_usd") or Decimal(0)) - (top.get("gpu_cost_usd") or 0)
                 - (top.get("llm_cost_usd") or 0))
         aggregate[f"{others[0]}_cost_usd"] = rest
-    row = _between_cells_row(events, [aggregate])
+    row = between_cells_row(events, [aggregate])
     if row is not None:
         _between_waste(row, totals.get("gpu"), [aggregate])
     return row
