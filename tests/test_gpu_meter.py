@@ -291,6 +291,27 @@ def test_a_script_block_is_a_window_for_the_session_waste():
         s.quantities["held_s"], abs=0.05)
 
 
+def test_kernels_running_on_after_a_cell_are_not_idle_time():
+    # A cell queues 4 s of kernels and ends after 1 s: the GPU is busy 3 s with no cell open.
+    # Busy is not idle, and the three wastes never add up to more than the held time.
+    gpu = h200().busy(1001.0, 1005.0, util=100, sm=50)
+    meter, clock, _, _ = start_meter([gpu])
+    drive(meter, clock, 1001.0)
+    meter.window_started(Window("c", "cell", 1001.0))
+    drive(meter, clock, 1002.0)
+    meter.window_ended(Window("c", "cell", 1001.0, 1002.0))
+    drive(meter, clock, 1010.0)
+    s = meter.session_measurement(1000.0, 1010.0)
+    q = s.quantities
+    assert q["held_s"] == pytest.approx(10.0)
+    assert q["idle_between_s"] == pytest.approx(9.0 - 3.0)  # held outside the cell, not busy
+    assert q["stall_s"] == pytest.approx(0.0, abs=0.01)
+    waste = q["idle_between_s"] + q["stall_s"] + q["underfill_s"]
+    assert waste + q["sm_s"] == pytest.approx(q["held_s"], abs=0.05)
+    wasted_usd = sum(Decimal(v) for v in s.detail["waste_usd"].values())
+    assert wasted_usd <= s.cost_usd
+
+
 def test_overlapping_top_level_blocks_count_their_time_once():
     meter, clock, _, _ = start_meter([h200()])
     drive(meter, clock, 1001.0)

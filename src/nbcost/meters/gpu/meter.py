@@ -182,19 +182,21 @@ class GpuMeter(Meter):
     def session_measurement(self, start: float, end: float) -> Measurement | None:
         if self.sampler is None:
             return self._off_measurement()
-        # Idle between = held outside every top-level window; stall is counted only inside
-        # them (held − busy there), so no second of held time is wasted twice.
+        # Held time splits without overlap: inside the top-level windows into busy and stall
+        # (held − busy there), outside them into busy (kernels still running after a cell) and
+        # idle between (held − busy there); busy splits into SM-weighted and underfill. So the
+        # three wastes never add up to more than the held time.
         windows = _union([(max(a, start), min(b, end)) for a, b in self._window_spans(end)])
         figures = []
         for s in self.sampler.series:
             f = device_figures(s, start, end)
             held_in = float(sum(s.held.between(a, b) for a, b in windows))
-            stall = f.stall_s
+            idle, stall = max(f.held_s - held_in, 0.0), f.stall_s
             if f.busy_s is not None:
-                busy_in = sum(s.busy_between(a, b) for a, b in windows)
+                busy_in = min(sum(s.busy_between(a, b) for a, b in windows), f.busy_s)
                 stall = max(held_in - busy_in, 0.0)
-            figures.append((s, replace(f, idle_between_s=max(f.held_s - held_in, 0.0),
-                                       stall_s=stall)))
+                idle = max(idle - (f.busy_s - busy_in), 0.0)
+            figures.append((s, replace(f, idle_between_s=idle, stall_s=stall)))
         return measurement(figures, start, end, self._settings())
 
     def _await_edge(self) -> None:
