@@ -8,7 +8,8 @@ Per GPU over ``[start, end]``:
 * ``energy_j``, ``power_avg_w``: from the energy counter;
 * ``mem_peak_bytes``: this process's peak memory on the device;
 * waste: ``stall_s`` = held − busy (the GPU waited on the host), ``underfill_s`` = busy − SM
-  (kernels too small for the GPU), and, per session, ``idle_between_s`` (held, no cell running, no kernel running).
+  (kernels too small for the GPU), and, per session, ``idle_between_s`` (held while neither a
+  cell nor a kernel ran).
 
 A figure NVML cannot give (no GPM, MIG, no energy counter) is left out, never reported as 0,
 and the reason is a flag.
