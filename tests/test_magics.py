@@ -505,9 +505,9 @@ def test_reload_ext_under_a_fixed_session_id_never_double_books(monkeypatch, nbc
     assert len(window_ids) == len(set(window_ids))
     report = build_report(rows_from_events(events), by="session")
     per_call = expected_cost("gpt-4o-mini", "openai", input_tokens=1000, output_tokens=100)
-    assert report.total.llm_calls == 11 and report.total.cost_usd == 11 * per_call
-    assert report.sessions == 2 and all(g.cost_usd >= 0 and g.llm_calls >= 0
-                                        for g in report.groups)
+    assert report.total["llm_calls"] == 11 and report.total["cost_usd"] == 11 * per_call
+    assert report.sessions == 2 and all(row["cost_usd"] >= 0 and row["llm_calls"] >= 0
+                                        for row in report.rows)
 
 
 @pytest.mark.parametrize("line, message", [
