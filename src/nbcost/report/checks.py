@@ -29,6 +29,7 @@ _MODEL_MAP = ('"MAP(VARCHAR, STRUCT(calls BIGINT, input_tokens BIGINT, cache_rea
 _STR = r'"([^"\\]|\\.)*"'  # a JSON string, as DuckDB writes JSON back (no spaces)
 _NUMBER = r"\d{1,18}(\.\d+)?([eE]-\d{1,3})?"  # at least 0, not huge (else Python decides)
 _COUNT = r"\d{1,18}"
+_MONEY_STR = f'"{MONEY_PATTERN}"'
 #: What a line's checked fields are read as (raw JSON; :func:`checked_sql` tests them).
 CHECK_SPEC = {"execution_count": "JSON", "wall_s": "JSON", "unpriced": "JSON",
               "cumulative": "JSON", "flags": "JSON", "window_ids": "JSON", "quantities": "JSON",
@@ -74,20 +75,20 @@ CREATE OR REPLACE TEMP MACRO strs_ok(x) AS x IS NULL OR x = 'null'
     OR regexp_full_match(x, '\[({_STR}(,{_STR})*)?\]');
 CREATE OR REPLACE TEMP MACRO quantities_ok(x) AS x IS NULL OR x = 'null'
     OR regexp_full_match(x, '\{{({_STR}:{_NUMBER}(,{_STR}:{_NUMBER})*)?\}}');
-CREATE OR REPLACE TEMP MACRO waste_ok(x) AS x IS NULL OR x = 'null' OR (json_type(x) = 'OBJECT'
-    AND list_bool_and(list_transform(json_extract(x, '$.*'), lambda v: money_ok(v))) IS NOT false);
-CREATE OR REPLACE TEMP MACRO fields_ok(f) AS quantities_ok(f[1]) AND money_ok(f[2])
-    AND bool_ok(f[3])
-    AND (f[4] IS NULL OR f[4] = 'null' OR (json_type(f[4]) = 'OBJECT'
-         AND list_bool_and(list_transform(json_extract(f[4], '$.*'),
-                                          lambda v: json_type(v) = 'OBJECT')) IS NOT false))
-    AND (f[5] IS NULL OR f[5] = 'null' OR (json_type(f[5]) = 'OBJECT'
-         AND strs_ok(json_extract(f[5], '$.devices'))
-         AND waste_ok(json_extract(f[5], '$.waste_usd'))));
-CREATE OR REPLACE TEMP MACRO meter_ok(m) AS json_type(m) = 'OBJECT' AND fields_ok(json_extract(
-    m, ['$.quantities', '$.cost_usd', '$.unpriced', '$.by_key', '$.detail']));
-CREATE OR REPLACE TEMP MACRO meters_ok(x) AS x IS NULL OR x = 'null' OR (json_type(x) = 'OBJECT'
-    AND list_bool_and(list_transform(json_extract(x, '$.*'), lambda m: meter_ok(m))) IS NOT false);
+CREATE OR REPLACE TEMP MACRO all_ok(xs, f) AS list_bool_and(list_transform(xs, f)) IS NOT false;
+CREATE OR REPLACE TEMP MACRO meters_ok(x) AS x IS NULL OR x = 'null' OR (
+    json_type(x) = 'OBJECT' AND all_ok(json_extract(x, '$.*'), lambda m: starts_with(m, '{{'))
+    AND NOT contains(x, ':-')
+    AND all_ok(regexp_extract_all(x, '"quantities":(\{{[^{{}}]*\}}|[^,}}]*)', 1),
+               lambda q: quantities_ok(q))
+    AND all_ok(regexp_extract_all(x, '"cost_usd":({_STR}|[^,}}]*)', 1), lambda c: money_ok(c))
+    AND all_ok(regexp_extract_all(x, '"unpriced":([^,}}]*)', 1), lambda u: bool_ok(u))
+    AND all_ok(regexp_extract_all(x, '"devices":(\[[^\]]*\]|[^,}}]*)', 1), lambda d: strs_ok(d))
+    AND all_ok(regexp_extract_all(x, '"waste_usd":(\{{[^{{}}]*\}}|[^,}}]*)', 1),
+               lambda w: regexp_full_match(w, '\{{({_STR}:({_MONEY_STR}|null)(,{_STR}:({_MONEY_STR}|null))*)?\}}'))
+    AND all_ok(regexp_extract_all(x, '"(by_key|detail)":([^{{,}}][^,}}]*)', 2), lambda v: v = 'null')
+    AND len(regexp_extract_all(x, '"by_key":')) = len(regexp_extract_all(x,
+        '"by_key":(null|\{{({_STR}:\{{[^{{}}]*\}}(,{_STR}:\{{[^{{}}]*\}})*)?\}})[,}}]')));
 """
 
 
