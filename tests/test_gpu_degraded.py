@@ -244,8 +244,8 @@ def test_an_nvml_error_in_a_running_cell_leaves_the_users_code_alone(tmp_path, c
     import os
     import time
 
-    from IPython.core.interactiveshell import InteractiveShell
     from fake_nvml import live_meter
+    from IPython.core.interactiveshell import InteractiveShell
 
     from nbcost.ipython import extension_for
 

@@ -63,7 +63,6 @@ def _seconds(text: str) -> int:
 def _cmd_export(args) -> int:
     from .config import load_settings, profile_config
     from .ledger import read_logs
-
     from .report.command import check_output, writing
 
     if args.format != "otlp" and not args.output:

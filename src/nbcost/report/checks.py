@@ -15,8 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..logcheck import (MAX_LINE_BYTES, MONEY_PATTERN, STRINGS, TS_PATTERN, event_problem,
-                        money_or_none, parse_line, ts_problem)
+from ..logcheck import (
+    MAX_LINE_BYTES,
+    MONEY_PATTERN,
+    STRINGS,
+    TS_PATTERN,
+    event_problem,
+    money_or_none,
+    parse_line,
+    ts_problem,
+)
 
 __all__ = ["CHECK_SPEC", "MAX_LINE_BYTES", "SQL_MACROS", "Skipped", "checked_sql", "event_problem",
            "money_or_none", "parse_line", "ts_problem"]

@@ -23,11 +23,19 @@ import json
 from decimal import Decimal
 from typing import Any, Iterable
 
+from ..logcheck import iter_lines
 from ..quantities import QUANTITIES
 from ..rows import between_cells_row, rows_from_events
-from ..logcheck import iter_lines
-from .checks import (CHECK_SPEC, MAX_LINE_BYTES, SQL_MACROS, Skipped, checked_sql,
-                     event_problem, money_or_none, parse_line)
+from .checks import (
+    CHECK_SPEC,
+    MAX_LINE_BYTES,
+    SQL_MACROS,
+    Skipped,
+    checked_sql,
+    event_problem,
+    money_or_none,
+    parse_line,
+)
 from .columns import NOT_ADDITIVE, STAGED, WASTE_KINDS, sql_type
 from .digests import Digest, DigestStore
 from .sources import Input, open_binary
