@@ -234,3 +234,69 @@ def test_an_unexpected_nvml_module_switches_the_meter_off_not_the_session():
     meter.start(sink)
     assert meter.sampler is None and "AttributeError" in sink.warnings["gpu:none"]
     assert meter.measure(1000.0, 1001.0).flags == ("no_gpu",)
+
+
+def test_an_nvml_error_in_a_running_cell_leaves_the_users_code_alone(tmp_path, capsys):
+    """End to end through the extension and its Session: NVML starts failing while a cell runs
+    (the fake raises on every call from that moment). The cell finishes with its result, its
+    record is flagged ``partial``, the user is told once, and the log's cell_end says so too."""
+    import json
+    import os
+    import time
+
+    from fake_nvml import live_meter
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from nbcost.ipython import extension_for
+
+    gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=1 << 30)
+    ip = InteractiveShell.instance()
+    ip.run_cell("%load_ext nbcost", store_history=True)
+    try:
+        session = extension_for(ip).session
+        session.remove_meter("gpu")  # the machine's own (no NVML here): the fake instead
+        meter = live_meter(gpu, checkpoint_s=0.2)
+        session.add_meter(meter)
+        ip.user_ns.update(gpu=gpu, session=session, wait=_wait_for_gpu_error, time=time,
+                          ticks=lambda n: _wait_for_ticks(meter, n))
+        capsys.readouterr()
+        outcome = ip.run_cell("gpu.fail(time.time(), float('inf'))\n"
+                              "wait(session)  # the sampler has met the failure\n"
+                              "gpu.failures.clear()\n"
+                              "answer = 6 * 7\n", store_history=True)
+        outcome.raise_error()
+        assert ip.user_ns["answer"] == 42
+        second = ip.run_cell("gpu.fail(time.time(), float('inf'))\nticks(3)  # failing again\n"
+                             "gpu.failures.clear()\nanswer += 1", store_history=True)
+        second.raise_error()
+        assert ip.user_ns["answer"] == 43
+        session.flush()
+        ends = [json.loads(line) for line in session.ledger_path.read_text().splitlines()
+                if '"cell_end"' in line]
+    finally:
+        ip.run_cell("%unload_ext nbcost", store_history=True)
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "NVML" in line or "partial" in line]
+    assert len(said) == 1, err  # once for the session, not per call or per cell
+    failing = [e for e in ends if e["meters"]["gpu"]["flags"] and
+               "partial" in e["meters"]["gpu"]["flags"]]
+    assert len(failing) == 2 and all(e["status"] == "ok" for e in failing)
+
+
+def _wait_for_gpu_error(session, timeout=60.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not any(key.startswith("gpu:error") for key in session._warned):
+        assert time.monotonic() < deadline, "the GPU sampler never met the failure"
+        time.sleep(0.02)
+
+
+def _wait_for_ticks(meter, count, timeout=60.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    target = meter.sampler.ticks + count
+    while meter.sampler.ticks < target:
+        assert time.monotonic() < deadline, "the GPU sampler stopped ticking"
+        time.sleep(0.02)

@@ -74,11 +74,11 @@ def test_reader_skips_a_torn_last_line_and_says_so(tmp_path):
 def test_reader_skips_corrupt_and_future_lines_without_losing_the_rest(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_text("\n".join([
-        json.dumps({"schema": 1, "event": "session_start"}),
+        json.dumps({"schema": 1, "event": "session_start", "session_id": "s1"}),
         "garbage",
-        json.dumps({"schema": SCHEMA_VERSION + 1, "event": "cell_end"}),
+        json.dumps({"schema": SCHEMA_VERSION + 1, "event": "cell_end", "session_id": "s1"}),
         json.dumps([1, 2]),
-        json.dumps({"schema": 1, "event": "session_end"}),
+        json.dumps({"schema": 1, "event": "session_end", "session_id": "s1"}),
     ]) + "\n")
     contents = read_log(path)
     assert [e["event"] for e in contents.events] == ["session_start", "session_end"]
@@ -89,7 +89,7 @@ def test_reader_skips_corrupt_and_future_lines_without_losing_the_rest(tmp_path)
 def test_find_logs_walks_folders_and_rejects_missing_paths(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("a/one.jsonl", "a/b/two.jsonl", "a/notes.txt"):
-        (tmp_path / name).write_text(json.dumps({"schema": 1, "event": "session_start"}) + "\n")
+        (tmp_path / name).write_text(json.dumps({"schema": 1, "event": "session_start", "session_id": "s"}) + "\n")
     assert [p.name for p in find_logs([tmp_path / "a"])] == ["two.jsonl", "one.jsonl"]
     assert len(read_logs([tmp_path / "a"]).events) == 2
     with pytest.raises(LedgerError, match="no spend log at"):

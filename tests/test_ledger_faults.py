@@ -124,7 +124,7 @@ def test_failures_are_said_again_with_a_count_not_once_only(tmp_path, monkeypatc
     fake = FakeOs()
     monkeypatch.setattr(nbcost.ledger, "os", fake)
     now = [0.0]
-    ledger = Ledger(tmp_path / "s.jsonl", {}, report_every_s=60, clock=lambda: now[0])
+    ledger = Ledger(tmp_path / "s.jsonl", {"session_id": "s"}, report_every_s=60, clock=lambda: now[0])
     ledger.append("cell_start", {"tags": {"day": dt.date(2026, 1, 1)}, "label": b"bytes"})
     assert ledger.take_reports() == []  # written, as text
     fake.on_write = lambda fd, data: (_ for _ in ()).throw(no_space())
@@ -146,7 +146,7 @@ def test_too_many_held_events_drop_the_oldest_and_say_how_many(tmp_path, monkeyp
     monkeypatch.setattr(nbcost.ledger, "os", fake)
     monkeypatch.setattr(nbcost.ledger, "MAX_HELD", 3)
     now = [0.0]
-    ledger = Ledger(tmp_path / "s.jsonl", {}, report_every_s=10, clock=lambda: now[0])
+    ledger = Ledger(tmp_path / "s.jsonl", {"session_id": "s"}, report_every_s=10, clock=lambda: now[0])
     fake.on_write = lambda fd, data: (_ for _ in ()).throw(no_space())
     for n in range(5):
         ledger.append("llm_call", {"n": n})
@@ -209,7 +209,7 @@ def test_reset_with_a_read_only_folder_keeps_its_events_until_it_is_writable(tmp
 
 
 def test_events_are_never_written_through_a_usage_of_the_closed_ledger(tmp_path):
-    ledger = Ledger(tmp_path / "s.jsonl", {})
+    ledger = Ledger(tmp_path / "s.jsonl", {"session_id": "s"})
     ledger.close()
     with pytest.raises(nbcost.LedgerError, match="closed"):
         ledger.append("llm_call", {})

@@ -63,9 +63,12 @@ def _seconds(text: str) -> int:
 def _cmd_export(args) -> int:
     from .config import load_settings, profile_config
     from .ledger import read_logs
+    from .report.command import check_output, writing
 
     if args.format != "otlp" and not args.output:
         raise NbcostError(f"--format {args.format} needs -o FILE")
+    if args.format != "otlp":
+        check_output(Path(args.output))
     if args.format == "focus":
         from .focus import check_path
 
@@ -92,14 +95,16 @@ def _cmd_export(args) -> int:
         focus = focus_table(contents.events, args.billing_account, args.gpu_provider)
         for warning in focus.warnings:
             print(f"nbcost: {warning}", file=sys.stderr)
-        write_focus(focus, output)
+        with writing(output):
+            write_focus(focus, output)
         rows = len(focus.rows)
     else:
         from .export import export_rows
         from .rows import rows_from_events
 
         table = rows_from_events(contents.events)
-        export_rows(table, output, args.format)
+        with writing(output):
+            export_rows(table, output, args.format)
         rows = len(table)
     print(f"Wrote {rows} row{'s' * (rows != 1)} to {output}.")
     return 0
@@ -118,6 +123,7 @@ def _cmd_audit(args) -> int:
     from .config import load_settings, profile_config
     from .report import load_spend, parse_time
     from .report.audit import AuditOptions, write_audit
+    from .report.command import check_output, writing
 
     settings = load_settings(profile_config())
     paths = list(args.paths) or [str(settings.data_dir / "spend")]
@@ -126,16 +132,17 @@ def _cmd_audit(args) -> int:
         raise NbcostError(f"--top takes a number of cells of at least 1; got {args.top}")
     models = [m.strip() for m in (args.compare_models or "").split(",") if m.strip()] or None
     output = Path(args.output)
-    if not output.parent.is_dir():
-        raise NbcostError(f"the folder {output.parent} does not exist")
+    check_output(output, "audit.html")
     with load_spend(paths, since=since, until=until) as spend:
         if (summary := spend.skipped.summary()) is not None:
             print(f"nbcost: {summary}", file=sys.stderr)
         if not spend.readable:
             raise NbcostError(f"nothing readable in {', '.join(paths)}: give spend logs "
                               f"(*.jsonl), exports or notebooks")
-        write_audit(spend, output, AuditOptions(compare_models=models, top=args.top, since=since,
-                                                until=until, sources=paths, settings=settings))
+        with writing(output):
+            write_audit(spend, output, AuditOptions(compare_models=models, top=args.top,
+                                                    since=since, until=until, sources=paths,
+                                                    settings=settings))
     print(f"Audit written to {output} ({output.stat().st_size / 1e6:.1f} MB, one file: open it "
           f"in any browser, no network needed)")
     return 0

@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import stat
 import threading
 import time
 import uuid
@@ -21,10 +22,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import LedgerError
+from .logcheck import MAX_LINE_BYTES
 
 __all__ = ["SCHEMA_VERSION", "Ledger", "LedgerContents", "find_logs", "read_log", "read_logs"]
 
 SCHEMA_VERSION = 1
+_WARNED_LINES = 5  # damaged lines named per log; the rest are counted
 EVENTS = ("session_start", "cell_start", "cell_end", "track_start", "track_end", "llm_call",
           "gpu_checkpoint", "budget", "session_end")
 
@@ -341,37 +344,47 @@ class LedgerContents:
 
 
 def read_log(path: Path) -> LedgerContents:
-    """Read one spend log. A torn last line (a kernel killed mid-write) is skipped and reported;
-    a corrupt line elsewhere is skipped and reported too, never fatal."""
+    """Read one spend log. Every line that breaks docs/schema.md's rules (:mod:`nbcost.logcheck`:
+    not JSON, a newer schema, a field of the wrong type, longer than a few MB) is skipped and
+    said, by line number, never fatal; a torn last line (a kernel killed mid-write) says so.
+    A path that is not a regular file (a FIFO, a device) is refused without reading it."""
+    from .logcheck import event_problem, iter_lines, parse_line
+
     contents = LedgerContents()
+    skipped = 0
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise LedgerError(f"cannot read spend log {path}: not a regular file (a FIFO or a "
+                              f"device?); give a .jsonl file or a folder of them")
+        with open(path, "rb") as src:
+            for number, raw, ended in iter_lines(src):
+                if raw is not None and not raw.strip():
+                    continue
+                event, problem = parse_line(raw) if raw is not None else (
+                    None, f"longer than {MAX_LINE_BYTES >> 20} MB")
+                if problem is None and (problem := event_problem(event)) is None:
+                    contents.events.append(event)
+                    continue
+                skipped += 1
+                if skipped > _WARNED_LINES:
+                    continue
+                if problem == "not JSON":
+                    where = "its last line is torn" if not ended else f"line {number} is corrupt"
+                    problem = f"{where} (a kernel stopped mid-write?)"
+                else:
+                    problem = f"line {number}: {problem}"
+                contents.warnings.append(f"{path}: {problem}; skipped it")
     except OSError as exc:
-        raise LedgerError(f"cannot read spend log {path}: {exc.strerror}") from exc
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            where = "its last line is torn" if number == len(lines) else f"line {number} is corrupt"
-            contents.warnings.append(f"{path}: {where} (a kernel stopped mid-write?); skipped it")
-            continue
-        if not isinstance(event, dict) or "event" not in event:
-            contents.warnings.append(f"{path}: line {number} is not an nbcost event; skipped it")
-            continue
-        if event.get("schema", 0) > SCHEMA_VERSION:
-            contents.warnings.append(
-                f"{path}: line {number} has schema {event['schema']}, newer than this nbcost "
-                f"({SCHEMA_VERSION}); upgrade nbcost to read it"
-            )
-            continue
-        contents.events.append(event)
+        raise LedgerError(f"cannot read spend log {path}: {exc.strerror or exc}") from exc
+    if skipped > _WARNED_LINES:
+        contents.warnings.append(f"{path}: and {skipped - _WARNED_LINES:,} more damaged lines "
+                                 f"skipped")
     return contents
 
 
 def find_logs(paths: Iterable[Path]) -> Iterator[Path]:
-    """The spend logs named by ``paths``: files as given, folders searched for ``*.jsonl``."""
+    """The spend logs named by ``paths``: files as given, folders searched for ``*.jsonl``
+    (symlinked folders are not followed, so a loop cannot trap the search)."""
     for path in paths:
         if path.is_dir():
             yield from sorted(path.rglob("*.jsonl"))
@@ -382,9 +395,19 @@ def find_logs(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 def read_logs(paths: Iterable[Path]) -> LedgerContents:
+    """Every spend log under ``paths``. A log that cannot be read at all (a FIFO, a device, no
+    permission, a symlink loop) found in a folder is skipped with a warning; one named
+    directly is an error (:class:`LedgerError`)."""
     contents = LedgerContents()
-    for path in find_logs(paths):
-        one = read_log(path)
-        contents.events.extend(one.events)
-        contents.warnings.extend(one.warnings)
+    for given in paths:
+        for path in find_logs([given]):
+            try:
+                one = read_log(path)
+            except LedgerError as exc:
+                if path == given:
+                    raise
+                contents.warnings.append(f"{exc}; skipped it")
+                continue
+            contents.events.extend(one.events)
+            contents.warnings.extend(one.warnings)
     return contents

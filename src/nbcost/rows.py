@@ -15,17 +15,13 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
+from .logcheck import event_problem, parse_ts
+
 __all__ = ["between_cells_row", "rows_from_events", "session_totals"]
 
 ZERO = Decimal(0)
 # GPU figures that do not add up over windows: a between-cells row leaves them out.
 _NOT_ADDITIVE = ("mem_peak_bytes", "power_avg_w", "gpus")
-
-
-def parse_ts(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _meter_fields(meters: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -115,7 +111,7 @@ def session_totals(events: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
             return dict(event.get("meters") or {})
     acc = _Accumulator()
     for event in events:
-        if event.get("cumulative"):
+        if event.get("cumulative") and isinstance(event.get("meter"), str):
             acc.replace(event["meter"], event.get("quantities") or {}, event.get("cost_usd"),
                         bool(event.get("unpriced")))
         elif "quantities" in event and "meter" in event:
@@ -155,6 +151,8 @@ def between_cells_row(events: list[Mapping[str, Any]], rows: list[dict[str, Any]
 def rows_from_events(events: Iterable[Mapping[str, Any]],
                      running: Iterable[str] = ()) -> list[dict[str, Any]]:
     """The flat table: one row per window, one ``between_cells`` row per session where needed.
+    Events that break the spend log's rules (:func:`nbcost.logcheck.event_problem`) are left
+    out: read them with :func:`nbcost.ledger.read_log`, which says which and why.
 
     ``running``: ids of windows still open in a live session; an unended window not among them
     was cut short by a dead kernel (``interrupted``).
@@ -162,7 +160,10 @@ def rows_from_events(events: Iterable[Mapping[str, Any]],
     running = set(running)
     by_session: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for event in events:
-        by_session[event.get("session_id")].append(event)
+        # The readers skip (and say) what breaks docs/schema.md's rules; an event given in
+        # memory that breaks them is left out here too, never a crash halfway through a table.
+        if event_problem(event) is None:
+            by_session[event["session_id"]].append(event)
     rows: list[dict[str, Any]] = []
     for session_events in by_session.values():
         starts: dict[str, Mapping[str, Any]] = {}

@@ -13,31 +13,53 @@ decimal string or null (never a float, ``"NaN"`` or an object); tags are an obje
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from typing import Any
 
-__all__ = ["SQL_MACROS", "Skipped", "event_problem", "money_or_none", "parse_line"]
+from ..logcheck import (
+    MAX_LINE_BYTES,
+    MONEY_PATTERN,
+    STRINGS,
+    TS_PATTERN,
+    event_problem,
+    money_or_none,
+    parse_line,
+    ts_problem,
+)
 
-TS_PATTERN = r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)"
-MONEY_PATTERN = r"-?\d{1,20}(\.\d{1,30})?([eE][-+]?\d{1,3})?"
-_TS = re.compile(TS_PATTERN)
-_MONEY = re.compile(MONEY_PATTERN)
-_LIMIT = Decimal("1e20")  # DECIMAL(38,18) holds less
-_TIMES = ("ts", "started_at", "ended_at")
-_MONEY_FIELDS = ("cost_usd", "budget_usd", "spent_usd")
-_WINDOW_EVENTS = ("cell_start", "cell_end", "track_start", "track_end")
+__all__ = ["CHECK_SPEC", "MAX_LINE_BYTES", "SQL_MACROS", "Skipped", "checked_sql", "event_problem",
+           "money_or_none", "parse_line", "ts_problem"]
+
 SHOWN = 5  # reasons kept with their line numbers; the rest are counted
 
 _MODEL_MAP = ('"MAP(VARCHAR, STRUCT(calls BIGINT, input_tokens BIGINT, cache_read_tokens BIGINT, '
               'cache_write_tokens BIGINT, output_tokens BIGINT, reasoning_tokens BIGINT, '
               'errors BIGINT, estimated_calls BIGINT, cost_usd JSON, unpriced BOOLEAN))"')
+_STR = r'"([^"\\]|\\.)*"'  # a JSON string, as DuckDB writes JSON back (no spaces)
+_NUMBER = r"\d{1,18}(\.\d+)?([eE]-\d{1,3})?"  # at least 0, not huge (else Python decides)
+_COUNT = r"\d{1,18}"
+_MONEY_STR = f'"{MONEY_PATTERN}"'
+#: What a line's checked fields are read as (raw JSON; :func:`checked_sql` tests them).
+CHECK_SPEC = {"execution_count": "JSON", "wall_s": "JSON", "unpriced": "JSON",
+              "cumulative": "JSON", "flags": "JSON", "window_ids": "JSON", "quantities": "JSON",
+              "meters": "JSON", **{name: "JSON" for name in STRINGS}}
+
+
+def checked_sql(c: str) -> str:
+    """SQL: the fields of ``c`` (a line read with :data:`CHECK_SPEC`) have their types."""
+    return " AND ".join([*(f"str_ok({c}.{name})" for name in STRINGS),
+                         f"bool_ok({c}.unpriced)", f"bool_ok({c}.cumulative)",
+                         f"count_ok({c}.execution_count)",
+                         f"({c}.wall_s IS NULL OR {c}.wall_s = 'null' OR "
+                         f"regexp_full_match({c}.wall_s, '{_NUMBER}'))",
+                         f"strs_ok({c}.flags)", f"strs_ok({c}.window_ids)",
+                         f"quantities_ok({c}.quantities)", f"meters_ok({c}.meters)"])
+
+
 # DuckDB macros of the same rules (money fields are read as raw JSON, so a string is quoted),
 # and ``model_list``: a window's ``llm_models`` JSON as a typed list, parsed once per log.
-SQL_MACROS = f"""
-CREATE OR REPLACE TEMP MACRO ts_ok(x) AS x IS NULL OR regexp_full_match(x, '{TS_PATTERN}');
+SQL_MACROS = rf"""
+CREATE OR REPLACE TEMP MACRO ts_ok(x) AS x IS NULL OR (regexp_full_match(x, '{TS_PATTERN}')
+    AND TRY_CAST(x AS TIMESTAMPTZ) IS NOT NULL);
 CREATE OR REPLACE TEMP MACRO money_ok(x) AS x IS NULL OR x = 'null'
     OR regexp_full_match(x, '"{MONEY_PATTERN}"');
 CREATE OR REPLACE TEMP MACRO money(x) AS
@@ -53,88 +75,29 @@ CREATE OR REPLACE TEMP MACRO model_list(j) AS CASE WHEN json_valid(j) THEN list_
         unpriced := coalesce(m.value.unpriced, false) OR money(m.value.cost_usd) IS NULL)) END;
 CREATE OR REPLACE TEMP MACRO tags_ok(x) AS x IS NULL OR x = 'null'
     OR (json_type(x) = 'OBJECT' AND NOT contains(substr(x, 2), '{{') AND NOT contains(x, '['));
+CREATE OR REPLACE TEMP MACRO str_ok(x) AS x IS NULL OR x = 'null' OR starts_with(x, '"');
+CREATE OR REPLACE TEMP MACRO bool_ok(x) AS x IS NULL OR x IN ('null', 'true', 'false');
+CREATE OR REPLACE TEMP MACRO count_ok(x) AS x IS NULL OR x = 'null'
+    OR regexp_full_match(x, '{_COUNT}');
+CREATE OR REPLACE TEMP MACRO strs_ok(x) AS x IS NULL OR x = 'null'
+    OR regexp_full_match(x, '\[({_STR}(,{_STR})*)?\]');
+CREATE OR REPLACE TEMP MACRO quantities_ok(x) AS x IS NULL OR x = 'null'
+    OR regexp_full_match(x, '\{{({_STR}:{_NUMBER}(,{_STR}:{_NUMBER})*)?\}}');
+CREATE OR REPLACE TEMP MACRO all_ok(xs, f) AS list_bool_and(list_transform(xs, f)) IS NOT false;
+CREATE OR REPLACE TEMP MACRO meters_ok(x) AS x IS NULL OR x = 'null' OR (
+    json_type(x) = 'OBJECT' AND all_ok(json_extract(x, '$.*'), lambda m: starts_with(m, '{{'))
+    AND NOT contains(x, ':-')
+    AND all_ok(regexp_extract_all(x, '"quantities":(\{{[^{{}}]*\}}|[^,}}]*)', 1),
+               lambda q: quantities_ok(q))
+    AND all_ok(regexp_extract_all(x, '"cost_usd":({_STR}|[^,}}]*)', 1), lambda c: money_ok(c))
+    AND all_ok(regexp_extract_all(x, '"unpriced":([^,}}]*)', 1), lambda u: bool_ok(u))
+    AND all_ok(regexp_extract_all(x, '"devices":(\[[^\]]*\]|[^,}}]*)', 1), lambda d: strs_ok(d))
+    AND all_ok(regexp_extract_all(x, '"waste_usd":(\{{[^{{}}]*\}}|[^,}}]*)', 1),
+               lambda w: regexp_full_match(w, '\{{({_STR}:({_MONEY_STR}|null)(,{_STR}:({_MONEY_STR}|null))*)?\}}'))
+    AND all_ok(regexp_extract_all(x, '"(by_key|detail)":([^{{,}}][^,}}]*)', 2), lambda v: v = 'null')
+    AND len(regexp_extract_all(x, '"by_key":')) = len(regexp_extract_all(x,
+        '"by_key":(null|\{{({_STR}:\{{[^{{}}]*\}}(,{_STR}:\{{[^{{}}]*\}})*)?\}})[,}}]')));
 """
-
-
-def money_or_none(value: Any) -> Decimal | None:
-    """A money field as Decimal; ``ValueError`` unless it is null or a finite decimal string."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _MONEY.fullmatch(value):
-        raise ValueError(f"money must be a decimal string, not {json.dumps(value)[:40]}")
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f"money must be a decimal string, not {value[:40]!r}") from None
-    if abs(amount) >= _LIMIT:
-        raise ValueError(f"money out of range: {value[:40]}")
-    return amount
-
-
-def ts_problem(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _TS.fullmatch(value):
-        return f"timestamp {json.dumps(value)[:40]} is not ISO 8601 with a zone (…Z)"
-    return None
-
-
-def parse_line(raw: bytes) -> tuple[Any, str | None]:
-    """One line as JSON, or why it is not."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, f"not UTF-8 text (byte {exc.start + 1})"
-    try:
-        return json.loads(text), None
-    except RecursionError:
-        return None, "nested too deeply"
-    except ValueError:
-        return None, "not JSON"
-
-
-def event_problem(event: Any) -> str | None:
-    """Why a parsed spend-log line cannot be used, or None."""
-    if not isinstance(event, dict):
-        return "not an nbcost event (not a JSON object)"
-    kind = event.get("event")
-    if not isinstance(kind, str) or not kind:
-        return f'not an nbcost event ("event" is {json.dumps(kind)[:40]})'
-    schema = event.get("schema")
-    if type(schema) is not int:
-        return f'"schema" must be the number 1, not {json.dumps(schema)[:40]}'
-    if schema > 1:
-        return f"schema {schema} is newer than this nbcost reads (1): upgrade nbcost"
-    if schema < 1:
-        return f'"schema" must be the number 1, not {schema}'
-    if not isinstance(event.get("session_id"), str) or not event["session_id"]:
-        return "no session_id"
-    if kind in _WINDOW_EVENTS and not isinstance(event.get("window_id"), str):
-        return "a window event without a window_id"
-    for name in _TIMES:
-        if (problem := ts_problem(event.get(name))) is not None:
-            return f"{name}: {problem}"
-    meters = event.get("meters")
-    if meters is not None and not (isinstance(meters, dict)
-                                   and all(isinstance(m, dict) for m in meters.values())):
-        return '"meters" is not an object of meters'
-    quantities = event.get("quantities")
-    if quantities is not None and not isinstance(quantities, dict):
-        return '"quantities" is not an object'
-    try:
-        for name in _MONEY_FIELDS:
-            money_or_none(event.get(name))
-        for name, meter in (meters or {}).items():
-            money_or_none(meter.get("cost_usd"))
-            if not isinstance(meter.get("quantities") or {}, dict):
-                return f'meters.{name}.quantities is not an object'
-    except ValueError as exc:
-        return str(exc)
-    tags = event.get("tags")
-    if tags is not None and not (isinstance(tags, dict) and all(
-            v is None or isinstance(v, (str, int, float, bool)) for v in tags.values())):
-        return '"tags" is not an object of plain values'
-    return None
 
 
 @dataclass

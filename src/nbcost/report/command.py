@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
 from ..errors import NbcostError
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "check_output", "run", "writing"]
 
 DESCRIPTION = """\
 Sum what notebooks cost, from spend logs (JSONL), exports (CSV, JSONL, Parquet from
@@ -118,6 +120,29 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def check_output(output: Path, example: str = "spend.csv") -> None:
+    """Refuse an ``-o`` the command could never write, before reading any spend."""
+    if output.is_dir():
+        raise NbcostError(f"-o {output} is a folder: give a file name, such as "
+                          f"{output / example}")
+    parent = output.parent
+    if not parent.is_dir():
+        raise NbcostError(f"cannot write {output}: the folder {parent} does not exist"
+                          if not parent.exists() else
+                          f"cannot write {output}: {parent} is not a folder")
+    if output.exists() and not os.access(output, os.W_OK):
+        raise NbcostError(f"cannot write {output}: permission denied (give another -o)")
+
+
+@contextlib.contextmanager
+def writing(output: Path):
+    """Around writing ``output``: an error is one line naming the file."""
+    try:
+        yield
+    except OSError as exc:
+        raise NbcostError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
 def _default_paths() -> list[str]:
     from ..config import load_settings, profile_config
 
@@ -141,6 +166,9 @@ def run(args) -> int:
                       projects=_listed(args.project), notebooks=args.notebook or (),
                       tags=_tags(args.tag), models=_listed(args.model))
     paths = args.paths or _default_paths()
+    output = Path(args.output) if args.output else None
+    if output is not None:
+        check_output(output)
     import duckdb
 
     try:
@@ -159,10 +187,8 @@ def run(args) -> int:
             sheet = sheet_of_top(spend, args.top)
         else:
             sheet = sheet_of_report(build(spend, by), columns)
-        output = Path(args.output) if args.output else None
-        if output is not None and output.parent and not output.parent.exists():
-            raise NbcostError(f"the folder {output.parent} does not exist")
-        text = render(sheet, args.format, output)
+        with writing(output):
+            text = render(sheet, args.format, output)
     if text is not None:
         sys.stdout.write(text)
         if args.format == "csv" and sheet.notes:  # a CSV has no place for them

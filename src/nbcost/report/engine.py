@@ -541,8 +541,8 @@ def load_spend(paths: Iterable[str], *, since: str | dt.datetime | None = None,
     ``cache=False``: keep no digests of the logs (:mod:`nbcost.report.digests`)."""
     since, until = parse_time(since, "--since"), parse_time(until, "--until")
     filters = Filters.of(filters)
-    inputs = discover(paths)
     skipped = Skipped()
+    inputs = discover(paths, skipped)
     store = DigestStore(default_cache_dir() if cache else None)
     spill = Path(tempfile.mkdtemp(prefix="nbcost-spill-"))  # this process's own
     store.cleanup.append(spill)

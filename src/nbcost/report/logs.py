@@ -23,12 +23,22 @@ import json
 from decimal import Decimal
 from typing import Any, Iterable
 
+from ..logcheck import iter_lines
 from ..quantities import QUANTITIES
 from ..rows import between_cells_row, rows_from_events
-from .checks import SQL_MACROS, Skipped, event_problem, money_or_none, parse_line
+from .checks import (
+    CHECK_SPEC,
+    MAX_LINE_BYTES,
+    SQL_MACROS,
+    Skipped,
+    checked_sql,
+    event_problem,
+    money_or_none,
+    parse_line,
+)
 from .columns import NOT_ADDITIVE, STAGED, WASTE_KINDS, sql_type
 from .digests import Digest, DigestStore
-from .sources import Input, read_bytes
+from .sources import Input, open_binary
 from .stage import to_staged_arrow, with_model_list
 
 __all__ = ["UNRECORDED_SQL", "load_logs"]
@@ -66,7 +76,7 @@ _END_SPEC = {**_COMMON, "notebook_path": "VARCHAR", "notebook_id": "VARCHAR", "u
              "execution_count": "BIGINT", "wall_s": "DOUBLE", "status": "VARCHAR",
              "unpriced": "BOOLEAN", "flags": "VARCHAR[]",
              "meters": {"llm": _meter_spec("llm"), "gpu": _meter_spec("gpu")}}
-_OTHER_SPEC = {**_COMMON, "window_id": "JSON", "budget_usd": "JSON", "spent_usd": "JSON",
+_OTHER_SPEC = {**CHECK_SPEC, **_COMMON, "window_id": "JSON", "budget_usd": "JSON", "spent_usd": "JSON",
                "quantities": "JSON", "meter": "JSON", "cumulative": "JSON"}
 
 
@@ -88,7 +98,7 @@ def _lines(files: list[str]) -> str:
     listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     return (f"read_csv([{listed}], columns={{'line': 'VARCHAR'}}, delim='\\x01', quote='', "
             f"escape='', header=false, auto_detect=false, filename=true, store_rejects=true, "
-            f"strict_mode=true, max_line_size=16777216)")
+            f"strict_mode=true, max_line_size={MAX_LINE_BYTES})")
 
 
 def _jstr(x: str) -> str:
@@ -130,6 +140,7 @@ def _staged_select(columns: dict[str, str]) -> str:
 def _scan(con, store: DigestStore, files: list[str]) -> None:
     """Window-end lines straight to each file's digest folder; the rest folded per file."""
     end_spec, other_spec = json.dumps(_END_SPEC), json.dumps(_OTHER_SPEC)
+    check_spec = json.dumps(CHECK_SPEC)
     ends = ("e.event IN ('\"cell_end\"', '\"track_end\"')")
     waste_ok = " AND ".join(f"money_ok(e.meters.gpu.detail.waste_usd.{k})" for k in WASTE_KINDS)
     root = str(store.root).replace("'", "''")
@@ -139,8 +150,10 @@ def _scan(con, store: DigestStore, files: list[str]) -> None:
                  0 AS source_rank,
                  {_suspect('e', 'true')} OR NOT coalesce({ends}, false)
                  OR NOT money_ok(e.meters.llm.cost_usd) OR NOT money_ok(e.meters.gpu.cost_usd)
-                 OR NOT coalesce({waste_ok}, true) AS suspect, md5(filename) AS k
-          FROM (SELECT filename, CASE WHEN json_valid(line) THEN json_transform(line, '{end_spec}') END AS e
+                 OR NOT coalesce({waste_ok}, true) OR NOT coalesce({checked_sql('c')}, false)
+                 AS suspect, md5(filename) AS k
+          FROM (SELECT filename, CASE WHEN json_valid(line) THEN json_transform(line, '{end_spec}') END AS e,
+                       CASE WHEN json_valid(line) THEN json_transform(line, '{check_spec}') END AS c
                 FROM {_lines(files)} WHERE line IS NOT NULL AND {_END_FILTER}))
         TO '{root}' (FORMAT parquet, PARTITION_BY (k), OVERWRITE_OR_IGNORE,
                      FILENAME_PATTERN 'ends_{{i}}')""")
@@ -154,7 +167,8 @@ def _scan(con, store: DigestStore, files: list[str]) -> None:
         FROM (SELECT filename AS source_file, line, {_jstr('t.session_id')} AS session_id,
                      {_jstr('t.event')} AS event,
                      {_suspect('t', starts)} OR NOT money_ok(t.budget_usd)
-                     OR NOT money_ok(t.spent_usd) OR NOT coalesce({usage_ok}, false) AS suspect
+                     OR NOT money_ok(t.spent_usd) OR NOT coalesce({usage_ok}, false)
+                     OR NOT coalesce({checked_sql('t')}, false) AS suspect
               FROM (SELECT filename, line,
                            CASE WHEN json_valid(line) THEN json_transform(line, '{other_spec}') END AS t
                     FROM {_lines(files)} WHERE line IS NOT NULL AND NOT {_END_FILTER}))
@@ -305,27 +319,24 @@ def _clean(event: dict) -> dict:
 
 
 def read_log_file(url: str, skipped: Skipped) -> list[dict]:
-    """One spend log's valid events; every other line skipped with its number and reason."""
-    data = read_bytes(url)
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    torn_possible = not data.endswith(b"\n")
+    """One spend log's valid events; every other line skipped with its number and reason.
+    Read as a stream: a line longer than ``MAX_LINE_BYTES`` is skipped without being held."""
     events, read = [], 0
-    for number, raw in enumerate(lines, start=1):
-        raw = raw.rstrip(b"\r")
-        if not raw.strip():
-            continue
-        read += 1
-        event, problem = parse_line(raw)
-        if problem is None:
-            problem = event_problem(event)
-        if problem == "not JSON" and number == len(lines) and torn_possible:
-            problem = "its last line is torn (a kernel stopped mid-write?)"
-        if problem is not None:
-            skipped.skip("lines", f"{url}:{number}", problem)
-            continue
-        events.append(_clean(event))
+    with open_binary(url) as src:
+        for number, raw, ended in iter_lines(src):
+            if raw is not None and not raw.strip():
+                continue
+            read += 1
+            event, problem = parse_line(raw) if raw is not None else (
+                None, f"longer than {MAX_LINE_BYTES >> 20} MB")
+            if problem is None:
+                problem = event_problem(event)
+            if problem == "not JSON" and not ended:
+                problem = "its last line is torn (a kernel stopped mid-write?)"
+            if problem is not None:
+                skipped.skip("lines", f"{url}:{number}", problem)
+                continue
+            events.append(_clean(event))
     skipped.read("lines", read)
     return events
 

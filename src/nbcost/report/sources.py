@@ -11,13 +11,14 @@ from __future__ import annotations
 import glob
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Iterable
 
 from ..errors import NbcostError
 
-__all__ = ["Input", "discover", "filesystem", "read_bytes"]
+__all__ = ["Input", "discover", "filesystem", "open_binary", "read_bytes"]
 
 LOG, NOTEBOOK = "log", "notebook"
 EXPORT_CSV, EXPORT_JSONL, EXPORT_PARQUET = "export-csv", "export-jsonl", "export-parquet"
@@ -58,12 +59,37 @@ def filesystem(url: str) -> tuple[Any, str]:
         raise NbcostError(f"reading {url} needs {package}: pip install {package} ({exc})") from None
 
 
-def read_bytes(url: str) -> bytes:
+def read_bytes(url: str, limit: int | None = None) -> bytes:
+    """The file's bytes; ``ValueError`` when it holds more than ``limit``."""
+    with open_binary(url) as src:
+        data = src.read() if limit is None else src.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise ValueError(f"larger than {limit >> 20} MB")
+    return data
+
+
+def open_binary(url: str) -> IO[bytes]:
+    """``url`` open for reading bytes (a local path or an fsspec URL)."""
     if not _is_url(url):
-        return Path(url).read_bytes()
+        return open(url, "rb")
     fs, path = filesystem(url)
-    with fs.open(path, "rb") as src:
-        return src.read()
+    return fs.open(path, "rb")
+
+
+def local_problem(path: str) -> str | None:
+    """Why a local file cannot be read as input, or None: a FIFO would block the reader for
+    ever and /dev/zero never ends, so only regular files are read."""
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a folder"
+                    if stat.S_ISDIR(mode) else "not a file")
+            return f"{kind}, not a regular file: skipped"
+        with open(path, "rb"):
+            return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
 
 
 def _peek(url: str) -> bytes:
@@ -91,6 +117,11 @@ def _json_lines_kind(url: str) -> str:
                 return EXPORT_JSONL
             return LOG
     return LOG
+
+
+def _kind_by_name(url: str) -> str | None:
+    suffix = os.path.splitext(url.rstrip("/"))[1].lower()
+    return suffix if suffix in _IN_FOLDERS else None
 
 
 def _kind(url: str, named: bool) -> str | None:
@@ -126,9 +157,12 @@ def _remote(url: str) -> list[tuple[str, bool]]:
     return [(f"{protocol}://{p}", named) for p, named in found]
 
 
-def discover(paths: Iterable[str | os.PathLike]) -> list[Input]:
-    """Every file to read under ``paths``, each once, in a stable order."""
+def discover(paths: Iterable[str | os.PathLike], skipped: Any = None) -> list[Input]:
+    """Every file to read under ``paths``, each once, in a stable order. A local file that is
+    not a readable regular file (a FIFO, a device, a symlink loop, no permission) is counted
+    in ``skipped`` (a :class:`~nbcost.report.checks.Skipped`) and left out."""
     seen: dict[str, Input] = {}
+    refused: set[str] = set()
     for given in paths:
         text = os.fspath(given)
         if _is_url(text):
@@ -145,13 +179,19 @@ def discover(paths: Iterable[str | os.PathLike]) -> list[Input]:
                                    if os.path.isdir(match) else [(match, False)])
             elif os.path.isdir(text):
                 candidates = [(f, False) for f in _local_files(Path(text))]
-            elif os.path.exists(text):
+            elif os.path.exists(text) or os.path.islink(text):
                 candidates = [(text, True)]
             else:
                 raise NbcostError(f"no spend log at {text}, nor an export or notebook: give files, "
                                   f"folders, globs or s3:// URLs")
         for url, named in candidates:
-            if url in seen:
+            if url in seen or url in refused:
+                continue
+            if not _is_url(url) and (problem := local_problem(url)) is not None:
+                refused.add(url)
+                if skipped is not None and (named or _kind_by_name(url) is not None):
+                    skipped.read("files", 1)
+                    skipped.skip("files", url, problem)
                 continue
             kind = _kind(url, named)
             if kind is not None:

@@ -1,0 +1,242 @@
+"""What makes a spend-log line unreadable: one set of rules for every reader.
+
+``nbcost report`` (its line-by-line reader; its DuckDB scan only *suspects* lines by the same
+rules, :mod:`nbcost.report.checks`), ``ledger.read_log`` (``nbcost export``, ``nbcost run``,
+``%cost export``) and ``rows.rows_from_events`` all skip a line this module rejects, so no
+reader trips over a field of the wrong type and all of them agree on what a log holds.
+
+Rules (docs/schema.md): a line is at most :data:`MAX_LINE_BYTES`, UTF-8 JSON (no ``NaN`` or
+``Infinity`` literals), an object with a string ``event``, ``schema`` the integer 1 (a newer
+schema is skipped with a hint to upgrade), a ``session_id``; windows have a ``window_id``; every
+field a reader uses has its documented type: timestamps are ISO 8601 that say their zone (``Z``
+or ``+hh:mm``), money is a decimal string or null, counts and seconds are finite numbers of at
+least zero, ids and names are strings, tags an object of plain values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from decimal import Decimal, InvalidOperation
+from typing import IO, Any, Iterator
+
+__all__ = ["MAX_LINE_BYTES", "event_problem", "iter_lines", "money_or_none", "parse_line",
+           "parse_ts", "ts_problem"]
+
+#: A longer line is skipped unread: an event is a few KB, so this is damage (or /dev/zero).
+MAX_LINE_BYTES = 4 << 20
+TS_PATTERN = r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)"
+MONEY_PATTERN = r"-?\d{1,20}(\.\d{1,30})?([eE][-+]?\d{1,3})?"
+_TS = re.compile(TS_PATTERN)
+_FRACTION = re.compile(r"\.(\d{1,9})")
+_MONEY = re.compile(MONEY_PATTERN)
+_MONEY_LIMIT = Decimal("1e20")  # DECIMAL(38,18) holds less
+_INT_LIMIT = 1 << 63  # what an int64 column holds
+_TIMES = ("ts", "started_at", "ended_at")
+_MONEY_FIELDS = ("cost_usd", "budget_usd", "spent_usd")
+STRINGS = ("window_id", "parent_id", "kind", "label", "user", "team", "project",
+            "notebook_path", "notebook_id", "cell_id", "status", "meter", "key")
+_BOOLS = ("unpriced", "cumulative")
+WINDOW_EVENTS = ("cell_start", "cell_end", "track_start", "track_end")
+
+
+def parse_ts(text: str | None) -> dt.datetime | None:
+    """An ISO 8601 timestamp with its zone as an aware datetime (``Z`` and up to nanoseconds,
+    which ``fromisoformat`` of Python 3.10 does not take)."""
+    if not text:
+        return None
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def money_or_none(value: Any) -> Decimal | None:
+    """A money field as Decimal; ``ValueError`` unless it is null or a finite decimal string."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _MONEY.fullmatch(value):
+        raise ValueError(f"money must be a decimal string, not {_shown(value)}")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"money must be a decimal string, not {value[:40]!r}") from None
+    if abs(amount) >= _MONEY_LIMIT:
+        raise ValueError(f"money out of range: {value[:40]}")
+    return amount
+
+
+def ts_problem(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and _TS.fullmatch(value):
+        try:
+            parse_ts(value)
+            return None
+        except ValueError:
+            return f"timestamp {_shown(value)} is not a real date and time"
+    return f"timestamp {_shown(value)} is not ISO 8601 with a zone (…Z)"
+
+
+def _shown(value: Any) -> str:
+    try:
+        return json.dumps(value)[:40]
+    except (ValueError, RecursionError):
+        return type(value).__name__
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_line(raw: bytes) -> tuple[Any, str | None]:
+    """One line as JSON, or why it is not."""
+    if len(raw) > MAX_LINE_BYTES:
+        return None, f"longer than {MAX_LINE_BYTES >> 20} MB"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text (byte {exc.start + 1})"
+    try:
+        return json.loads(text, parse_constant=_reject_constant), None
+    except RecursionError:
+        return None, "nested too deeply"
+    except ValueError:
+        return None, "not JSON"
+
+
+def iter_lines(src: IO[bytes]) -> Iterator[tuple[int, bytes | None, bool]]:
+    """``(number, line, ended)`` for each line of a binary file, reading at most
+    :data:`MAX_LINE_BYTES` of any line: a longer one comes as ``None`` (the rest of it is
+    read past in pieces, never held). ``ended``: the line had its newline."""
+    number = 0
+    while True:
+        line = src.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            ended = False
+            while piece := src.readline(1 << 20):
+                if piece.endswith(b"\n"):
+                    ended = True
+                    break
+            yield number, None, ended
+            continue
+        ended = line.endswith(b"\n")
+        yield number, line.rstrip(b"\n").rstrip(b"\r"), ended
+
+
+def _count_problem(name: str, value: Any) -> str | None:
+    """A quantity (a count, seconds, joules...): a finite number of at least zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{name} must be a number, not {_shown(value)}"
+    if isinstance(value, int) and value >= _INT_LIMIT:
+        return f"{name} is out of range ({str(value)[:24]})"
+    if not math.isfinite(value) or value < 0:
+        return f"{name} must be a number of at least 0, not {_shown(value)}"
+    return None
+
+
+def _quantities_problem(where: str, quantities: Any) -> str | None:
+    if quantities is None:
+        return None
+    if not isinstance(quantities, dict):
+        return f"{where} is not an object"
+    for name, value in quantities.items():
+        if (problem := _count_problem(f"{where}.{name}", value)) is not None:
+            return problem
+    return None
+
+
+def _strings_problem(name: str, value: Any) -> str | None:
+    if value is not None and not (isinstance(value, list)
+                                  and all(isinstance(v, str) for v in value)):
+        return f'"{name}" must be a list of strings'
+    return None
+
+
+def _meter_problem(name: str, meter: Any) -> str | None:
+    if not isinstance(meter, dict):
+        return f"meters.{name} is not an object"
+    if (problem := _quantities_problem(f"meters.{name}.quantities",
+                                       meter.get("quantities"))) is not None:
+        return problem
+    money_or_none(meter.get("cost_usd"))
+    if not isinstance(meter.get("unpriced"), (bool, type(None))):
+        return f"meters.{name}.unpriced must be true or false"
+    by_key = meter.get("by_key")
+    if by_key is not None and not (isinstance(by_key, dict)
+                                   and all(isinstance(v, dict) for v in by_key.values())):
+        return f"meters.{name}.by_key is not an object of objects"
+    detail = meter.get("detail")
+    if detail is None:
+        return None
+    if not isinstance(detail, dict):
+        return f"meters.{name}.detail is not an object"
+    waste = detail.get("waste_usd")
+    if waste is not None:
+        if not isinstance(waste, dict):
+            return f"meters.{name}.detail.waste_usd is not an object"
+        for value in waste.values():
+            money_or_none(value)
+    return _strings_problem(f"meters.{name}.detail.devices", detail.get("devices"))
+
+
+def event_problem(event: Any) -> str | None:
+    """Why a parsed spend-log line cannot be used, or None."""
+    if not isinstance(event, dict):
+        return "not an nbcost event (not a JSON object)"
+    kind = event.get("event")
+    if not isinstance(kind, str) or not kind:
+        return f'not an nbcost event ("event" is {_shown(kind)})'
+    schema = event.get("schema")
+    if type(schema) is not int:
+        return f'"schema" must be the number 1, not {_shown(schema)}'
+    if schema > 1:
+        return f"schema {schema} is newer than this nbcost reads (1): upgrade nbcost"
+    if schema < 1:
+        return f'"schema" must be the number 1, not {schema}'
+    if not isinstance(event.get("session_id"), str) or not event["session_id"]:
+        return "no session_id"
+    if kind in WINDOW_EVENTS and not isinstance(event.get("window_id"), str):
+        return "a window event without a window_id"
+    for name in _TIMES:
+        if (problem := ts_problem(event.get(name))) is not None:
+            return f"{name}: {problem}"
+    for name in STRINGS:
+        if not isinstance(event.get(name), (str, type(None))):
+            return f'"{name}" must be a string, not {_shown(event[name])}'
+    for name in _BOOLS:
+        if not isinstance(event.get(name), (bool, type(None))):
+            return f'"{name}" must be true or false, not {_shown(event[name])}'
+    count = event.get("execution_count")
+    if count is not None and (type(count) is not int or not 0 <= count < _INT_LIMIT):
+        return f'"execution_count" must be a whole number, not {_shown(count)}'
+    if event.get("wall_s") is not None and (problem := _count_problem(
+            '"wall_s"', event["wall_s"])) is not None:
+        return problem
+    for name in ("flags", "window_ids"):
+        if (problem := _strings_problem(name, event.get(name))) is not None:
+            return problem
+    if (problem := _quantities_problem('"quantities"', event.get("quantities"))) is not None:
+        return problem
+    if event.get("quantities") is not None and not isinstance(event.get("meter"), str):
+        return "usage without its meter"
+    meters = event.get("meters")
+    if meters is not None and not isinstance(meters, dict):
+        return '"meters" is not an object of meters'
+    try:
+        for name in _MONEY_FIELDS:
+            money_or_none(event.get(name))
+        for name, meter in (meters or {}).items():
+            if (problem := _meter_problem(name, meter)) is not None:
+                return problem
+    except ValueError as exc:
+        return str(exc)
+    tags = event.get("tags")
+    if tags is not None and not (isinstance(tags, dict) and all(
+            v is None or isinstance(v, (str, int, bool))
+            or (isinstance(v, float) and math.isfinite(v)) for v in tags.values())):
+        return '"tags" is not an object of plain values'
+    return None
