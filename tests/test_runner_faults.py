@@ -4,6 +4,8 @@ spend log, the executed notebook and the printed table are checked against each 
 
 from __future__ import annotations
 
+import re
+
 import json
 import os
 from decimal import Decimal
@@ -46,7 +48,10 @@ def test_a_dead_kernel_still_gives_the_notebook_the_table_and_the_dead_cells_spe
     done = run_cli("run", path, "-o", out)
     assert done.returncode == 1
     no_traceback(done)
-    assert "the kernel died while running cell [3]" in done.stderr
+    # nbclient numbers the cell when its execute_input arrives, which a kernel killed at once
+    # may never send: either name points at the third cell.
+    assert re.search(r"the kernel died while running cell (\[3\]|3 of the notebook)",
+                     done.stderr), done.stderr
     assert len([line for line in done.stderr.splitlines() if line.startswith("nbcost")]) == 1
 
     assert "(kernel died)" in table_line(done.stdout, "tokens.call('model-b', 500)")
