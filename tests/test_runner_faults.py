@@ -4,10 +4,9 @@ spend log, the executed notebook and the printed table are checked against each 
 
 from __future__ import annotations
 
-import re
-
 import json
 import os
+import re
 from decimal import Decimal
 
 import nbformat
