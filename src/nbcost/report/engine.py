@@ -120,20 +120,28 @@ class Filters:
         return cls(**value)
 
 
-def _window_filter(since, until, filters: Filters) -> tuple[str, list[Any]]:
-    """SQL over ``windows`` (with ``notebook``) and its parameters."""
+def _period_and_people(time_column: str, since, until, filters: Filters,
+                       extra: tuple[tuple[str, Any], ...] = ()) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their parameters) for ``--since/--until`` on ``time_column`` and the
+    ``--user/--team/--project`` filters (plus ``extra`` (column, values) pairs)."""
     where, params = [], []
     if since is not None:
-        where.append("start >= ?")
+        where.append(f"{time_column} >= ?")
         params.append(since)
     if until is not None:
-        where.append("start < ?")
+        where.append(f"{time_column} < ?")
         params.append(until)
     for column, values in (("user", filters.users), ("team", filters.teams),
-                           ("project", filters.projects)):
+                           ("project", filters.projects), *extra):
         if values:
             where.append(f'"{column}" IN (SELECT unnest(?::VARCHAR[]))')
             params.append(list(values))
+    return where, params
+
+
+def _window_filter(since, until, filters: Filters) -> tuple[str, list[Any]]:
+    """SQL over ``windows`` (with ``notebook``) and its parameters."""
+    where, params = _period_and_people("start", since, until, filters)
     if filters.notebooks:
         one = ("(notebook_id = ? OR notebook = ? OR notebook_path = ? OR ends_with(notebook, '/' || ?)"
                " OR notebook GLOB ?)")
@@ -399,18 +407,8 @@ def _llm_calls(con, logs: list[Input], since, until, filters: Filters) -> None:
             '"attributes": {"provider": "VARCHAR", "request_model": "VARCHAR", '
             '"response_model": "VARCHAR", "error_type": "VARCHAR", "usage_source": "VARCHAR", '
             '"latency_s": "DOUBLE"}}')
-    where, params = [], []
-    if since is not None:
-        where.append("ts >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("ts < ?")
-        params.append(until)
-    for column, values in (("user", filters.users), ("team", filters.teams),
-                           ("project", filters.projects), ("model", filters.models)):
-        if values:
-            where.append(f'"{column}" IN (SELECT unnest(?::VARCHAR[]))')
-            params.append(list(values))
+    where, params = _period_and_people("ts", since, until, filters,
+                                       extra=(("model", filters.models),))
     if filters.notebooks:
         where.append("notebook_key IN (SELECT DISTINCT notebook_key FROM windows)")
     if filters.tags:
@@ -459,19 +457,8 @@ def _small_tables(con, budgets: list[dict], cells: list[dict], skipped: Skipped,
                           and not isinstance(threshold, bool) else None)
         b["hard"] = b["hard"] if isinstance(b["hard"], bool) else None
     insert_arrow(con, "_budgets", pa.Table.from_pylist(budgets, schema=budget_schema), create=True)
-    where = ["true"]
-    params: list[Any] = []
-    if since is not None:
-        where.append("ts >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("ts < ?")
-        params.append(until)
-    for column, values in (("user", filters.users), ("team", filters.teams),
-                           ("project", filters.projects)):
-        if values:
-            where.append(f'"{column}" IN (SELECT unnest(?::VARCHAR[]))')
-            params.append(list(values))
+    where, params = _period_and_people("ts", since, until, filters)
+    where.insert(0, "true")
     if filters.notebooks or filters.tags or filters.models:
         where.append("session_id IN (SELECT DISTINCT session_id FROM windows)")
     con.execute("""
