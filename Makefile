@@ -7,9 +7,12 @@ STAMP := $(VENV)/.nbcost-installed
 .PHONY: demo test test-py test-js test-browser labext bench install clean focus-validator
 
 # The environment: a venv with nbcost (editable) and everything the tests need.
+# (`make labext`'s development build copies install.json into src/nbcost/labextension, which
+# the wheel also maps from labextension/: the copy goes, or a reinstall fails on a duplicate.)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
+	rm -f src/nbcost/labextension/install.json
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
