@@ -258,7 +258,7 @@ def test_an_nvml_error_in_a_running_cell_leaves_the_users_code_alone(tmp_path, c
         meter = live_meter(gpu, checkpoint_s=0.2)
         session.add_meter(meter)
         ip.user_ns.update(gpu=gpu, session=session, wait=_wait_for_gpu_error, time=time,
-                          ticks=lambda n: _wait_for_ticks(meter, n))
+                          failed_since=lambda t: _wait_for_failed_read(meter, t))
         capsys.readouterr()
         outcome = ip.run_cell("gpu.fail(time.time(), float('inf'))\n"
                               "wait(session)  # the sampler has met the failure\n"
@@ -266,7 +266,8 @@ def test_an_nvml_error_in_a_running_cell_leaves_the_users_code_alone(tmp_path, c
                               "answer = 6 * 7\n", store_history=True)
         outcome.raise_error()
         assert ip.user_ns["answer"] == 42
-        second = ip.run_cell("gpu.fail(time.time(), float('inf'))\nticks(3)  # failing again\n"
+        second = ip.run_cell("t = time.time()\ngpu.fail(t, float('inf'))\n"
+                             "failed_since(t)  # a read has failed again\n"
                              "gpu.failures.clear()\nanswer += 1", store_history=True)
         second.raise_error()
         assert ip.user_ns["answer"] == 43
@@ -292,11 +293,11 @@ def _wait_for_gpu_error(session, timeout=60.0):
         time.sleep(0.02)
 
 
-def _wait_for_ticks(meter, count, timeout=60.0):
+def _wait_for_failed_read(meter, since, timeout=60.0):
+    """Until a read after ``since`` has failed (reads come on their own cadence, not each tick)."""
     import time
 
     deadline = time.monotonic() + timeout
-    target = meter.sampler.ticks + count
-    while meter.sampler.ticks < target:
-        assert time.monotonic() < deadline, "the GPU sampler stopped ticking"
+    while not any(s.errors.overlaps(since, time.time() + 1) for s in meter.sampler.series):
+        assert time.monotonic() < deadline, "the GPU sampler never met the failure"
         time.sleep(0.02)
