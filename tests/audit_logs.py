@@ -13,12 +13,11 @@ from pathlib import Path
 
 import openai
 import pytest
-from fake_nvml import FakeGpu, FakeNvml
+from fake_nvml import FakeGpu, live_meter
 
 import nbcost.testing
 from nbcost.config import Settings
 from nbcost.errors import BudgetExceeded
-from nbcost.meters.gpu import GpuMeter
 from nbcost.meters.llm import LlmMeter
 from nbcost.session import Session
 
@@ -39,13 +38,8 @@ def _ask(srv, requested: str, stream: bool = False, **scenario) -> None:
             pass
 
 
-def _gpu_meter(gpu: FakeGpu) -> GpuMeter:
-    return GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05,
-                    pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True)
-
-
 def _session(base: Path, user: str, team: str, project: str, notebook: str, gpu: FakeGpu | None):
-    meters = [LlmMeter()] + ([_gpu_meter(gpu)] if gpu else [])
+    meters = [LlmMeter()] + ([live_meter(gpu)] if gpu else [])
     settings = Settings(data_dir=base, user=user, team=team, project=project)
     return Session(settings, meters=meters,
                    notebook={"notebook_path": notebook, "notebook_id": None})

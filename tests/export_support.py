@@ -10,14 +10,13 @@ from pathlib import Path
 
 import anthropic
 import openai
-from fake_nvml import FakeGpu, FakeNvml
+from fake_nvml import FakeGpu, live_meter
 from llm_support import FAKE_KEY, SENTINEL, messages
 
 import nbcost
 from nbcost.api import set_session
 from nbcost.config import Settings
 from nbcost.ledger import read_log
-from nbcost.meters.gpu import GpuMeter
 from nbcost.meters.llm import LlmMeter
 from nbcost.session import Session
 
@@ -43,9 +42,7 @@ def run_scenario(srv, data_dir: Path, gpu: bool = True) -> Session:
     fake = None
     if gpu:
         fake = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=1 << 30)
-        meters.append(GpuMeter(FakeNvml([fake], time.time), environ={}, tick_s=0.05,
-                               checkpoint_s=0.3, pid_exists_here=lambda pid: True,
-                               cuda_in_process=lambda now: True))
+        meters.append(live_meter(fake, checkpoint_s=0.3))
     settings = Settings(data_dir=data_dir, user="ada", team="ml", project="search",
                         default_tags={"env": "dev"}, gpu_rate_usd_per_hour=GPU_RATE)
     settings.llm_prices["cfg-model"] = {"input_mtok": Decimal("3"), "output_mtok": Decimal("7")}

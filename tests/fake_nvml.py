@@ -340,12 +340,12 @@ class FakeNvml:
 
 
 
-def live_meter(gpu: FakeGpu, **options: Any):
+def live_meter(gpu: FakeGpu, tick_s: float = 0.05, **options: Any):
     """A real GpuMeter on the wall clock over one fake GPU that this process holds (the way the
     session tests drive it); ``options`` go to GpuMeter (``checkpoint_s``...)."""
     from nbcost.meters.gpu import GpuMeter
 
-    return GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=0.05,
+    return GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=tick_s,
                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True, **options)
 
 def drive(meter: Any, clock: Clock, until: float, tick_s: float = 0.1) -> None:

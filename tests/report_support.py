@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import openai
-from fake_nvml import FakeGpu, FakeNvml
+from fake_nvml import FakeGpu, live_meter
 
 from nbcost.cli import main
 from nbcost.config import Settings
 from nbcost.ledger import read_log
-from nbcost.meters.gpu import GpuMeter
 from nbcost.meters.llm import LlmMeter
 from nbcost.session import Session
 
@@ -43,9 +42,7 @@ def run_session(srv, data_dir: Path, cells: list[Cell], *, user: str = "ann", te
     device = None
     if gpu:
         device = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=1 << 30)
-        meters.append(GpuMeter(FakeNvml([device], time.time), environ={}, tick_s=0.02,
-                               checkpoint_s=0.05, pid_exists_here=lambda pid: True,
-                               cuda_in_process=lambda now: True))
+        meters.append(live_meter(device, tick_s=0.02, checkpoint_s=0.05))
     settings = Settings(data_dir=data_dir, user=user, team=team, project=project)
     session = Session(settings=settings, meters=meters,
                       notebook={"notebook_path": notebook_path, "notebook_id": notebook_id})
