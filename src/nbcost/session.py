@@ -112,6 +112,7 @@ class Session:
         #: (the runner finds a reset's or reload's logs by it) and a reset derives its id from it.
         run_id = os.environ.get("NBCOST_RUN_ID") or None
         self.run_id = run_id if run_id is not None and valid_session_id(run_id) else requested
+        self._children: Any = None  # child processes' logs (nbcost.remote.children)
         self._begin(requested, parent=None)
         for meter in meters if meters is not None else _default_meters():
             self.add_meter(meter)
@@ -152,6 +153,7 @@ class Session:
             "started_at": iso_utc(self.started_at),
             "parent_session_id": self.parent_session_id,
         })
+        self._start_children()
 
     def _claim_id(self, requested: str | None, spend) -> str:
         """``requested`` if no session of this process used it and no log of it exists today,
@@ -190,6 +192,7 @@ class Session:
                 self._ended_early[window_id] = record
 
     def _write_session_end(self) -> None:
+        self._end_children()
         self.ended_at = time.time()
         totals = self.totals(self.ended_at)
         self._emit("session_end", {
@@ -277,6 +280,8 @@ class Session:
                 execution_count=execution_count, parent_id=parent.info.id if parent else None,
             )
             window = self._open[info.id] = _Window(info)
+        if self._children is not None:  # children started from now on bill to this window
+            self._children.window_changed(info.id)
         self._each_meter(lambda meter: meter.window_started(info), window)
         self._emit(f"{kind}_start", _window_fields(window), at=window.started_at)
         return info
@@ -299,10 +304,15 @@ class Session:
     def close_window(self, window_id: str, status: str = "ok") -> WindowRecord | None:
         """End a window and return its record. One that ``%cost reset`` (or ``close()``) already
         ended gives that record; an unknown one gives None and one warning, never an error."""
+        children = self._children
+        if children is not None and children.beacon.raised:  # a child wrote: fold it in first
+            self.run_safely("reading child processes' logs", lambda: children.collect(self))
         end = time.time()
         with self._lock:
             window = self._open.pop(window_id, None)
             early = self._ended_early.pop(window_id, None) if window is None else None
+            if children is not None:
+                children.window_changed(next(reversed(self._open), None))
         if window is None:
             if early is None:
                 self.warn_once("unknown-window", f"nbcost: window {window_id} is not open (was "
@@ -362,6 +372,8 @@ class Session:
         """Running totals of an open window, or of the whole session: the compact shape, with
         the budget that applies. The ticker calls this ~4×/s while a window runs, which makes
         it where a continuous meter's spend (GPU) crosses a budget: warnings are given here."""
+        if self._children is not None:
+            self._collect_children()
         now = time.time()
         if window_id is None:
             info = WindowInfo(id=self.id, kind="session", start=self.started_at, end=now)
@@ -421,6 +433,76 @@ class Session:
                     self._listeners.remove(listener)
 
         return remove
+
+    # -- work from elsewhere: child processes, Dask workers (nbcost.remote) --------------------
+
+    def fold_remote(self, usage: Usage, window_id: str | None,
+                    origin: Mapping[str, Any]) -> None:
+        """Usage that happened outside this process (a child process, a Dask worker), billed to
+        ``window_id`` (the window that started the work) and the windows around it that are
+        still open. One that has already ended is amended: the spend log gets the ``llm_call``
+        (``late: true``) and a ``window_amended`` event with what it adds to the record."""
+        with self._lock:
+            self.usages.append(usage)
+            self._tallies.setdefault(usage.meter, Tally()).add(usage)
+            chain: list[_Window] = []
+            window = self._open.get(window_id) if window_id else None
+            while window is not None:
+                chain.append(window)
+                window = self._open.get(window.info.parent_id) if window.info.parent_id else None
+            for window in chain:
+                window.tallies.setdefault(usage.meter, Tally()).add(usage)
+            late = window_id is not None and not chain
+            cell = next((w.info for w in chain if w.info.kind == "cell"), None)
+            fields: dict[str, Any] = {
+                **({"cell_id": cell.cell_id, "execution_count": cell.execution_count}
+                   if cell else {}),
+                "window_ids": [window_id] if late else [w.info.id for w in reversed(chain)],
+                "meter": usage.meter,
+                "key": usage.key,
+                "quantities": dict(usage.quantities),
+                "cost_usd": money(usage.cost_usd),
+                "attributes": dict(usage.attributes),
+                "flags": list(usage.flags),
+                "origin": dict(origin),
+            }
+            if late:
+                fields["late"] = True
+            self._emit(usage.event, fields, at=usage.at.timestamp())
+        if late:
+            tally = Tally()
+            tally.add(usage)
+            totals = tally.freeze()
+            self._emit("window_amended", {
+                "window_id": window_id,
+                "reason": "late",
+                "cost_usd": money(totals.cost_usd),
+                "unpriced": totals.unpriced,
+                "meters": {usage.meter: totals.to_json()},
+                "origin": dict(origin),
+            })
+        self._check_budgets()
+
+    def _start_children(self) -> None:
+        from .remote.children import ChildProcesses
+
+        try:
+            self._children = ChildProcesses(self)
+        except OSError:  # the data dir is not writable: the ledger already says so
+            self._children = None
+        except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
+            self._children = None
+            self._fault("watching child processes", exc)
+
+    def _collect_children(self) -> None:
+        children = self._children
+        if children is not None:
+            self.run_safely("reading child processes' logs", lambda: children.collect(self))
+
+    def _end_children(self) -> None:
+        children, self._children = self._children, None
+        if children is not None:
+            self.run_safely("reading child processes' logs", lambda: children.close(self))
 
     # -- internals ----------------------------------------------------------------------------
 

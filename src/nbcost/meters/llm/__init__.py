@@ -36,8 +36,11 @@ class LlmMeter(Meter):
 
     name = "llm"
 
-    def __init__(self) -> None:
+    def __init__(self, preload_tokenizer: bool = True) -> None:
         self._patcher: Any = None
+        # A child process or a Dask worker loads the tokenizer (~0.3 s of CPU) only when an
+        # estimate is needed, not in every worker it starts.
+        self._preload = preload_tokenizer
 
     @property
     def running(self) -> bool:
@@ -56,7 +59,8 @@ class LlmMeter(Meter):
             patcher.install()
         except Exception as exc:  # never break the session over a patch
             recorder.fault("patching the LLM SDKs", exc)
-        recorder.estimator.preload()
+        if self._preload:
+            recorder.estimator.preload()
         self._patcher = patcher
 
     def stop(self) -> None:

@@ -1,0 +1,91 @@
+"""The kernel's side of its child processes: the environment they inherit, the beacon they
+raise, and folding their child logs into the session (see :mod:`nbcost.remote`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING
+
+from . import environment
+from .beacon import Beacon
+from .inbox import Inbox
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+__all__ = ["ChildProcesses"]
+
+
+class ChildProcesses:
+    """One session's children: created when the session starts, closed when it ends."""
+
+    def __init__(self, session: Session) -> None:
+        from . import child
+
+        child.yield_to_session()  # a kernel started by a kernel meters its own calls
+        self.session_id = session.id
+        self.folder = session.settings.data_dir / "children" / session.id
+        self.beacon = Beacon(session.settings.data_dir, self.folder)
+        self.inbox = Inbox(self.folder)
+        self._lock = threading.Lock()  # one reader at a time (window end, ticker, Dask thread)
+        environment.expose(session.id, self.folder)
+        _watch_forks(session)
+
+    def window_changed(self, window_id: str | None) -> None:
+        """The innermost open window is now ``window_id``: children started from now on are
+        billed to it. (One ``os.environ`` key: ~0.5 µs.)"""
+        os.environ[environment.WINDOW] = window_id or ""
+
+    def collect(self, session: Session) -> None:
+        """Fold what children logged since the last look (nothing to do, and no syscall, until
+        a child announced itself)."""
+        if not self.beacon.raised:
+            return
+        with self._lock:
+            items = list(self.inbox.take())
+        for item in items:
+            session.fold_remote(item.usage, item.window_id, item.origin)
+
+    def close(self, session: Session) -> None:
+        """The session ends: fold the last of it, stop telling children, and remove the folder
+        when no child ever wrote to it."""
+        self.collect(session)
+        environment.withdraw(self.session_id)
+        raised = self.beacon.raised
+        self.beacon.close()
+        if not raised:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_forked_from: weakref.ref | None = None  # the session a fork() copies into its child
+_fork_hook_installed = False
+
+
+def _watch_forks(session: Session) -> None:
+    """A child made by ``fork`` (multiprocessing's default on Linux) runs no start-up hook: it
+    is a copy of the kernel, patches included. Switch such a copy to a child log at the fork."""
+    global _forked_from, _fork_hook_installed
+    _forked_from = weakref.ref(session)
+    if not _fork_hook_installed and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_in_forked_child)
+        _fork_hook_installed = True
+
+
+def _in_forked_child() -> None:
+    session = _forked_from() if _forked_from is not None else None
+    if session is None or session.ended_at is not None:
+        return
+    try:
+        from .child import after_fork
+
+        session.ended_at = time.time()  # the kernel's session: this copy never ends it (atexit)
+        session._children = None
+        patcher = getattr(session.meters.get("llm"), "_patcher", None)
+        if patcher is not None:
+            after_fork(patcher.recorder)
+    except Exception:  # noqa: BLE001 - the child goes on, unmetered
+        pass
