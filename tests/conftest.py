@@ -14,6 +14,11 @@ def nbcost_home(tmp_path, monkeypatch):
     for name in ("NBCOST_USER", "NBCOST_TEAM", "NBCOST_PROJECT", "NBCOST_TAGS", "NBCOST_GPU_RATE",
                  "NBCOST_GPU_RATES", "NBCOST_SESSION_ID", "NBCOST_NOTEBOOK", "NBCOST_NOTEBOOK_ID"):
         monkeypatch.delenv(name, raising=False)
+    # What a session tells its child processes (nbcost.remote): set by sessions a test starts,
+    # put back (removed) after the test even when a session was never closed.
+    for name in ("NBCOST_PARENT_SESSION", "NBCOST_PARENT_FOLDER", "NBCOST_PARENT_WINDOW"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     return home
 
 

@@ -38,7 +38,7 @@ _TIMES = ("ts", "started_at", "ended_at")
 _MONEY_FIELDS = ("cost_usd", "budget_usd", "spent_usd")
 STRINGS = ("window_id", "parent_id", "kind", "label", "user", "team", "project",
             "notebook_path", "notebook_id", "cell_id", "status", "meter", "key")
-_BOOLS = ("unpriced", "cumulative")
+_BOOLS = ("unpriced", "cumulative", "late")
 WINDOW_EVENTS = ("cell_start", "cell_end", "track_start", "track_end")
 
 
@@ -201,6 +201,10 @@ def event_problem(event: Any) -> str | None:
         return "no session_id"
     if kind in WINDOW_EVENTS and not isinstance(event.get("window_id"), str):
         return "a window event without a window_id"
+    if kind == "window_amended" and not isinstance(event.get("window_id"), str):
+        return "an amendment without the window_id it amends"
+    if not isinstance(event.get("origin"), (dict, type(None))):
+        return "\"origin\" must be an object"
     for name in _TIMES:
         if (problem := ts_problem(event.get(name))) is not None:
             return f"{name}: {problem}"

@@ -179,6 +179,7 @@ def rows_from_events(events: Iterable[Mapping[str, Any]],
         session_rows += [_window_row(start, None, last_ts, wid in running)
                          for wid, start in starts.items() if wid not in ends]
         _attribute_unended(session_rows, session_events)
+        _apply_amendments(session_rows, session_events, ends)
         rest = between_cells_row(session_events, session_rows)
         session_rows.sort(key=lambda r: r["start"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
         rows += session_rows + ([rest] if rest else [])
@@ -207,3 +208,44 @@ def _attribute_unended(rows: list[dict[str, Any]], events: list[Mapping[str, Any
                 cost = Decimal(event["cost_usd"])
                 row[f"{meter}_cost_usd"] = (row.get(f"{meter}_cost_usd") or ZERO) + cost
                 row["cost_usd"] += cost
+
+
+def _apply_amendments(rows: list[dict[str, Any]], events: list[Mapping[str, Any]],
+                      ends: Mapping[str, Mapping[str, Any]]) -> None:
+    """``window_amended``: usage that reached the kernel after its window ended (a child
+    process, a Dask task still running at the cell's end) is added to that window's row.
+    Only ended windows: an unended one already counts its ``llm_call`` events."""
+    rows_by_id = {r["window_id"]: r for r in rows if r["window_id"] in ends}
+    for event in events:
+        if event["event"] != "window_amended":
+            continue
+        row = rows_by_id.get(event.get("window_id"))
+        if row is None:
+            continue
+        for meter, figures in (event.get("meters") or {}).items():
+            for q, v in (figures.get("quantities") or {}).items():
+                row[f"{meter}_{q}"] = (row.get(f"{meter}_{q}") or 0) + v
+            cost = Decimal(figures.get("cost_usd") or 0)
+            row[f"{meter}_cost_usd"] = (row.get(f"{meter}_cost_usd") or ZERO) + cost
+            row["cost_usd"] += cost
+            if figures.get("unpriced"):
+                row["unpriced"] = True
+            if meter == "llm" and figures.get("by_key"):
+                row["llm_models"] = json.dumps(_merged_models(
+                    json.loads(row.get("llm_models") or "{}"), figures["by_key"]), sort_keys=True)
+        flags = set((row.get("flags") or "").split(",")) - {""}
+        row["flags"] = ",".join(sorted(flags | {"amended"}))
+
+
+def _merged_models(models: dict[str, Any], more: Mapping[str, Mapping[str, Any]]) -> dict:
+    for model, figures in more.items():
+        mine = models.setdefault(model, {"cost_usd": None})
+        for q, v in figures.items():
+            if q == "cost_usd":
+                if v is not None:
+                    mine["cost_usd"] = str(Decimal(mine["cost_usd"] or 0) + Decimal(v))
+            elif q == "unpriced":
+                mine["unpriced"] = mine.get("unpriced", False) or bool(v)
+            elif isinstance(v, (int, float)):
+                mine[q] = mine.get(q, 0) + v
+    return models

@@ -10,7 +10,7 @@ aborted query):
    and event type: counts, the last timestamp, and the few session and budget lines whole.
 
 A file passes when it is one whole session: no suspect line, a ``session_end``, as many window
-starts as ends. Its time between cells is then rebuilt from its ``session_end`` minus its
+starts as ends, no ``window_amended`` (late remote usage is added to its window in Python). Its time between cells is then rebuilt from its ``session_end`` minus its
 top-level windows by :func:`nbcost.rows` code. Any other file (a killed kernel, a damaged
 line, several sessions in one file) is read again in Python, line by line, with
 :func:`nbcost.rows.rows_from_events`, which rebuilds what a killed session spent and says
@@ -195,12 +195,14 @@ def _verdicts(con, ends_files: list[str]) -> tuple[dict[str, int], set[str]]:
              o AS (SELECT source_file, sum(lines) AS lines, bool_or(suspect) AS suspect,
                           count(DISTINCT session_id) AS sessions, min(session_id) AS sid,
                           coalesce(sum(lines) FILTER (WHERE event IN {_STARTS}), 0) AS starts,
-                          coalesce(sum(lines) FILTER (WHERE event = 'session_end'), 0) AS ended
+                          coalesce(sum(lines) FILTER (WHERE event = 'session_end'), 0) AS ended,
+                          coalesce(sum(lines) FILTER (WHERE event = 'window_amended'), 0)
+                            AS amended
                    FROM _other GROUP BY 1)
         SELECT o.source_file, o.lines + coalesce(e.lines, 0),
                coalesce(e.suspect, false) OR o.suspect OR o.sessions <> 1
                OR coalesce(e.sessions, 1) <> 1 OR e.sid <> o.sid OR o.ended <> 1
-               OR o.starts <> coalesce(e.lines, 0)
+               OR o.starts <> coalesce(e.lines, 0) OR o.amended > 0
         FROM o LEFT JOIN e USING (source_file)
         UNION ALL
         SELECT source_file, lines, true FROM e
