@@ -4,17 +4,19 @@ NVML reports host pids, and the driver knows nothing of pid namespaces: in a con
 ``--pid=host`` this process's pid is not in the list. Then, if this process has loaded libcuda
 and one process is on the GPU, that process is taken to be this one (``device_wide``); with
 several, nothing is attributed (``unattributed``). A listed pid that exists in this process's
-own namespace is someone else's process on the same machine.
+own namespace is someone else's process on the same machine, unless it descends from this one:
+a training script the kernel started (``!python train.py``, ``torchrun``, multiprocessing
+workers) holds the GPU for the cell that started it, so its contexts count as this process's.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from .series import HeldState
 
-__all__ = ["CudaInProcess", "classify", "pid_exists_here"]
+__all__ = ["CudaInProcess", "Descendants", "classify", "pid_exists_here"]
 
 
 def pid_exists_here(pid: int) -> bool:
@@ -44,16 +46,41 @@ class CudaInProcess:
         return self._loaded
 
 
+class Descendants:
+    """Which of some pids descend from ``pid``, by their ancestry now (psutil); asked only
+    about pids NVML lists besides this process's own, so a GPU of its own costs nothing."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def __call__(self, pids: Iterable[int]) -> set[int]:
+        import psutil
+
+        found = set()
+        for pid in pids:
+            try:
+                if any(parent.pid == self.pid for parent in psutil.Process(pid).parents()):
+                    found.add(pid)
+            except psutil.Error:  # gone, or not ours to see
+                continue
+        return found
+
+
 def classify(
     processes: Mapping[int, int | None],
     own_pid: int,
     now: float,
     exists_here: Callable[[int], bool] = pid_exists_here,
     cuda_in_process: Callable[[float], bool] = lambda now: True,
+    descendants: set[int] | frozenset[int] = frozenset(),
 ) -> tuple[str, int | None, bool]:
-    """``(HeldState, this process's memory in bytes or None, other processes present?)``."""
-    if own_pid in processes:
-        return HeldState.OWN, processes[own_pid], len(processes) > 1
+    """``(HeldState, memory in bytes or None of this process and its descendants, other
+    processes present?)``."""
+    ours = [pid for pid in processes if pid == own_pid or pid in descendants]
+    if ours:
+        memories = [processes[pid] for pid in ours if processes[pid] is not None]
+        return (HeldState.OWN, sum(memories) if memories else None,
+                len(processes) > len(ours))
     if not processes or any(exists_here(pid) for pid in processes):
         # Nobody, or only processes of our own pid namespace: not held by us.
         return HeldState.NONE, None, bool(processes)

@@ -139,6 +139,21 @@ def _usd(seconds: float, quote: RateQuote, fraction: float | None) -> Decimal | 
     return (hours * quote.usd_per_hour * Decimal(repr(fraction))).quantize(_MICRO_USD)
 
 
+def _processes(held: list[tuple[DeviceSeries, DeviceFigures]], start: float,
+               end: float) -> dict[str, dict[str, Any]]:
+    """Per process of ours that held a GPU in the span (when a child did: the kernel's child
+    processes count to the window), its role, GPUs and peak memory."""
+    out: dict[str, dict[str, Any]] = {}
+    for s, f in held:
+        for pid, (role, _, _, peak) in s.pids_between(start, end).items():
+            entry = out.setdefault(str(pid), {"role": role, "gpus": [], "mem_peak_bytes": 0})
+            entry["gpus"].append(f.key)
+            entry["mem_peak_bytes"] = max(entry["mem_peak_bytes"], peak)
+    if all(e["role"] == "kernel" for e in out.values()):
+        return {}  # the kernel alone: nothing to break down
+    return out
+
+
 def measurement(
     figures: list[tuple[DeviceSeries, DeviceFigures]], start: float, end: float, settings: Any
 ) -> Measurement:
@@ -212,5 +227,8 @@ def measurement(
                                       ("stall", optional["stall_s"]),
                                       ("underfill", optional["underfill_s"])) if v is not None},
     }
+    processes = _processes(held, start, end)
+    if processes:
+        detail["processes"] = processes
     total = cost if priced_any or not unpriced else None  # no GPU priced: unpriced, never $0
     return Measurement(quantities, total, breakdown, tuple(flags), detail, unpriced=unpriced)

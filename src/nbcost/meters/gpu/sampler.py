@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from .attribution import CudaInProcess, classify, pid_exists_here
+from .attribution import CudaInProcess, Descendants, classify, pid_exists_here
 from .backend import GpuError, GpuLost, GpuNoData, GpuNotSupported
 from .devices import GpuDevice
 from .series import DeviceSeries, HeldState
@@ -58,6 +58,7 @@ class Sampler:
         on_tick: Callable[[float], None] | None = None,
         pid_exists_here: Callable[[int], bool] = pid_exists_here,
         cuda_in_process: Callable[[float], bool] | None = None,
+        descendants: Callable[[Any], set[int]] | None = None,
     ) -> None:
         self.backend = backend
         self.series = [DeviceSeries(d) for d in devices]
@@ -68,6 +69,7 @@ class Sampler:
         self.on_tick = on_tick
         self.pid_exists_here = pid_exists_here
         self.cuda_in_process = cuda_in_process or CudaInProcess()
+        self.descendants = descendants or Descendants(self.pid)
         self.cpu_s = 0.0  # this thread's CPU time, for the overhead benchmark
         self.ticks = 0
         self._gpm: dict[int, list[Any]] = {}  # [previous sample, spare, previous time]
@@ -210,9 +212,15 @@ class Sampler:
             # A context does not end because NVML failed: the last state carries on, flagged.
             s.add_process_poll(now, s.last_held, None, others=False)
             return
-        state, memory, others = classify(dict(processes), self.pid, now, self.pid_exists_here,
-                                         self.cuda_in_process)
+        listed = dict(processes)
+        others = [pid for pid in listed if pid != self.pid]
+        children = self.descendants(others) if others else set()
+        state, memory, others = classify(listed, self.pid, now, self.pid_exists_here,
+                                         self.cuda_in_process, children)
         s.add_process_poll(now, state, memory, others)
+        if children or self.pid in listed:  # per process, for the window's detail
+            s.add_pids(now, {pid: ("kernel" if pid == self.pid else "child", listed[pid])
+                             for pid in listed if pid == self.pid or pid in children})
         if state == HeldState.DEVICE_WIDE:
             self.notify(
                 "gpu:pid_not_visible",

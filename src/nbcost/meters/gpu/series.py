@@ -60,6 +60,8 @@ class DeviceSeries:
         self._last_poll_t: float | None = None
         self._energy_offset_j = 0.0
         self._last_energy_j: float | None = None
+        # Processes of ours seen on the device: pid -> [role, first seen, last seen, peak bytes]
+        self.pids: dict[int, list] = {}
 
     @property
     def held_now(self) -> bool:
@@ -148,6 +150,22 @@ class DeviceSeries:
         if own_memory_bytes is not None:
             self.memory.append(t, float(own_memory_bytes))
         self._last_poll_t, self.last_held = t, state
+
+    def add_pids(self, t: float, seen: dict[int, tuple[str, int | None]]) -> None:
+        """This process and its descendants with a context at one poll: ``{pid: (role, bytes)}``."""
+        for pid, (role, memory) in seen.items():
+            entry = self.pids.get(pid)
+            if entry is None:
+                self.pids[pid] = [role, t, t, memory or 0]
+            else:
+                entry[2] = t
+                entry[3] = max(entry[3], memory or 0)
+
+    def pids_between(self, start: float, end: float, slack_s: float = 1.0) -> dict[int, list]:
+        """The processes of ours seen on the device in ``[start, end]`` (a poll's worth early:
+        a context is known only at polls)."""
+        return {pid: e for pid, e in list(self.pids.items())
+                if e[1] <= end and e[2] >= start - slack_s}
 
     def add_energy(self, t: float, energy_mj: int) -> None:
         """One energy-counter read; a counter that went backwards (driver reload) is continued."""
