@@ -67,6 +67,15 @@ class CostExtension:
         if self.session.settings.otlp_endpoint:
             self._detach_otel = self._export_otel(self.session.settings.otlp_endpoint)
         atexit.register(self.session.close)
+        self._offer_remote()
+
+    def _offer_remote(self) -> None:
+        """Say how to bill a Dask cluster the notebook already uses (nbcost.dask)."""
+        from .dask import attach_hint
+
+        hint = self.session.run_safely("looking for a Dask client", attach_hint)
+        if hint:
+            print(hint, flush=True)
 
     def stop(self) -> None:
         from .magics import cost_cell_header

@@ -113,6 +113,9 @@ class Session:
         run_id = os.environ.get("NBCOST_RUN_ID") or None
         self.run_id = run_id if run_id is not None and valid_session_id(run_id) else requested
         self._children: Any = None  # child processes' logs (nbcost.remote.children)
+        #: Called with the innermost open window's id (None: none) when it changes, by what
+        #: tells remote work which window it is for (nbcost.dask).
+        self._window_watchers: tuple[Callable[[str | None], None], ...] = ()
         self._begin(requested, parent=None)
         for meter in meters if meters is not None else _default_meters():
             self.add_meter(meter)
@@ -282,6 +285,8 @@ class Session:
             window = self._open[info.id] = _Window(info)
         if self._children is not None:  # children started from now on bill to this window
             self._children.window_changed(info.id)
+        for watcher in self._window_watchers:
+            self.run_safely("telling remote work of the window", lambda w=watcher: w(info.id))
         self._each_meter(lambda meter: meter.window_started(info), window)
         self._emit(f"{kind}_start", _window_fields(window), at=window.started_at)
         return info
@@ -311,8 +316,11 @@ class Session:
         with self._lock:
             window = self._open.pop(window_id, None)
             early = self._ended_early.pop(window_id, None) if window is None else None
+            innermost = next(reversed(self._open), None)
             if children is not None:
-                children.window_changed(next(reversed(self._open), None))
+                children.window_changed(innermost)
+        for watcher in self._window_watchers:
+            self.run_safely("telling remote work of the window", lambda w=watcher: w(innermost))
         if window is None:
             if early is None:
                 self.warn_once("unknown-window", f"nbcost: window {window_id} is not open (was "
@@ -482,6 +490,19 @@ class Session:
                 "origin": dict(origin),
             })
         self._check_budgets()
+
+    def watch_windows(self, watcher: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``watcher(window_id)`` whenever the innermost open window changes (None: no
+        window is open); returns the undo. (What ``nbcost.dask.attach`` annotates tasks by.)"""
+        with self._lock:
+            self._window_watchers += (watcher,)
+
+        def remove() -> None:
+            with self._lock:
+                self._window_watchers = tuple(w for w in self._window_watchers
+                                              if w is not watcher)
+
+        return remove
 
     def _start_children(self) -> None:
         from .remote.children import ChildProcesses

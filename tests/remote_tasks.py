@@ -1,0 +1,40 @@
+"""Task functions the Dask tests run on workers (imported there by module name)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def ask(base_url: str) -> bool:
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key="sk-loopback", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini",
+                                   messages=[{"role": "user", "content": "hi"}])
+    return True
+
+
+def ask_when(base_url: str, event_name: str) -> bool:
+    """Wait for a distributed Event, then ask: a task still running when its cell ends."""
+    from distributed import Event
+
+    Event(event_name).wait(120)
+    return ask(base_url)
+
+
+def ask_then_hang_once(base_url: str, marker: str) -> bool:
+    """Ask; the first time, then hang until the worker is killed (the retry only asks)."""
+    ask(base_url)
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(300)
+    return True
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def tiny(x: int) -> int:
+    return x + 1

@@ -1,0 +1,149 @@
+"""Dask: LLM calls inside tasks on a real LocalCluster (worker processes) land in the window
+that submitted them, through the worker plugin and distributed's event channel."""
+
+from __future__ import annotations
+
+import os
+import signal
+from decimal import Decimal
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+import remote_tasks  # noqa: E402
+from llm_support import srv  # noqa: E402,F401 - fixture
+from remote_support import CALLS, base_urls, cost_of, tokens_of  # noqa: E402
+
+import nbcost.dask  # noqa: E402
+from nbcost.ledger import read_log  # noqa: E402
+from nbcost.meters.llm import LlmMeter  # noqa: E402
+from nbcost.rows import rows_from_events  # noqa: E402
+from nbcost.session import Session  # noqa: E402
+
+pytestmark = pytest.mark.remote
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
+                                       dashboard_address=None, silence_logs=40)
+    with distributed.Client(cluster) as client:
+        yield client
+    cluster.close()
+
+
+@pytest.fixture
+def session(nbcost_home):
+    session = Session(meters=[LlmMeter()])
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def attached(client, session):
+    detach = nbcost.dask.attach(client, session)
+    yield client
+    detach()
+
+
+def llm(record) -> dict:
+    q = record.llm.quantities
+    return {k: q[k] for k in ("input_tokens", "output_tokens", "calls")}
+
+
+def test_llm_calls_in_tasks_land_in_the_cell_that_submitted_them(attached, session, srv):  # noqa: F811
+    calls = CALLS[:4]
+    window = session.open_window("cell", execution_count=1)
+    assert all(attached.gather(attached.map(remote_tasks.ask, base_urls(srv, calls))))
+    record = session.close_window(window.id)
+    assert llm(record) == tokens_of(calls)
+    assert record.llm.cost_usd == cost_of(calls)
+    session.flush()
+    events = read_log(session.ledger_path).events
+    logged = [e for e in events if e["event"] == "llm_call"]
+    assert len(logged) == 4 and all(e["window_ids"] == [window.id] for e in logged)
+    assert {e["origin"]["kind"] for e in logged} == {"dask"}
+    assert {e["origin"]["worker"] for e in logged} <= set(attached.scheduler_info()["workers"])
+    assert not any(e.get("late") for e in logged)
+
+
+def test_tasks_submitted_outside_a_window_bill_the_session_only(attached, session, srv):  # noqa: F811
+    assert attached.submit(remote_tasks.ask, base_urls(srv, CALLS[:1])[0]).result()
+    window = session.open_window("cell", execution_count=1)
+    record = session.close_window(window.id)
+    assert record.llm is None
+    assert session.totals()["llm"].cost_usd == cost_of(CALLS[:1])
+
+
+def test_two_cells_are_kept_apart_and_a_task_still_running_amends_its_cell(
+        attached, session, srv, wait_until):  # noqa: F811
+    first_calls, second_calls = CALLS[:1], CALLS[1:3]
+    gate = distributed.Event("nbcost-gate", client=attached)
+    first = session.open_window("cell", execution_count=1)
+    pending = attached.submit(remote_tasks.ask_when, base_urls(srv, first_calls)[0],
+                              "nbcost-gate", pure=False)
+    first_record = session.close_window(first.id)  # the task still waits
+    assert first_record.llm is None
+    second = session.open_window("cell", execution_count=2)
+    futures = attached.map(remote_tasks.ask, base_urls(srv, second_calls), pure=False)
+    gate.set()
+    assert all(attached.gather(futures)) and pending.result()
+    second_record = session.close_window(second.id)
+    assert llm(second_record) == tokens_of(second_calls)  # not the first cell's task
+    assert wait_until(lambda: session.totals()["llm"].quantities["calls"] == 3)
+    session.flush()
+    events = read_log(session.ledger_path).events
+    (amended,) = [e for e in events if e["event"] == "window_amended"]
+    assert amended["window_id"] == first.id
+    assert Decimal(amended["cost_usd"]) == cost_of(first_calls)
+    rows = {r["window_id"]: r for r in rows_from_events(events)}
+    assert rows[first.id]["cost_usd"] == cost_of(first_calls)
+    assert rows[second.id]["cost_usd"] == cost_of(second_calls)
+
+
+def test_a_killed_worker_keeps_what_it_sent(attached, session, srv, tmp_path, wait_until):  # noqa: F811
+    url = base_urls(srv, CALLS[:1])[0]
+    window = session.open_window("cell", execution_count=1)
+    future = attached.submit(remote_tasks.ask_then_hang_once, url, str(tmp_path / "hung"),
+                             pure=False)
+    # The call was made and reached the kernel while the task still runs...
+    assert wait_until(lambda: session.live_totals(window.id).get("llm", {}).get("calls") == 1,
+                      timeout=60)
+    session.flush()
+    (call,) = [e for e in read_log(session.ledger_path).events if e["event"] == "llm_call"]
+    worker = call["origin"]["worker"]  # where the task runs, as the worker itself said
+    pid = attached.run(remote_tasks.pid, workers=[worker])[worker]
+    assert pid == call["origin"]["pid"]
+    os.kill(pid, signal.SIGKILL)  # ...then its worker dies; the task runs again elsewhere
+    assert future.result(timeout=120)
+    record = session.close_window(window.id)
+    assert llm(record) == tokens_of(CALLS[:1] * 2)  # two calls were made, both are billed
+    assert record.llm.cost_usd == cost_of(CALLS[:1] * 2)
+
+
+def test_load_ext_with_a_live_client_offers_attach(client, capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        distributed.Client.current()  # the module's client is this process's default
+        shell.run_line_magic("load_ext", "nbcost")
+        out = capsys.readouterr().out
+        assert "nbcost.dask.attach(client)" in out
+        assert out.count("nbcost.dask.attach") == 1
+    finally:
+        shell.run_line_magic("unload_ext", "nbcost")
+        InteractiveShell.clear_instance()
+
+
+def test_no_hint_and_no_dask_import_without_a_client():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", (
+        "import sys, nbcost.dask\n"
+        "print(nbcost.dask.attach_hint(), 'distributed' in sys.modules)\n"
+        "import distributed\n"
+        "print(nbcost.dask.attach_hint())")], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["None", "False", "None"]
