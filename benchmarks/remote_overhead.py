@@ -1,0 +1,89 @@
+"""What ``nbcost.dask.attach`` adds to a Dask workload: many tiny tasks with and without it.
+
+    python benchmarks/remote_overhead.py [--tasks 10000] [--rounds 10]
+
+A LocalCluster of worker processes (2 workers, 1 thread each) runs the same batch of tiny tasks
+(``x + 1``) submitted inside a window of a real Session, attached and detached alternately,
+round by round, so both configurations see the same machine load; each round's batch is
+``tasks / rounds`` tasks, so each configuration runs ``tasks`` in all. The figure is the
+median of the per-round ratios of wall time. The plugin costs a task nothing unless the task
+calls an LLM: the annotations ride along with the graph, and events are sent per call.
+
+Goal: ≤ 5 % added wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+GOAL = 0.05
+
+
+def tiny(x: int) -> int:
+    return x + 1
+
+
+def batch(client, session, n: int) -> float:
+    window = session.open_window("cell")
+    started = time.perf_counter()
+    results = client.gather(client.map(tiny, range(n), pure=False))
+    elapsed = time.perf_counter() - started
+    session.close_window(window.id)
+    assert results[-1] == n
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10_000, help="tasks per configuration")
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+
+    import os
+
+    os.environ.setdefault("NBCOST_HOME", tempfile.mkdtemp(prefix="nbcost-bench-"))
+    import distributed
+
+    import nbcost.dask
+    from nbcost.meters.llm import LlmMeter
+    from nbcost.session import Session
+
+    per_round = max(1, args.tasks // args.rounds)
+    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
+                                  dashboard_address=None, silence_logs=40) as cluster, \
+            distributed.Client(cluster) as client:
+        session = Session(meters=[LlmMeter()])
+        batch(client, session, 200)  # warm up: imports, connections
+        plain, attached, ratios = [], [], []
+        for round_number in range(args.rounds):
+            order = ("plain", "attached") if round_number % 2 == 0 else ("attached", "plain")
+            times = {}
+            for config in order:
+                detach = nbcost.dask.attach(client, session) if config == "attached" else None
+                times[config] = batch(client, session, per_round)
+                if detach is not None:
+                    detach()
+            plain.append(times["plain"])
+            attached.append(times["attached"])
+            ratios.append(times["attached"] / times["plain"] - 1)
+        session.close()
+
+    tasks = per_round * args.rounds
+    print(f"{tasks:,} tiny Dask tasks per configuration, {args.rounds} interleaved rounds "
+          f"(2 worker processes)")
+    print(f"  without nbcost: {sum(plain):.2f} s ({sum(plain) / tasks * 1e6:.0f} µs a task)")
+    print(f"  attached:       {sum(attached):.2f} s ({sum(attached) / tasks * 1e6:.0f} µs a task)")
+    added = statistics.median(ratios)
+    verdict = "meets" if added <= GOAL else "misses"
+    print(f"  added wall time: {added:+.1%} (median of rounds; goal ≤ {GOAL:.0%}: {verdict})")
+
+
+if __name__ == "__main__":
+    main()
