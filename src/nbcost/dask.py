@@ -99,10 +99,9 @@ class _WindowAnnotations:
     def _enter(self, window_id: str | None) -> None:
         import dask
 
-        from .remote.dask_worker import ANNOTATION_ATTACH, ANNOTATION_WINDOW
+        from .remote.dask_worker import ANNOTATION, annotation
 
-        manager = dask.annotate(**{ANNOTATION_ATTACH: self.token,
-                                   ANNOTATION_WINDOW: window_id or ""})
+        manager = dask.annotate(**{ANNOTATION: annotation(self.token, window_id)})
         manager.__enter__()
         self._entered.append((window_id, manager))
 

@@ -285,8 +285,8 @@ class Session:
             window = self._open[info.id] = _Window(info)
         if self._children is not None:  # children started from now on bill to this window
             self._children.window_changed(info.id)
-        for watcher in self._window_watchers:
-            self.run_safely("telling remote work of the window", lambda w=watcher: w(info.id))
+        if self._window_watchers:
+            self._tell_watchers(info.id)
         self._each_meter(lambda meter: meter.window_started(info), window)
         self._emit(f"{kind}_start", _window_fields(window), at=window.started_at)
         return info
@@ -316,11 +316,10 @@ class Session:
         with self._lock:
             window = self._open.pop(window_id, None)
             early = self._ended_early.pop(window_id, None) if window is None else None
-            innermost = next(reversed(self._open), None)
-            if children is not None:
-                children.window_changed(innermost)
-        for watcher in self._window_watchers:
-            self.run_safely("telling remote work of the window", lambda w=watcher: w(innermost))
+            if self._open and (children is not None or self._window_watchers):
+                self._window_closed_inside(next(reversed(self._open)))
+        if not self._open and self._window_watchers:
+            self._tell_watchers(None)
         if window is None:
             if early is None:
                 self.warn_once("unknown-window", f"nbcost: window {window_id} is not open (was "
@@ -503,6 +502,20 @@ class Session:
                                               if w is not watcher)
 
         return remove
+
+    def _window_closed_inside(self, innermost: str) -> None:
+        """A window closed while others stay open: remote work is for the innermost again.
+        (After a top-level window nothing is reset, to keep the cell path at one environment
+        write: a child started between cells is billed to the cell before, as a late
+        amendment.)"""
+        if self._children is not None:
+            self._children.window_changed(innermost)
+        if self._window_watchers:
+            self._tell_watchers(innermost)
+
+    def _tell_watchers(self, window_id: str | None) -> None:
+        for watcher in self._window_watchers:
+            self.run_safely("telling remote work of the window", lambda w=watcher: w(window_id))
 
     def _start_children(self) -> None:
         from .remote.children import ChildProcesses

@@ -16,12 +16,15 @@ from typing import Any, Mapping
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-__all__ = ["ANNOTATION_ATTACH", "ANNOTATION_WINDOW", "TOPIC", "NbcostWorkerPlugin"]
+__all__ = ["ANNOTATION", "TOPIC", "NbcostWorkerPlugin", "annotation"]
 
 TOPIC = "nbcost"
-#: Task annotations: which attached kernel submitted the task, and from which window.
-ANNOTATION_ATTACH = "nbcost_attach"
-ANNOTATION_WINDOW = "nbcost_window"
+#: The task annotation: ``"<attachment token> <window id>"`` (one string: every task carries it).
+ANNOTATION = "nbcost"
+
+
+def annotation(token: str, window_id: str | None) -> str:
+    return f"{token} {window_id or ''}"
 
 
 class WorkerSink:
@@ -42,9 +45,10 @@ class WorkerSink:
         key = getattr(thread_state, "key", None)  # the task this thread runs now
         task = self.worker.state.tasks.get(key) if key is not None else None
         annotations = (getattr(task, "annotations", None) or {}) if task is not None else {}
+        token, _, window_id = str(annotations.get(ANNOTATION) or "").partition(" ")
         self.worker.log_event(TOPIC, {
-            "attach": annotations.get(ANNOTATION_ATTACH),
-            "window_id": annotations.get(ANNOTATION_WINDOW) or None,
+            "attach": token or None,
+            "window_id": window_id or None,
             "usage": usage_fields(usage),
             "origin": {**self._origin, "task": None if key is None else str(key)},
         })

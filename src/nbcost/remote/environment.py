@@ -1,10 +1,11 @@
 """What a kernel tells the processes it starts, through their environment.
 
 ``NBCOST_PARENT_SESSION`` is set for as long as the session lives; the start-up hook in a Python
-child does nothing without it. ``NBCOST_PARENT_WINDOW`` follows the innermost open window (empty
-between windows): a child is billed to the window open when it was started, which is what a
-process inherits. Setting one ``os.environ`` key costs about 0.5 µs, so the cell path pays
-about 1 µs for it (set at the window's start, put back at its end).
+child does nothing without it. ``NBCOST_PARENT_WINDOW`` names the innermost open window: a child is
+billed to the window open when it was started, which is what a process inherits. Setting one
+``os.environ`` key costs about 0.5 µs, so a cell sets it once, at its start; a nested window's
+end puts back the one around it, a top-level window's end leaves it (a child started between
+cells is billed to the cell before it).
 """
 
 from __future__ import annotations
