@@ -205,3 +205,28 @@ def test_the_start_up_hook_is_installed_and_shipped_in_the_wheel():
     assert shipped["src/nbcost_child.pth"] == "nbcost_child.pth"
     assert next(p for p in installed if p.exists()).read_text() == \
         (ROOT / "src/nbcost_child.pth").read_text()
+
+
+def test_a_running_childs_calls_show_in_the_live_figures(srv, nbcost_home, tmp_path,
+                                                         wait_until):  # noqa: F811
+    folder = worker_module(tmp_path)
+    done = tmp_path / "done"
+    session = Session(meters=[LlmMeter()])
+    try:
+        window = session.open_window("cell", execution_count=1)
+        child = subprocess.Popen([sys.executable, "-c", (
+            "import os, time, nbcost_remote_work as w\n"
+            f"w.ask({base_urls(srv, CALLS[:1])[0]!r})\n"
+            f"while not os.path.exists({str(done)!r}): time.sleep(0.02)")], cwd=folder)
+        # The child still runs; the panel's figures already carry its call.
+        assert wait_until(lambda: session.live_totals(window.id).get("llm", {}).get("calls") == 1)
+        assert child.poll() is None
+        live = session.live_totals(window.id)
+        assert live["llm"]["input_tokens"] == CALLS[0][0]
+        assert Decimal(live["cost_usd"]) == cost_of(CALLS[:1])
+        done.touch()
+        assert child.wait(60) == 0
+        record = session.close_window(window.id)
+        assert record.llm.quantities["calls"] == 1  # counted once, live and at the end
+    finally:
+        session.close()
