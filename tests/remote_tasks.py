@@ -38,3 +38,18 @@ def pid() -> int:
 
 def tiny(x: int) -> int:
     return x + 1
+
+
+def ask_when_file(base_url: str, path: str) -> bool:
+    """Wait for a file to exist, then ask: a task still running when its cell ends."""
+    deadline = time.monotonic() + 120
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return ask(base_url)
+
+
+class Asker:
+    """An actor whose method calls an LLM."""
+
+    def ask(self, base_url: str) -> bool:
+        return ask(base_url)

@@ -116,6 +116,9 @@ class Session:
         #: Called with the innermost open window's id (None: none) when it changes, by what
         #: tells remote work which window it is for (nbcost.dask).
         self._window_watchers: tuple[Callable[[str | None], None], ...] = ()
+        #: Called before a window closes and on live updates, to fold remote usage that waits
+        #: to be fetched (nbcost.ray's collector).
+        self._collectors: tuple[Callable[[], None], ...] = ()
         self._begin(requested, parent=None)
         for meter in meters if meters is not None else _default_meters():
             self.add_meter(meter)
@@ -312,6 +315,8 @@ class Session:
         children = self._children
         if children is not None and children.beacon.raised:  # a child wrote: fold it in first
             self.run_safely("reading child processes' logs", lambda: children.collect(self))
+        if self._collectors:
+            self._run_collectors()
         end = time.time()
         with self._lock:
             window = self._open.pop(window_id, None)
@@ -381,6 +386,8 @@ class Session:
         it where a continuous meter's spend (GPU) crosses a budget: warnings are given here."""
         if self._children is not None:
             self._collect_children()
+        if self._collectors:
+            self._run_collectors()
         now = time.time()
         if window_id is None:
             info = WindowInfo(id=self.id, kind="session", start=self.started_at, end=now)
@@ -502,6 +509,22 @@ class Session:
                                               if w is not watcher)
 
         return remove
+
+    def add_collector(self, collect: Callable[[], None]) -> Callable[[], None]:
+        """Call ``collect()`` before each window closes and on each live update, to fold remote
+        usage that must be fetched (``fold_remote``); returns the undo."""
+        with self._lock:
+            self._collectors += (collect,)
+
+        def remove() -> None:
+            with self._lock:
+                self._collectors = tuple(c for c in self._collectors if c is not collect)
+
+        return remove
+
+    def _run_collectors(self) -> None:
+        for collect in self._collectors:
+            self.run_safely("fetching remote usage", collect)
 
     def _window_closed_inside(self, innermost: str) -> None:
         """A window closed while others stay open: remote work is for the innermost again.
