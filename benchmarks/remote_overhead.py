@@ -1,6 +1,6 @@
 """What ``nbcost.dask.attach`` adds to a Dask workload: many tiny tasks with and without it.
 
-    python benchmarks/remote_overhead.py [--tasks 10000] [--rounds 20]
+    python benchmarks/remote_overhead.py [--tasks 10000] [--rounds 20] [--ray]
 
 A LocalCluster of worker processes (2 workers, 1 thread each) runs the same batch of tiny tasks
 (``x + 1``) submitted inside a window of a real Session, attached and detached alternately,
@@ -10,6 +10,10 @@ median of the per-round ratios of wall time. The plugin costs a task nothing unl
 calls an LLM: the annotations ride along with the graph, and events are sent per call.
 
 Goal: ≤ 5 % added wall time.
+
+With ``--ray``, the same for ``nbcost.ray.attach`` on a local Ray (``ray.init(num_cpus=2)``,
+started with nbcost's worker hook; attached and detached alternately in the same job). Ray's
+start-up takes tens of seconds, so it is not run by default.
 
 It also prints what watching child processes adds to every cell (on by default): one
 ``os.environ`` write at the window's start and one byte read from shared memory at its end
@@ -62,10 +66,51 @@ def per_cell_child_watch(session, n: int = 200_000) -> float:
     return (min(timeit.repeat(cell, number=n, repeat=5)) - empty) / n * 1e6
 
 
+def ray_batch(session, n: int) -> float:
+    import ray
+
+    remote_tiny = ray.remote(tiny)
+    window = session.open_window("cell")
+    started = time.perf_counter()
+    results = ray.get([remote_tiny.remote(i) for i in range(n)])
+    elapsed = time.perf_counter() - started
+    session.close_window(window.id)
+    assert results[-1] == n
+    return elapsed
+
+
+def interleaved(rounds: int, attach, run) -> tuple[list, list, list]:
+    """``run()`` timed detached and attached (``attach()`` returns the undo), alternating which
+    goes first; the times of each and the per-round ratios."""
+    plain, attached, ratios = [], [], []
+    for round_number in range(rounds):
+        order = ("plain", "attached") if round_number % 2 == 0 else ("attached", "plain")
+        times = {}
+        for config in order:
+            detach = attach() if config == "attached" else None
+            times[config] = run()
+            if detach is not None:
+                detach()
+        plain.append(times["plain"])
+        attached.append(times["attached"])
+        ratios.append(times["attached"] / times["plain"] - 1)
+    return plain, attached, ratios
+
+
+def report(what: str, tasks: int, rounds: int, plain, attached, ratios) -> None:
+    print(f"{tasks:,} tiny {what} tasks per configuration, {rounds} interleaved rounds")
+    print(f"  without nbcost: {sum(plain):.2f} s ({sum(plain) / tasks * 1e6:.0f} µs a task)")
+    print(f"  attached:       {sum(attached):.2f} s ({sum(attached) / tasks * 1e6:.0f} µs a task)")
+    added = statistics.median(ratios)
+    verdict = "meets" if added <= GOAL else "misses"
+    print(f"  added wall time: {added:+.1%} (median of rounds; goal ≤ {GOAL:.0%}: {verdict})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks per configuration")
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--ray", action="store_true", help="also measure nbcost.ray.attach")
     args = parser.parse_args()
 
     import os
@@ -78,35 +123,34 @@ def main() -> None:
     from nbcost.session import Session
 
     per_round = max(1, args.tasks // args.rounds)
+    tasks = per_round * args.rounds
+    session = Session(meters=[LlmMeter()])
     with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
                                   dashboard_address=None, silence_logs=40) as cluster, \
             distributed.Client(cluster) as client:
-        session = Session(meters=[LlmMeter()])
         batch(client, session, 200)  # warm up: imports, connections
-        plain, attached, ratios = [], [], []
-        for round_number in range(args.rounds):
-            order = ("plain", "attached") if round_number % 2 == 0 else ("attached", "plain")
-            times = {}
-            for config in order:
-                detach = nbcost.dask.attach(client, session) if config == "attached" else None
-                times[config] = batch(client, session, per_round)
-                if detach is not None:
-                    detach()
-            plain.append(times["plain"])
-            attached.append(times["attached"])
-            ratios.append(times["attached"] / times["plain"] - 1)
-        child_watch_us = per_cell_child_watch(session)
-        session.close()
+        nbcost.dask.attach(client, session)()  # and the plugin's imports on the workers
+        report("Dask (2 worker processes)", tasks, args.rounds, *interleaved(
+            args.rounds, lambda: nbcost.dask.attach(client, session),
+            lambda: batch(client, session, per_round)))
+    if args.ray:
+        import ray
 
-    tasks = per_round * args.rounds
-    print(f"{tasks:,} tiny Dask tasks per configuration, {args.rounds} interleaved rounds "
-          f"(2 worker processes)")
-    print(f"  without nbcost: {sum(plain):.2f} s ({sum(plain) / tasks * 1e6:.0f} µs a task)")
-    print(f"  attached:       {sum(attached):.2f} s ({sum(attached) / tasks * 1e6:.0f} µs a task)")
-    added = statistics.median(ratios)
-    verdict = "meets" if added <= GOAL else "misses"
-    print(f"  added wall time: {added:+.1%} (median of rounds; goal ≤ {GOAL:.0%}: {verdict})")
-    print(f"child-process watch: {child_watch_us:.2f} µs a cell (goal ≤ ~1 µs)")
+        import nbcost.ray
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env=nbcost.ray.runtime_env())
+        try:
+            ray_batch(session, 200)
+            nbcost.ray.attach(session)()  # warm up: the collector actor's worker process
+            report("Ray (num_cpus=2)", tasks, args.rounds, *interleaved(
+                args.rounds, lambda: nbcost.ray.attach(session),
+                lambda: ray_batch(session, per_round)))
+        finally:
+            ray.shutdown()
+    print(f"child-process watch: {per_cell_child_watch(session):.2f} µs a cell "
+          f"(goal ≤ ~1 µs)")
+    session.close()
 
 
 if __name__ == "__main__":

@@ -77,6 +77,9 @@ class _Attachment:
         self.session = session
         self.collector = ray.remote(num_cpus=0)(Collector).options(
             name=name, get_if_exists=True).remote()
+        # Ready before any task can look it up (a worker that found no collector would lose
+        # its calls): the first drain returns once the actor runs.
+        self.pending = ray.get(self.collector.drain.remote(), timeout=120)
         self.windows: OrderedDict[str, str | None] = OrderedDict()  # task id -> window id
         self._windows_lock = threading.Lock()
         self._fetch_lock = threading.Lock()
@@ -110,7 +113,7 @@ class _Attachment:
         from .remote.wire import usage_from_fields
 
         with self._fetch_lock:
-            items = ray.get(self.collector.drain.remote())
+            items, self.pending = self.pending + ray.get(self.collector.drain.remote()), []
         for item in items:
             with self._windows_lock:
                 window_id = self.windows.get(item.get("task_id") or "")
