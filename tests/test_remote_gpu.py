@@ -70,3 +70,15 @@ def test_kernel_and_children_are_broken_down_per_process():
     # The kernel alone on its GPU has no breakdown to give.
     assert "processes" not in meter.measure(1005.2, 1006.0).detail
     meter.stop()
+
+
+def test_ancestry_is_walked_once_per_process(child):
+    from nbcost.meters.gpu.attribution import Descendants
+
+    descendants = Descendants(os.getpid())
+    assert descendants([child, 1]) == {child}
+    assert set(descendants._verdicts) == {child, 1}
+    descendants._verdicts[child] = (descendants._verdicts[child][0], False)  # a cached verdict
+    assert descendants([child]) == set()  # is used while the process is the same one
+    assert descendants([os.getpid() + 10**7]) == set()  # no such process
+    assert descendants._verdicts == {}  # forgets processes no longer listed

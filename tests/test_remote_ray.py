@@ -86,3 +86,29 @@ def test_a_task_gathered_in_a_later_cell_amends_the_cell_that_submitted_it(
     assert Decimal(amended["cost_usd"]) == cost_of(CALLS[:1])
     rows = {r["window_id"]: r for r in rows_from_events(events)}
     assert rows[first.id]["cost_usd"] == cost_of(CALLS[:1])
+
+
+def test_load_ext_with_ray_running_offers_attach(cluster, capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "nbcost")
+        out = capsys.readouterr().out
+        assert out.count("nbcost.ray.attach()") == 1
+    finally:
+        shell.run_line_magic("unload_ext", "nbcost")
+        InteractiveShell.clear_instance()
+
+
+def test_attach_without_the_worker_hook_says_what_to_do(cluster, monkeypatch, nbcost_home):
+    from nbcost.errors import ConfigError
+
+    context = ray.get_runtime_context()
+    monkeypatch.setattr(type(context), "runtime_env", property(lambda self: {}))
+    session = Session(meters=[])
+    try:
+        with pytest.raises(ConfigError, match=r"runtime_env=nbcost.ray.runtime_env\(\)"):
+            nbcost.ray.attach(session)
+    finally:
+        session.close()

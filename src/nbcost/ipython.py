@@ -70,12 +70,14 @@ class CostExtension:
         self._offer_remote()
 
     def _offer_remote(self) -> None:
-        """Say how to bill a Dask cluster the notebook already uses (nbcost.dask)."""
-        from .dask import attach_hint
+        """Say how to bill a Dask or Ray cluster the notebook already uses (nbcost.dask,
+        nbcost.ray)."""
+        from . import dask, ray
 
-        hint = self.session.run_safely("looking for a Dask client", attach_hint)
-        if hint:
-            print(hint, flush=True)
+        for hint in (dask.attach_hint, ray.attach_hint):
+            line = self.session.run_safely("looking for a cluster client", hint)
+            if line:
+                print(line, flush=True)
 
     def stop(self) -> None:
         from .magics import cost_cell_header

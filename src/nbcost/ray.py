@@ -26,7 +26,22 @@ from typing import Any, Callable
 
 from .errors import ConfigError
 
-__all__ = ["attach", "runtime_env"]
+__all__ = ["attach", "attach_hint", "runtime_env"]
+
+HINT = ("nbcost: Ray is running; `import nbcost.ray; nbcost.ray.attach()` bills LLM calls made in "
+        "its tasks to the cells that submit them (start Ray with "
+        "ray.init(runtime_env=nbcost.ray.runtime_env())).")
+
+
+def attach_hint() -> str | None:
+    """The line ``%load_ext nbcost`` prints when Ray is already running (None otherwise;
+    never imports ray)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not getattr(ray, "is_initialized", lambda: False)():
+        return None
+    return HINT
 
 #: How many submitted tasks' windows are remembered (the oldest are forgotten first).
 MAX_TASKS = 200_000

@@ -52,17 +52,30 @@ class Descendants:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        # pid -> (its start time, descends?): a process's ancestry is fixed at its start, so
+        # each is walked once (a reused pid has another start time); a shared GPU's many
+        # strangers then cost one /proc read each per poll.
+        self._verdicts: dict[int, tuple[float, bool]] = {}
 
     def __call__(self, pids: Iterable[int]) -> set[int]:
         import psutil
 
-        found = set()
+        found, verdicts = set(), {}
         for pid in pids:
             try:
-                if any(parent.pid == self.pid for parent in psutil.Process(pid).parents()):
-                    found.add(pid)
+                process = psutil.Process(pid)
+                started = process.create_time()
+                known = self._verdicts.get(pid)
+                if known is not None and known[0] == started:
+                    ours = known[1]
+                else:
+                    ours = any(parent.pid == self.pid for parent in process.parents())
             except psutil.Error:  # gone, or not ours to see
                 continue
+            verdicts[pid] = (started, ours)
+            if ours:
+                found.add(pid)
+        self._verdicts = verdicts  # only the pids listed now: the cache never grows
         return found
 
 
