@@ -167,6 +167,8 @@ def test_a_child_that_finishes_after_its_cell_amends_that_cell(srv, nbcost_home,
         windows = dict(spend.sql("SELECT window_id, cost_usd FROM windows").fetchall())
         assert windows[first.id] == cost_of(CALLS[:1]) and windows[second.id] == 0
         assert spend.report("user").total["cost_usd"] == cost_of(CALLS[:1])
+        assert spend.sql("SELECT window_id, origin, late FROM llm_calls").fetchall() == [
+            (first.id, "process", True)]
 
 
 def test_the_environment_follows_the_innermost_window_and_is_removed_at_the_end(nbcost_home):

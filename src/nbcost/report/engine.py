@@ -37,7 +37,9 @@ it often)
     ``request_model``, ``response_model``, ``calls``, ``input_tokens``,
     ``cache_read_tokens``, ``cache_write_tokens``, ``output_tokens``, ``reasoning_tokens``,
     ``cost_usd`` (DECIMAL, null where unpriced), ``unpriced``, ``estimated``, ``error``
-    (``error_type`` or null), ``usage_source``, ``latency_s``, ``source_file``.
+    (``error_type`` or null), ``usage_source``, ``latency_s``, ``origin`` (``process``,
+    ``dask`` or ``ray`` for a call made outside the kernel, else null), ``late``,
+    ``source_file``.
 ``budget_events`` (table)
     ``ts``, ``session_id``, ``window_id``, ``user``, ``team``, ``project``, ``notebook_path``,
     ``notebook_id``, ``action`` (set, cleared, warning, refused), ``scope`` (session, cell),
@@ -392,7 +394,7 @@ def _llm_calls(con, logs: list[Input], since, until, filters: Filters) -> None:
                "input_tokens BIGINT, cache_read_tokens BIGINT, cache_write_tokens BIGINT, "
                "output_tokens BIGINT, reasoning_tokens BIGINT, cost_usd DECIMAL(38,18), "
                "unpriced BOOLEAN, estimated BOOLEAN, error VARCHAR, usage_source VARCHAR, "
-               "latency_s DOUBLE, source_file VARCHAR")
+               "latency_s DOUBLE, origin VARCHAR, late BOOLEAN, source_file VARCHAR")
     if not logs:
         con.execute(f"CREATE OR REPLACE TEMP TABLE llm_calls ({columns})")
         return
@@ -406,7 +408,7 @@ def _llm_calls(con, logs: list[Input], since, until, filters: Filters) -> None:
             f'"quantities": "STRUCT({quantities})", '
             '"attributes": {"provider": "VARCHAR", "request_model": "VARCHAR", '
             '"response_model": "VARCHAR", "error_type": "VARCHAR", "usage_source": "VARCHAR", '
-            '"latency_s": "DOUBLE"}}')
+            '"latency_s": "DOUBLE"}, "origin": {"kind": "VARCHAR"}, "late": "BOOLEAN"}')
     where, params = _period_and_people("ts", since, until, filters,
                                        extra=(("model", filters.models),))
     if filters.notebooks:
@@ -425,7 +427,8 @@ def _llm_calls(con, logs: list[Input], since, until, filters: Filters) -> None:
                  money(c.cost_usd) AS cost_usd, money(c.cost_usd) IS NULL AS unpriced,
                  list_contains(c.flags, 'estimated') AS estimated,
                  c.attributes.error_type AS error, c.attributes.usage_source AS usage_source,
-                 c.attributes.latency_s AS latency_s, source_file
+                 c.attributes.latency_s AS latency_s, c.origin.kind AS origin,
+                 coalesce(c.late, false) AS late, source_file
           FROM (SELECT filename AS source_file, TRY(json_transform(line, '{spec}')) AS c
                 FROM {_lines([i.url for i in logs])}
                 WHERE line IS NOT NULL AND contains(line, '"llm_call"')) AS raw
