@@ -53,3 +53,24 @@ class Asker:
 
     def ask(self, base_url: str) -> bool:
         return ask(base_url)
+
+
+# --- a fake GPU per worker process (the test-only NVML hook of nbcost.dask.attach) ---------------
+GPU = None
+
+
+def worker_nvml():
+    """This worker's own fake GPU, held by the worker process (dask-cuda style)."""
+    global GPU
+    from fake_nvml import FakeGpu, FakeNvml
+
+    GPU = FakeGpu(f"GPU-{os.getpid()}").process(os.getpid(), 0.0)
+    return FakeNvml([GPU], time.time)
+
+
+def gpu_busy(seconds: float) -> bool:
+    """Keep this worker's (fake) GPU fully busy for ``seconds``."""
+    start = time.time()
+    GPU.busy(start, start + seconds, util=100, sm=50)
+    time.sleep(seconds)
+    return True

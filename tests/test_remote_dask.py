@@ -147,3 +147,33 @@ def test_no_hint_and_no_dask_import_without_a_client():
         "import distributed\n"
         "print(nbcost.dask.attach_hint())")], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["None", "False", "None"]
+
+
+def test_gpu_time_of_tasks_on_gpu_workers_adds_up_in_the_submitting_cell(
+        client, session, wait_until):
+    detach = nbcost.dask.attach(client, session, nvml="remote_tasks:worker_nvml")
+    try:
+        window = session.open_window("cell", execution_count=1)
+        assert all(client.gather(client.map(remote_tasks.gpu_busy, [1.0, 1.0], pure=False)))
+        session.close_window(window.id)
+
+        def gpu_events():
+            session.flush()
+            return [e for e in read_log(session.ledger_path).events if e["event"] == "gpu_usage"]
+
+        assert wait_until(lambda: len(gpu_events()) == 2, timeout=60)
+    finally:
+        detach()
+    events = gpu_events()
+    assert {e["origin"]["kind"] for e in events} == {"dask"}
+    assert all(e["window_ids"] == [window.id] for e in events)
+    for event in events:  # each task: about its second of busy GPU, on its worker's GPU
+        assert event["quantities"]["busy_s"] == pytest.approx(1.0, abs=0.45)
+        assert event["quantities"]["held_s"] >= event["quantities"]["busy_s"] - 0.05
+        assert event["key"].startswith(event["origin"]["worker"])
+        assert Decimal(event["cost_usd"]) > 0
+    rows = {r["window_id"]: r for r in rows_from_events(read_log(session.ledger_path).events)}
+    row = rows[window.id]  # in the cell's record, whether it came in time or amended it
+    assert row["remote_gpu_busy_s"] == pytest.approx(sum(e["quantities"]["busy_s"]
+                                                         for e in events))
+    assert row["remote_gpu_cost_usd"] == sum(Decimal(e["cost_usd"]) for e in events)

@@ -1,6 +1,9 @@
 """Dask: LLM calls made inside tasks on a ``distributed`` cluster, billed to the cell that
 submitted them.
 
+Workers with a GPU also report each task's GPU figures (held, busy, SM-weighted seconds,
+energy) over the task's span, as the ``remote_gpu`` meter of the window.
+
 Example::
 
     from dask.distributed import Client
@@ -43,9 +46,14 @@ def attach_hint() -> str | None:
     return HINT
 
 
-def attach(client: Any, session: Any = None) -> Callable[[], None]:
-    """Bill LLM calls made in ``client``'s tasks to the windows (cells, ``track()`` blocks) that
-    submit them, in ``session`` (default: ``nbcost.session()``). Returns ``detach()``."""
+def attach(client: Any, session: Any = None, *, gpu: bool = True, nvml: str | None = None,
+           gpu_options: dict | None = None) -> Callable[[], None]:
+    """Bill LLM calls (and, with ``gpu``, GPU time) of ``client``'s tasks to the windows (cells,
+    ``track()`` blocks) that submit them, in ``session`` (default: ``nbcost.session()``).
+    Returns ``detach()``.
+
+    ``nvml``: ``"module:function"`` returning a pynvml-like module for the workers' GPU meters
+    (tests inject a fake NVML this way); ``gpu_options``: the workers' ``GpuMeter`` options."""
     from .api import session as current_session
     from .remote.dask_worker import TOPIC, NbcostWorkerPlugin
     from .remote.wire import usage_from_fields
@@ -67,7 +75,8 @@ def attach(client: Any, session: Any = None) -> Callable[[], None]:
         session.run_safely("folding a Dask task's usage", lambda: session.fold_remote(
             usage, message.get("window_id"), dict(message.get("origin") or {})))
 
-    client.register_plugin(NbcostWorkerPlugin(session.settings), name=f"nbcost-{token}")
+    client.register_plugin(NbcostWorkerPlugin(session.settings, gpu, nvml, gpu_options),
+                           name=f"nbcost-{token}")
     client.subscribe_topic(TOPIC, on_event)
     open_windows = session.open_windows()
     annotations.follow(open_windows[-1].id if open_windows else None)
