@@ -177,3 +177,9 @@ def test_gpu_time_of_tasks_on_gpu_workers_adds_up_in_the_submitting_cell(
     assert row["remote_gpu_busy_s"] == pytest.approx(sum(e["quantities"]["busy_s"]
                                                          for e in events))
     assert row["remote_gpu_cost_usd"] == sum(Decimal(e["cost_usd"]) for e in events)
+    # The summary shows the workers' GPUs apart from the kernel's own.
+    from nbcost.display.summary import meter_lines
+    from nbcost.records import compact_meter
+
+    lines = meter_lines("remote_gpu", compact_meter("remote_gpu", session.totals()["remote_gpu"]))
+    assert lines[0][0] == "Remote GPU" and "busy" in lines[0][1]

@@ -91,6 +91,9 @@ def meter_lines(name: str, figures: Mapping[str, Any]) -> list[Line]:
         return _gpu_lines(figures)
     if name == "llm":
         return _llm_lines(figures)
+    if name == "remote_gpu":  # Dask workers' GPUs (nbcost.dask): the GPU's figures, apart
+        return [("Remote GPU" if label == "GPU" else label, text)
+                for label, text in _gpu_lines(figures)]
     shown = ", ".join(f"{_label(name, k)} {v:g}" for k, v in figures.items()
                       if isinstance(v, (int, float)) and not isinstance(v, bool))
     cost = format_usd(Decimal(figures.get("cost_usd") or 0), bool(figures.get("unpriced")))
