@@ -97,8 +97,8 @@ def test_find_logs_walks_folders_and_rejects_missing_paths(tmp_path):
 
 
 def test_a_buffered_edge_is_the_line_the_whole_record_gives(tmp_path):
-    """``buffer`` splices the common fields' JSON encoded once: the bytes must be exactly what
-    encoding the whole record gives (odd values, no common fields, no own fields included)."""
+    """An edge queued with ``buffer`` (no dict built on the cell's thread) is written as the
+    very line its whole record gives (odd values, overrides, no common fields included)."""
     from nbcost.ledger import _line
 
     for common in ({"session_id": "s1", "user": "ä \u2028", "team": None}, {}):
