@@ -94,3 +94,45 @@ def test_find_logs_walks_folders_and_rejects_missing_paths(tmp_path):
     assert len(read_logs([tmp_path / "a"]).events) == 2
     with pytest.raises(LedgerError, match="no spend log at"):
         list(find_logs([tmp_path / "missing.jsonl"]))
+
+
+def test_a_buffered_edge_is_the_line_the_whole_record_gives(tmp_path):
+    """An edge queued with ``buffer`` (no dict built on the cell's thread) is written as the
+    very line its whole record gives (odd values, overrides, no common fields included)."""
+    from nbcost.ledger import _line
+
+    for common in ({"session_id": "s1", "user": "ä \u2028", "team": None}, {}):
+        path = tmp_path / f"{len(common)}.jsonl"
+        ledger = Ledger(path, common)
+        edges = [("cell_start", {"window_id": "w1", "label": 'a "quoted"\nlabel', "tags": {"k": "v"},
+                                 "execution_count": 3, "wall_s": 0.1 + 0.2}),
+                 ("cell_end", {}),
+                 ("track_end", {"label": "bad \udcff", "wall_s": float("nan")}),
+                 ("track_start", {"session_id": "overrides the common one"})]
+        for event, fields in edges:
+            ledger.buffer(event, fields, at="2026-11-28T10:00:00.000000Z")
+        ledger.close()
+        lines = path.read_bytes().splitlines(keepends=True)
+        assert len(lines) == len(edges)
+        for line, (event, fields) in zip(lines, edges):
+            logged = json.loads(line)
+            expected = _line({"schema": SCHEMA_VERSION, "id": logged["id"], "event": event,
+                              "ts": "2026-11-28T10:00:00.000000Z", **common, **fields})
+            assert line == expected
+
+
+def test_buffered_edges_wake_the_writer_once_per_burst_not_per_cell(tmp_path, wait_until):
+    """The cell's thread never signals another thread per cell: a burst of edges arms the
+    writer once; the writer writes them all on its own timer."""
+    path = tmp_path / "s.jsonl"
+    ledger = Ledger(path, {"session_id": "s1"}, edge_flush_s=0.2)
+    wakes = []
+    arm = ledger._arm_writer
+    ledger._arm_writer = lambda: (wakes.append(1), arm())
+    for number in range(1000):
+        ledger.buffer("cell_end", {"window_id": f"w{number}"}, at="2026-11-28T10:00:00.000000Z")
+    assert wait_until(lambda: path.read_text().count("\n") == 1000, timeout=10)
+    # 1,000 appends take a few ms; on a loaded machine a pause longer than the writer's timer
+    # can split the burst, but never into anything like one wake per edge.
+    assert 1 <= len(wakes) <= 10
+    ledger.close()

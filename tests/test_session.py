@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 from decimal import Decimal
 
 import pytest
@@ -274,3 +275,41 @@ def test_track_takes_tags_as_a_dict_or_text_and_says_what_else_is_wrong(nbcost_h
             nbcost.track("x", tags="novalue")
     finally:
         api.set_session(None).close()
+
+
+def test_a_killed_kernel_leaves_every_finished_cells_edges(tmp_path, wait_until):
+    """Cell edges are buffered, not written inline: with no later event, no flush and no exit
+    hook (``kill -9``), the writer still puts each finished cell's ``cell_end`` on disk."""
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", """if True:
+        import sys
+        from IPython.core.interactiveshell import InteractiveShell
+        shell = InteractiveShell.instance()
+        shell.run_cell("%load_ext nbcost", store_history=True)
+        for _ in range(200):
+            shell.run_cell("x = 1", store_history=True)
+        from nbcost import api
+        print("log:", api.session().ledger_path, flush=True)
+        sys.stdin.readline()  # blocks: nothing more happens in this process
+    """], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "NBCOST_HOME": str(tmp_path)})
+    try:
+        line = child.stdout.readline()
+        while not line.startswith("log: "):  # (the no-GPU line comes first)
+            line = child.stdout.readline()
+        log = Path(line[5:].strip())
+
+        def cell_ends() -> int:
+            return log.read_text().count('"event":"cell_end"')
+
+        assert wait_until(lambda: cell_ends() == 200, timeout=30)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    events = read_log(log).events
+    starts = [e["window_id"] for e in events if e["event"] == "cell_start"]
+    ends = [e["window_id"] for e in events if e["event"] == "cell_end"]
+    assert len(ends) == 200 and set(ends) == set(starts)

@@ -52,14 +52,15 @@ class Budgets:
             self._warned.pop(window_id, None)
 
     def forget_window(self, window_id: str) -> None:
+        if window_id not in self._windows and window_id not in self._warned:
+            return  # (most windows have no budget: no lock taken for them)
         with self._lock:
             self._windows.pop(window_id, None)
             self._warned.pop(window_id, None)
 
     def of_window(self, window_id: str) -> Budget | None:
         """The budget a window runs under: its own, else the session's."""
-        with self._lock:
-            own = self._windows.get(window_id)
+        own = self._windows.get(window_id)  # a dict read: atomic under the GIL
         return own or self.session
 
     def own(self, window_id: str) -> Budget | None:

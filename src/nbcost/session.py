@@ -30,6 +30,8 @@ __all__ = ["Session", "notebook_identity"]
 Listener = Callable[[dict], None]
 # Events the ledger may queue for its writer thread (everything else is written before it returns).
 WINDOW_EDGE_EVENTS = frozenset({"cell_start", "cell_end", "track_start", "track_end"})
+_START_EVENTS = {"cell": "cell_start", "track": "track_start"}
+_END_EVENTS = {"cell": "cell_end", "track": "track_end"}
 #: A session id is a file name: no path separators, no leading dot, a sane length.
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -96,6 +98,12 @@ class Session:
         self.enabled = True  # `%cost off` stops recording cells; meters' usage is still logged
         self._listeners: list[Listener] = []
         self.meters: dict[str, Meter] = {}
+        self._edge_meters: tuple[Meter, ...] = ()
+        self._measuring_meters: tuple[Meter, ...] = ()
+        # Each meter's last figures and their JSON: a meter that measures the same (frozen)
+        # figures window after window (no GPU) is encoded once.
+        self._json_of: dict[str, tuple[MeterTotals, dict]] = {}
+        self._last_measured: dict[str, tuple[Any, MeterTotals]] = {}
         self._open: dict[str, _Window] = {}
         # Windows that `%cost reset` or `close()` ended while their code still ran: the code's
         # own close (track's __exit__, post_run_cell) gets this record instead of an error.
@@ -214,12 +222,26 @@ class Session:
         if meter.name in self.meters:
             raise ValueError(f"a meter named {meter.name!r} is already part of this session")
         self.meters[meter.name] = meter
+        self._meters_changed()
         self.run_safely(f"starting the {meter.name} meter", lambda: meter.start(self))
 
     def remove_meter(self, name: str) -> None:
         meter = self.meters.pop(name, None)
+        self._meters_changed()
         if meter is not None:
             self.run_safely(f"stopping the {name} meter", meter.stop)
+
+    def _meters_changed(self) -> None:
+        """The meters each window edge and measurement calls: only those that override the
+        hook (the base class's do nothing), so a cell pays for no empty calls."""
+        def overriding(hook: str) -> tuple[Meter, ...]:
+            return tuple(m for m in self.meters.values()
+                         if getattr(type(m), hook) is not getattr(Meter, hook))
+
+        self._edge_meters = tuple(m for m in self.meters.values()
+                                  if type(m).window_started is not Meter.window_started
+                                  or type(m).window_ended is not Meter.window_ended)
+        self._measuring_meters = overriding("measure")
 
     # MeterSink ------------------------------------------------------------------------------
 
@@ -280,18 +302,21 @@ class Session:
         with self._lock:
             parent = next(reversed(self._open.values()), None)
             info = WindowInfo(
-                id=f"{self._window_prefix}{next(self._window_numbers):06x}", kind=kind,
-                start=time.time(), label=label,
-                tags={**self.settings.default_tags, **(tags or {})}, cell_id=cell_id,
-                execution_count=execution_count, parent_id=parent.info.id if parent else None,
-            )
+                f"{self._window_prefix}{next(self._window_numbers):06x}", kind, time.time(),
+                label, {**self.settings.default_tags, **tags} if tags else
+                dict(self.settings.default_tags), cell_id, execution_count,
+                parent.info.id if parent else None)
             window = self._open[info.id] = _Window(info)
         if self._children is not None:  # children started from now on bill to this window
             self._children.window_changed(info.id)
         if self._window_watchers:
             self._tell_watchers(info.id)
-        self._each_meter(lambda meter: meter.window_started(info), window)
-        self._emit(f"{kind}_start", _window_fields(window), at=window.started_at)
+        for meter in self._edge_meters:
+            try:
+                meter.window_started(info)
+            except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
+                self._fault(f"the {meter.name} meter", exc, window)
+        self._emit(_START_EVENTS.get(kind) or f"{kind}_start", _window_fields(window), at=window.started_at)
         return info
 
     def annotate_window(self, window_id: str, *, label: str | None = None,
@@ -330,9 +355,13 @@ class Session:
                 self.warn_once("unknown-window", f"nbcost: window {window_id} is not open (was "
                                "the session reset or unloaded?); nothing more is recorded for it.")
             return early
-        info = window.info.ended(end)
         wall_s = time.perf_counter() - window.started_perf
-        self._each_meter(lambda meter: meter.window_ended(info), window)
+        info = window.info.ended(end)
+        for meter in self._edge_meters:
+            try:
+                meter.window_ended(info)
+            except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
+                self._fault(f"the {meter.name} meter", exc, window)
         meters = self._measure(window, info.start, end)  # may flag the window
         flags = tuple(sorted(window.flags)) if window.flags else ()
         budget = self.budgets.of_window(window_id)
@@ -343,16 +372,11 @@ class Session:
         window.info = info
         ended_at = iso_utc(end)
         cost = record.cost_usd
-        self._emit(f"{info.kind}_end", {
-            **_window_fields(window),
-            "ended_at": ended_at,
-            "wall_s": wall_s,
-            "status": status,
-            "cost_usd": money(cost),
-            "unpriced": record.unpriced,
-            "meters": {name: totals.to_json() for name, totals in meters.items()},
-            "flags": list(flags),
-        }, at=ended_at)
+        fields = _window_fields(window)
+        fields.update(ended_at=ended_at, wall_s=wall_s, status=status, cost_usd=money(cost),
+                      unpriced=record.unpriced, meters=self._meters_json(meters),
+                      flags=list(flags))
+        self._emit(_END_EVENTS.get(info.kind) or f"{info.kind}_end", fields, at=ended_at)
         if budget is not None:  # spend since the last check (a window with no ticks) counts too
             where = self._where(window)
             self.budgets.check(window_id, cost, where)
@@ -566,9 +590,28 @@ class Session:
     def _measure(self, window: _Window, start: float, end: float) -> dict[str, MeterTotals]:
         with self._lock:
             meters = {name: tally.freeze() for name, tally in window.tallies.items()}
-        measured = self._each_meter(lambda meter: meter.measure(start, end), window)
-        meters.update({name: MeterTotals.from_measurement(m) for name, m in measured.items() if m})
+        for meter in self._measuring_meters:
+            try:
+                measured = meter.measure(start, end)
+            except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
+                self._fault(f"the {meter.name} meter", exc, window)
+                continue
+            if measured:
+                last = self._last_measured.get(meter.name)
+                if last is None or last[0] is not measured:  # the same figures again: reused
+                    last = self._last_measured[meter.name] = (
+                        measured, MeterTotals.from_measurement(measured))
+                meters[meter.name] = last[1]
         return meters
+
+    def _meters_json(self, meters: Mapping[str, MeterTotals]) -> dict[str, dict]:
+        out = {}
+        for name, totals in meters.items():
+            last = self._json_of.get(name)
+            if last is None or last[0] is not totals:
+                last = self._json_of[name] = (totals, totals.to_json())
+            out[name] = last[1]
+        return out
 
     def _window_cost(self, window: _Window) -> Decimal:
         return _cost(self._measure(window, window.info.start, time.time()))
@@ -609,6 +652,9 @@ class Session:
 
     def _emit(self, event: str, fields: Mapping[str, Any], at=None) -> None:
         try:
+            if event in WINDOW_EDGE_EVENTS and not self._listeners:  # nobody needs the dict
+                self._ledger.buffer(event, fields, at)
+                return
             payload = self._ledger.append(event, fields, at=at,
                                           durable=event not in WINDOW_EDGE_EVENTS)
         except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's cell

@@ -77,6 +77,7 @@ class GpuMeter(Meter):
         self._backend: Any = None
         self.sampler: Sampler | None = None
         self.reason_off: str | None = None
+        self._off: Measurement | None = None
         self._session_start = 0.0
         self._open_windows: dict[str, float] = {}  # top-level windows: id -> start
         self._windows: list[tuple[float, float]] = []
@@ -213,7 +214,11 @@ class GpuMeter(Meter):
     def _off_measurement(self) -> Measurement | None:
         if self.reason_off is None:
             return None  # not started
-        return Measurement({}, Decimal(0), flags=("no_gpu",), detail={"reason": self.reason_off})
+        if self._off is None or self._off.detail["reason"] != self.reason_off:
+            # One frozen measurement for every window: the session reuses its figures.
+            self._off = Measurement({}, Decimal(0), flags=("no_gpu",),
+                                    detail={"reason": self.reason_off})
+        return self._off
 
     def _settings(self) -> Any:
         return getattr(self._sink, "settings", None)
