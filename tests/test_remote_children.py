@@ -60,7 +60,7 @@ def kernel(nbcost_home):
 
 
 def test_a_subprocess_and_a_spawn_pool_bill_their_llm_calls_to_the_cell_that_started_them(
-        kernel, srv, nbcost_home, tmp_path):  # noqa: F811
+        kernel, srv, nbcost_home, tmp_path, wait_until):  # noqa: F811
     _, kc = kernel
     folder = worker_module(tmp_path)
     one, pooled = CALLS[:1], CALLS[1:5]
@@ -75,8 +75,13 @@ def test_a_subprocess_and_a_spawn_pool_bill_their_llm_calls_to_the_cell_that_sta
                 f"    assert all(pool.map(w.ask, {base_urls(srv, pooled)!r}))", "pool")
     execute(kc, "1 + 1", "after")
     (log,) = sorted(nbcost_home.glob("spend/*/*.jsonl"))
+
+    def ends():  # cell edges reach the log within ~50 ms (a writer thread batches them)
+        return {e["cell_id"]: e for e in read_log(log).events if e["event"] == "cell_end"}
+
+    assert wait_until(lambda: {"subprocess", "pool", "after"} <= set(ends()))
     events = read_log(log).events
-    ends = {e["cell_id"]: e for e in events if e["event"] == "cell_end"}
+    ends = ends()
     assert llm_figures(ends["subprocess"]) == tokens_of(one)
     assert Decimal(ends["subprocess"]["cost_usd"]) == cost_of(one)
     assert llm_figures(ends["pool"]) == tokens_of(pooled)
