@@ -12,11 +12,11 @@ import os
 import site
 import subprocess
 import sys
-import tomllib
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import tomllib
 from jupyter_client.manager import start_new_kernel
 from llm_support import srv  # noqa: F401 - fixture
 from remote_support import CALLS, MODEL, base_urls, cost_of, tokens_of, worker_module
@@ -111,8 +111,8 @@ def _forked_call(url: str) -> bool:
     return work.ask(url)
 
 
-def test_a_fork_pool_inside_a_track_block_bills_the_block(srv, nbcost_home, tmp_path,
-                                                          monkeypatch):  # noqa: F811
+def test_a_fork_pool_inside_a_track_block_bills_the_block(srv, nbcost_home, tmp_path,  # noqa: F811
+                                                          monkeypatch):
     monkeypatch.syspath_prepend(str(worker_module(tmp_path)))
     session = Session(meters=[LlmMeter()])
     nbcost.api.set_session(session)
@@ -197,9 +197,9 @@ def test_the_environment_follows_the_innermost_window_and_is_removed_at_the_end(
 
 
 def test_a_python_child_without_a_kernel_loads_nothing(nbcost_home):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NBCOST_PARENT")}
     out = subprocess.run([sys.executable, "-c", "import sys; print('nbcost' in sys.modules)"],
-                         capture_output=True, text=True, check=True, env={
-                             k: v for k, v in os.environ.items() if not k.startswith("NBCOST_PARENT")})
+                         capture_output=True, text=True, check=True, env=environ)
     assert out.stdout.strip() == "False"
 
 
@@ -214,8 +214,8 @@ def test_the_start_up_hook_is_installed_and_shipped_in_the_wheel():
         (ROOT / "src/nbcost_child.pth").read_text()
 
 
-def test_a_running_childs_calls_show_in_the_live_figures(srv, nbcost_home, tmp_path,
-                                                         wait_until):  # noqa: F811
+def test_a_running_childs_calls_show_in_the_live_figures(srv, nbcost_home, tmp_path,  # noqa: F811
+                                                         wait_until):
     folder = worker_module(tmp_path)
     done = tmp_path / "done"
     session = Session(meters=[LlmMeter()])
