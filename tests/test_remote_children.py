@@ -152,6 +152,13 @@ def test_a_child_that_finishes_after_its_cell_amends_that_cell(srv, nbcost_home,
         second_record = session.close_window(second.id)
         assert second_record.llm is None  # not the cell that started the child
         assert session.totals()["llm"].cost_usd == cost_of(CALLS[:1])
+        # Folded: later cells read no child log (the beacon has not moved since).
+        assert not session._children.pending()
+        reads = []
+        session._children.inbox.take = lambda: reads.append(1) or iter(())
+        third = session.open_window("cell", execution_count=3)
+        session.close_window(third.id)
+        assert reads == []
     finally:
         session.close()
     events = read_log(session.ledger_path).events

@@ -338,7 +338,7 @@ class Session:
         """End a window and return its record. One that ``%cost reset`` (or ``close()``) already
         ended gives that record; an unknown one gives None and one warning, never an error."""
         children = self._children
-        if children is not None and children.beacon.raised:  # a child wrote: fold it in first
+        if children is not None and children.pending():  # a child wrote: fold it in first
             self.run_safely("reading child processes' logs", lambda: children.collect(self))
         if self._collectors:
             self._run_collectors()

@@ -41,6 +41,7 @@ class ChildSink:
         self._warned: set[str] = set()
         self.started_at = time.time()
         self._ledger: Any = None  # opened at the first call: most children make none
+        self._beacon: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -55,9 +56,9 @@ class ChildSink:
         with self._lock:
             if self._ledger is None:
                 from ..ledger import Ledger
-                from .beacon import raise_beacon
+                from .beacon import ChildBeacon
 
-                raise_beacon(self.parent.folder)  # first: the kernel reads logs only then
+                self._beacon = ChildBeacon(self.parent.folder)  # it exists: the kernel is there
                 ledger = Ledger(self.parent.folder / f"{self.id}{SUFFIX}",
                                 {"session_id": self.id}, root=self.parent.folder)
                 ledger.append("session_start", {
@@ -77,6 +78,7 @@ class ChildSink:
         event = fields.pop("event")
         window_ids = [self.parent.window_id] if self.parent.window_id else []
         self._log().append(event, {**fields, "window_ids": window_ids}, at=at)
+        self._beacon.bump()  # after the line is written: the kernel reads the logs now
 
     def log(self, event: str, fields: Mapping[str, Any]) -> None:
         """Meters' own events (GPU checkpoints) have no place here: the kernel meters GPUs."""

@@ -32,7 +32,8 @@ class ChildProcesses:
         self.folder = session.settings.data_dir / "children" / session.id
         self.beacon = Beacon(session.settings.data_dir, self.folder)
         self.inbox = Inbox(self.folder)
-        self._lock = threading.Lock()  # one reader at a time (window end, ticker, Dask thread)
+        self._lock = threading.Lock()  # one reader at a time (window end, ticker)
+        self._folded = bytes(len(self.beacon.token()))  # the beacon's token as last folded
         environment.expose(session.id, self.folder)
         #: ``window_changed(window_id)``: the innermost open window is now this one; children
         #: started from now on are billed to it. One ``os.environ`` key, ~0.5 µs (a partial, not
@@ -41,15 +42,23 @@ class ChildProcesses:
         _watch_forks(session)
 
 
+    def pending(self) -> bool:
+        """A child logged something not folded yet (a memory read: the window end asks)."""
+        return self.beacon.token() != self._folded
+
     def collect(self, session: Session) -> None:
-        """Fold what children logged since the last look (nothing to do, and no syscall, until
-        a child announced itself)."""
-        if not self.beacon.raised:
+        """Fold what children logged since the last look (nothing to do, and no syscall,
+        until a child's beacon moved). Returns once what was pending is folded, whichever
+        thread (window end, live ticker) does the reading."""
+        if not self.pending():
             return
         with self._lock:
-            items = list(self.inbox.take())
-        for item in items:
-            session.fold_remote(item.usage, item.window_id, item.origin)
+            token = self.beacon.token()
+            if token == self._folded:
+                return  # another thread folded it while this one waited
+            for item in list(self.inbox.take()):
+                session.fold_remote(item.usage, item.window_id, item.origin)
+            self._folded = token
 
     def close(self, session: Session) -> None:
         """The session ends: fold the last of it, stop telling children, and remove the folder
