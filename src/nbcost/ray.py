@@ -98,6 +98,7 @@ class _Attachment:
         self.windows: OrderedDict[str, str | None] = OrderedDict()  # task id -> window id
         self._windows_lock = threading.Lock()
         self._fetch_lock = threading.Lock()
+        self._detached = False
         open_windows = session.open_windows()
         self.current: str | None = open_windows[-1].id if open_windows else None
         self._undo = [session.watch_windows(self._follow), session.add_collector(self.fetch),
@@ -128,6 +129,8 @@ class _Attachment:
         from .remote.wire import usage_from_fields
 
         with self._fetch_lock:
+            if self._detached:  # the collector's items are the next attachment's now
+                return
             items, self.pending = self.pending + ray.get(self.collector.drain.remote()), []
         for item in items:
             with self._windows_lock:
@@ -146,6 +149,8 @@ class _Attachment:
         self._stop.set()
         self._thread.join(5)
         self.session.run_safely("fetching Ray usage", self.fetch)
+        with self._fetch_lock:  # a poll still under way (a slow cluster) drains no more
+            self._detached = True
         for undo in self._undo:
             undo()
 
