@@ -162,6 +162,7 @@ def test_a_child_that_finishes_after_its_cell_amends_that_cell(srv, nbcost_home,
     finally:
         session.close()
     events = read_log(session.ledger_path).events
+    assert not (nbcost_home / "children" / session.id).exists()  # folded, then removed
     (call,) = [e for e in events if e["event"] == "llm_call"]
     assert call["late"] is True and call["window_ids"] == [first.id]
     (amended,) = [e for e in events if e["event"] == "window_amended"]

@@ -62,12 +62,13 @@ class ChildProcesses:
 
     def close(self, session: Session) -> None:
         """The session ends: fold the last of it, stop telling children, and remove the folder
-        when no child ever wrote to it."""
+        (its child logs are in the session's own log now). Kept while the session's log holds
+        events it could not write yet: the child logs are then the only copy on disk."""
         self.collect(session)
         environment.withdraw(self.session_id)
-        raised = self.beacon.raised
         self.beacon.close()
-        if not raised:
+        session.flush()
+        if not session.unsaved_events:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
