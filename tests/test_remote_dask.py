@@ -183,3 +183,54 @@ def test_gpu_time_of_tasks_on_gpu_workers_adds_up_in_the_submitting_cell(
 
     lines = meter_lines("remote_gpu", compact_meter("remote_gpu", session.totals()["remote_gpu"]))
     assert lines[0][0] == "Remote GPU" and "busy" in lines[0][1]
+
+
+def test_in_a_real_kernel_a_cell_that_maps_llm_calls_shows_their_cost(srv, nbcost_home,  # noqa: F811
+                                                                        tmp_path, wait_until):
+    """The notebook path end to end: the cluster is the kernel's child (its workers inherit the
+    kernel's environment, so the child hook must step aside: each call counted once), the
+    window reaches tasks through the cell's annotations."""
+    import os
+    from pathlib import Path
+
+    from jupyter_client.manager import start_new_kernel
+
+    tests = str(Path(__file__).resolve().parent)
+    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ})
+    try:
+        def run(code, cell_id):
+            msg = kc.session.msg("execute_request", {
+                "code": code, "silent": False, "store_history": True, "user_expressions": {},
+                "allow_stdin": False, "stop_on_error": True}, metadata={"cellId": cell_id})
+            kc.shell_channel.send(msg)
+            reply = kc.get_shell_msg(timeout=120)
+            while reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+                reply = kc.get_shell_msg(timeout=120)
+            assert reply["content"]["status"] == "ok", reply["content"]
+
+        run("%load_ext nbcost", "load")
+        run(f"import sys; sys.path.insert(0, {tests!r})\n"
+            "import distributed, nbcost.dask, remote_tasks\n"
+            "cluster = distributed.LocalCluster(processes=True, n_workers=1, threads_per_worker=1,"
+            " dashboard_address=None, silence_logs=40)\n"
+            "client = distributed.Client(cluster)\n"
+            "detach = nbcost.dask.attach(client)", "attach")
+        run(f"assert all(client.gather(client.map(remote_tasks.ask, "
+            f"{base_urls(srv, CALLS[:2])!r})))", "fan-out")
+        run("detach(); client.close(); cluster.close()", "close")
+        (log,) = sorted(nbcost_home.glob("spend/*/*.jsonl"))
+
+        def ends():
+            return {e["cell_id"]: e for e in read_log(log).events if e["event"] == "cell_end"}
+
+        assert wait_until(lambda: "close" in ends())
+        fan_out = ends()["fan-out"]
+        q = fan_out["meters"]["llm"]["quantities"]
+        assert {k: q[k] for k in ("input_tokens", "output_tokens", "calls")} == tokens_of(CALLS[:2])
+        assert Decimal(fan_out["meters"]["llm"]["cost_usd"]) == cost_of(CALLS[:2])
+        calls = [e for e in read_log(log).events if e["event"] == "llm_call"]
+        assert len(calls) == 2 and {c["origin"]["kind"] for c in calls} == {"dask"}
+        assert not list((nbcost_home / "children").glob("*/*.childlog"))  # not twice
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
