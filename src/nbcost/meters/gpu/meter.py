@@ -200,6 +200,15 @@ class GpuMeter(Meter):
             figures.append((s, replace(f, idle_between_s=idle, stall_s=stall)))
         return measurement(figures, start, end, self._settings())
 
+    def settles_later(self) -> bool:
+        sampler = self.sampler
+        return (self._threaded and sampler is not None and sampler.running
+                and not sampler.edge_done.is_set())
+
+    def when_settled(self, callback: Callable[[], None]) -> bool:
+        sampler = self.sampler
+        return sampler is not None and sampler.running and sampler.after_edge(callback)
+
     def _await_edge(self) -> None:
         """Right after a window edge, give the sampler thread a moment to read the counters.
 
@@ -207,7 +216,8 @@ class GpuMeter(Meter):
         ``edge_wait_s`` and only while such a read is pending (never during a live update).
         """
         sampler = self.sampler
-        if self._threaded and sampler is not None and sampler.running:
+        if self._threaded and sampler is not None and sampler.running and \
+                threading.current_thread() is not sampler._thread:  # (it cannot wait for itself)
             if not sampler.edge_done.is_set():
                 sampler.edge_done.wait(self._edge_wait_s)
 
