@@ -195,13 +195,33 @@ class LocalModelMeter(Meter):
                 cost += (hours * quote.usd_per_hour * Decimal(repr(fraction))).quantize(_MICRO_USD)
             basis += wall_s
             if s.has_util:
-                busy += min(s.busy_between(start, end), wall_s)
+                busy += min(_device_busy(gpu.sampler.backend, s, start, end), wall_s)
         if not found:
             group.flags = ("shared", "no_gpu_time")
             return
         group.gpu_cost_usd = None if unpriced and not cost else cost
         group.busy_s, group.basis_s = busy, basis
         group.flags = ("shared", "unpriced") if unpriced else ("shared",)
+
+
+def _device_busy(backend: Any, s: Any, start: float, end: float) -> float:
+    """The device's busy seconds in the span. The sampler reads utilization rarely while this
+    process holds no GPU, so the span's unread end is read from NVML's buffer now (once, at
+    the window's end, and only for a window in which a server on this machine generated)."""
+    from ..gpu.backend import GpuError
+
+    known = s.busy_known_until
+    busy = s.busy_between(start, min(end, known)) if known is not None and known > start else 0.0
+    since = max(start, known or start)
+    try:
+        samples = backend.utilization_samples(s.device.handle, int(since * 1e6))
+    except GpuError:  # nothing newer (or no buffer): what the sampler read is what there is
+        return busy
+    period = s.sample_period_s
+    for stamp_us, percent in samples:
+        t = stamp_us / 1e6  # each sample is the busy share of the period before it
+        busy += percent / 100 * max(0.0, min(t, end) - max(t - period, since))
+    return busy
 
 
 # --- the window's figures -----------------------------------------------------------------------
