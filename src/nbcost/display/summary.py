@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..quantities import QUANTITIES
 from ..records import Budget, MeterTotals, WindowRecord, compact_meter
-from .format import (format_bytes, format_count, format_percent, format_seconds,
+from .format import (format_bytes, format_count, format_per_mtok, format_percent, format_seconds,
                      format_seconds_pm, format_usd, plural)
 
 __all__ = ["RecordSummary", "SessionSummary", "SummaryRow", "Table", "budget_view",
@@ -108,7 +108,7 @@ def local_lines(local: Mapping[str, Any]) -> list[Line]:
     parts = []
     for key, what in (("output_usd_per_mtok", "out"), ("input_usd_per_mtok", "in")):
         if local.get(key) is not None:
-            parts.append(f"{format_usd(local[key])}/Mtok {what}")
+            parts.append(f"{format_per_mtok(local[key])} {what}")
     if local.get("gpu_cost_usd") is not None:
         parts.append(f"GPU {format_usd(local['gpu_cost_usd'])}")
     if local.get("gpu_busy_share") is not None:

@@ -256,6 +256,9 @@ def _measurement(groups: list[_Group], start: float, end: float) -> Measurement:
     if busy and all(b is not None for b in busy) and basis:
         busy_share = min(sum(busy) / basis, 1.0)  # type: ignore[arg-type]
         quantities["gpu_busy_share"] = round(busy_share, 6)
+        # The parts of the share, so that windows add up (a session's share is Σbusy / Σheld).
+        quantities["gpu_busy_s"] = round(sum(busy), 6)  # type: ignore[arg-type]
+        quantities["gpu_held_s"] = round(basis, 6)
     priced = [g for g in groups if g.gpu_cost_usd is not None]
     gpu_cost = sum((g.gpu_cost_usd for g in priced), Decimal(0)) if priced else None  # type: ignore[misc]
 
