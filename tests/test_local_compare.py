@@ -130,3 +130,19 @@ def test_the_magic_compares_a_notebooks_local_generation(nbcost_home):
     text = captured.outputs[0].data["text/plain"] if captured.outputs else captured.stdout
     assert "gpt2 (self-hosted): 1 generation, 3 input and 4 output tokens" in text
     assert "no GPU cost was measured" in text  # this machine has no GPU
+
+
+def test_nbcost_report_local_reads_the_same_from_the_logs(logged, tmp_path, capsys):
+    from nbcost.cli import main
+
+    session, events = logged
+    expected, _ = local_compare_report(events, None, None, session.settings)
+    assert main(["report", str(session.ledger_path), "--local"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == expected.strip()
+    assert "gpt2 (self-hosted): 2 generations, 10 input and 16 output tokens" in out
+    written = tmp_path / "local.txt"
+    assert main(["report", str(session.ledger_path), "--local", "-o", str(written)]) == 0
+    assert written.read_text().strip() == expected.strip()
+    assert main(["report", str(session.ledger_path), "--local", "--since", "2999-01-01"]) == 0
+    assert "No self-hosted generation recorded" in capsys.readouterr().out
