@@ -124,6 +124,9 @@ def test_the_local_meter_joins_the_session_with_the_first_generation(session, mo
     assert record.cost_usd == 0  # nothing is counted twice: the local meter adds no dollars
     compact = record.compact()["local"]
     assert compact["input_tokens"] == 4 and compact["output_tokens"] == 3
+    # The session's figures are its tokens; its GPU time also paid for what made none.
+    totals = session.totals()["local"]
+    assert (totals.quantities["input_tokens"], totals.detail) == (4, {"scope": "session"})
 
 
 def test_after_unloading_generate_is_not_recorded(session, model):

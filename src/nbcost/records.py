@@ -196,7 +196,7 @@ def compact_meter(name: str, totals: MeterTotals) -> dict[str, Any]:
 
 
 _WASTE_KINDS = ("idle_between", "stall", "underfill")
-_LOCAL_PRICE = ("gpu_cost_usd", "input_usd_per_mtok", "output_usd_per_mtok", "split")
+_LOCAL_PRICE = ("gpu_cost_usd", "input_usd_per_mtok", "output_usd_per_mtok", "split", "scope")
 
 
 def _compact_waste(gpu: MeterTotals) -> dict[str, Any]:

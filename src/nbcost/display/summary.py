@@ -115,7 +115,9 @@ def local_lines(local: Mapping[str, Any]) -> list[Line]:
         parts.append(f"{format_percent(local['gpu_busy_share'], 1)} busy")
     if local.get("output_tokens_per_s"):
         parts.append(f"{format_count(round(local['output_tokens_per_s']))} tokens/s")
-    if not parts or local.get("gpu_cost_usd") is None:
+    if local.get("scope") == "session":
+        parts.append("priced per cell: `%cost compare --local`")
+    elif local.get("gpu_cost_usd") is None:
         parts.append("no GPU cost measured")
     return [("Local model", head), ("", " · ".join(parts))]
 

@@ -2,9 +2,8 @@
 
 The LLM meter records each self-hosted call (``provider: "self-hosted"``, $0 of API spend) and
 hands it here (:meth:`note`); the Session adds this meter on the first such call, so a session
-without local models never runs it. For a window (and the session) it reports the local
-tokens, generation time, tokens/s, the GPU's busy share, and what those tokens cost at the
-measured GPU price: ``gpu_cost_usd`` over them as $/M input and output tokens
+without local models never runs it. For a window it reports the local tokens, generation
+time, tokens/s, the GPU's busy share, and what those tokens cost at the measured GPU price: ``gpu_cost_usd`` over them as $/M input and output tokens
 (:mod:`.price`). Its own ``cost_usd`` is 0: the GPU dollars are already the GPU meter's (this
 process's GPU) or are not this notebook's bill (a server process, flagged ``shared``).
 
@@ -74,7 +73,8 @@ class _Group:
 
 
 class LocalModelMeter(Meter):
-    """Effective $/Mtok of local generation from measured GPU cost, per window and session.
+    """Effective $/Mtok of local generation from measured GPU cost, per window (the session's
+    figures are its tokens and throughput: its GPU time also paid for work that made no tokens).
 
     Args:
         find_pid: ``(base_url) -> pid | None``; tests may pass their own.
@@ -116,9 +116,13 @@ class LocalModelMeter(Meter):
             calls = [c for c in self._calls if start - 1e-6 <= c.end <= end + 1e-6]
         if not calls:
             return None
+        if session:  # the session's GPU time includes work that made no tokens (training,
+            # idle between cells): its price per token is the windows' (%cost compare --local)
+            m = _measurement([_Group("session", calls)], start, end)
+            return Measurement(m.quantities, Decimal(0), m.breakdown, (), {"scope": "session"})
         groups = self._groups(calls)
         for group in groups:
-            self._price_group(group, start, end, session)
+            self._price_group(group, start, end)
         return _measurement(groups, start, end)
 
     def _groups(self, calls: list[LocalCall]) -> list[_Group]:
@@ -150,7 +154,7 @@ class LocalModelMeter(Meter):
         meters = getattr(self._sink, "meters", None)
         return meters.get("gpu") if isinstance(meters, dict) else None
 
-    def _price_group(self, group: _Group, start: float, end: float, session: bool) -> None:
+    def _price_group(self, group: _Group, start: float, end: float) -> None:
         gpu = self._gpu_meter()
         if group.source.startswith("remote"):
             group.flags = ("remote",)
@@ -159,7 +163,7 @@ class LocalModelMeter(Meter):
             group.flags = ("no_gpu_time",)
             return
         if group.source == "this process":
-            m = gpu.session_measurement(start, end) if session else gpu.measure(start, end)
+            m = gpu.measure(start, end)
             held = (m.quantities.get("held_s") or 0.0) if m is not None else 0.0
             if m is None or not held:
                 group.flags = ("no_gpu_time",)
