@@ -146,3 +146,19 @@ def test_nbcost_report_local_reads_the_same_from_the_logs(logged, tmp_path, caps
     assert written.read_text().strip() == expected.strip()
     assert main(["report", str(session.ledger_path), "--local", "--since", "2999-01-01"]) == 0
     assert "No self-hosted generation recorded" in capsys.readouterr().out
+
+
+def test_a_log_line_with_bad_local_money_is_skipped_not_read(logged):
+    from nbcost.logcheck import event_problem
+
+    _, events = logged
+    [end, _] = [e for e in events if e["event"] == "cell_end" and "local" in e["meters"]]
+    assert event_problem(end) is None
+    for where, key, bad in (("detail", "gpu_cost_usd", 1.5), ("detail", "output_usd_per_mtok", "NaN")):
+        broken = {**end, "meters": {**end["meters"], "local": {
+            **end["meters"]["local"], where: {**end["meters"]["local"][where], key: bad}}}}
+        assert "money must be a decimal string" in event_problem(broken)
+    row = {**end["meters"]["local"]["by_key"]["gpt2"], "prefill_s": -1}
+    broken = {**end, "meters": {**end["meters"], "local": {**end["meters"]["local"],
+                                                           "by_key": {"gpt2": row}}}}
+    assert "prefill_s" in event_problem(broken)
