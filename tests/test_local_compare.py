@@ -162,3 +162,27 @@ def test_a_log_line_with_bad_local_money_is_skipped_not_read(logged):
     broken = {**end, "meters": {**end["meters"], "local": {**end["meters"]["local"],
                                                            "by_key": {"gpt2": row}}}}
     assert "prefill_s" in event_problem(broken)
+
+
+def test_the_audit_has_a_local_models_section_from_the_logs(logged):
+    import datetime as dt
+    import re
+
+    from nbcost.display.format import format_per_mtok
+    from nbcost.report import load_spend
+    from nbcost.report.audit import AuditOptions, render_audit
+
+    session, events = logged
+    gpt2 = local_summary(events).models["gpt2"]
+    with load_spend([session.ledger_path]) as spend:
+        page = render_audit(spend, AuditOptions(compare_models=["gpt-4o-mini"]))
+    assert 'id="local"' in page and "Local models against API prices" in page
+    section = re.search(r'<section id="local">(.*?)</section>', page, re.S).group(1)
+    row = re.search(r"<tr><td>gpt2</td>(.*?)</tr>", section, re.S).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[:4] == ["notebook", "2", "10", "16"]
+    assert cells[7] == format_per_mtok(gpt2.price().output_usd_per_mtok)
+    assert cells[9].startswith("gpt-4o-mini ($0.60/Mtok out)")
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    with load_spend([session.ledger_path], since=later.isoformat()) as spend:
+        assert 'id="local"' not in render_audit(spend, AuditOptions())

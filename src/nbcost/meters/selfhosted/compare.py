@@ -23,7 +23,8 @@ from ...display.summary import NO_MATH
 from ...pricing.llm import shared_price_book
 from .price import EffectivePrice, at_busy_share, break_even_busy_share, effective_price
 
-__all__ = ["LocalSummary", "TARGET_BUSY", "local_compare_report", "local_summary"]
+__all__ = ["DEFAULT_API_MODELS", "LocalSummary", "TARGET_BUSY", "api_cost", "cheapest_api",
+           "local_compare_report", "local_summary"]
 
 #: The utilisation a well-fed inference server reaches; the price is also shown there.
 TARGET_BUSY = 0.8
@@ -110,13 +111,13 @@ def local_summary(events: Iterable[dict[str, Any]]) -> LocalSummary:
     return summary
 
 
-def _api_cost(model: str, input_tokens: int, output_tokens: int, settings: Any) -> Decimal | None:
+def api_cost(model: str, input_tokens: int, output_tokens: int, settings: Any) -> Decimal | None:
     counts = {"input_tokens": input_tokens, "output_tokens": output_tokens}
     return shared_price_book().price(counts, [model], None, None, settings).cost_usd
 
 
 def _per_mtok(model: str, settings: Any) -> tuple[Decimal | None, Decimal | None]:
-    return (_api_cost(model, 1_000_000, 0, settings), _api_cost(model, 0, 1_000_000, settings))
+    return (api_cost(model, 1_000_000, 0, settings), api_cost(model, 0, 1_000_000, settings))
 
 
 def _percent(share: float | None) -> str:
@@ -159,7 +160,7 @@ def _local_model_lines(model: LocalModel, busy: float | None, targets: list[str]
     later = at_busy_share(price.output_usd_per_mtok, busy, TARGET_BUSY)
     rows = []
     for target in targets:
-        api = _api_cost(target, model.input_tokens, model.output_tokens, settings)
+        api = api_cost(target, model.input_tokens, model.output_tokens, settings)
         if api is None:
             rows.append(f"  {target:<22} {'no price known':>14}")
             continue
@@ -173,7 +174,7 @@ def _local_model_lines(model: LocalModel, busy: float | None, targets: list[str]
     lines.append(f"  {'same tokens on':<22} {'would cost':>14} {'out price':>14} "
                  f"{'at this utilisation':<20} break-even GPU busy")
     lines += rows
-    cheapest = _cheapest(targets, settings)
+    cheapest = cheapest_api(targets, settings)
     if cheapest is not None and price.output_usd_per_mtok is not None:
         sentence = (f"At {_percent(busy)} GPU busy {model.name} costs "
                     f"{_mtok(price.output_usd_per_mtok)} out")
@@ -185,7 +186,7 @@ def _local_model_lines(model: LocalModel, busy: float | None, targets: list[str]
     return lines
 
 
-def _cheapest(targets: list[str], settings: Any) -> tuple[str, Decimal] | None:
+def cheapest_api(targets: list[str], settings: Any) -> tuple[str, Decimal] | None:
     prices = [(t, _per_mtok(t, settings)[1]) for t in targets]
     priced = [(t, p) for t, p in prices if p is not None]
     return min(priced, key=lambda tp: tp[1]) if priced else None
