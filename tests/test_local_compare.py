@@ -11,7 +11,7 @@ from decimal import Decimal
 import openai
 import pytest
 from fake_nvml import FakeGpu, live_meter
-from llm_support import FAKE_KEY, expected_cost, messages, srv  # noqa: F401
+from llm_support import FAKE_KEY, expected_cost, messages, srv
 
 from nbcost.config import Settings
 from nbcost.ledger import read_log

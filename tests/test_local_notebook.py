@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from llm_support import FAKE_KEY, srv  # noqa: F401
+from llm_support import FAKE_KEY, srv
 from nbclient import NotebookClient
 
 pytest.importorskip("torch")

@@ -14,7 +14,7 @@ from decimal import Decimal
 import openai
 import pytest
 from fake_nvml import FakeGpu, live_meter
-from llm_support import FAKE_KEY, expected_cost, llm, llm_calls, messages, one_call, srv  # noqa: F401
+from llm_support import FAKE_KEY, expected_cost, llm, llm_calls, messages, one_call, srv
 
 from nbcost.config import Settings
 from nbcost.meters.llm import LlmMeter

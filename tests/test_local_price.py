@@ -13,7 +13,11 @@ from fake_nvml import FakeGpu, live_meter
 
 from nbcost.config import Settings
 from nbcost.meters.llm import LlmMeter
-from nbcost.meters.selfhosted import (at_busy_share, break_even_busy_share, effective_price)
+from nbcost.meters.selfhosted import (
+    at_busy_share,
+    break_even_busy_share,
+    effective_price,
+)
 from nbcost.meters.selfhosted.price import OUTPUT_WEIGHT
 from nbcost.session import Session
 

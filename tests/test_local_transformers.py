@@ -10,11 +10,16 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from transformers import GPT2Config, GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList  # noqa: E402
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LogitsProcessor,
+    LogitsProcessorList,
+)
 
-from nbcost.meters.llm import LlmMeter  # noqa: E402
-from nbcost.meters.llm.selfhosted import SOURCE  # noqa: E402
-from nbcost.session import Session  # noqa: E402
+from nbcost.meters.llm import LlmMeter
+from nbcost.meters.llm.selfhosted import SOURCE
+from nbcost.session import Session
 
 VOCAB, EOS, PAD = 100, 99, 0
 

@@ -8,9 +8,9 @@ import pytest
 
 vllm = pytest.importorskip("vllm")
 
-from vllm.outputs import CompletionOutput, RequestOutput  # noqa: E402
+from vllm.outputs import CompletionOutput, RequestOutput
 
-from nbcost.meters.llm.vllm_offline import PATCHES, count_request_outputs  # noqa: E402
+from nbcost.meters.llm.vllm_offline import PATCHES, count_request_outputs
 
 
 def completion(index: int, token_ids: list[int]) -> CompletionOutput:

@@ -14,8 +14,14 @@ from typing import Any
 
 from ..display.format import format_count, format_per_mtok, format_usd
 from ..logcheck import event_problem
-from ..meters.selfhosted.compare import (DEFAULT_API_MODELS, TARGET_BUSY, LocalSummary,
-                                         api_cost, cheapest_api, local_summary)
+from ..meters.selfhosted.compare import (
+    DEFAULT_API_MODELS,
+    TARGET_BUSY,
+    LocalSummary,
+    api_cost,
+    cheapest_api,
+    local_summary,
+)
 from ..meters.selfhosted.price import at_busy_share, break_even_busy_share
 from .logs import _lines
 from .sources import LOG

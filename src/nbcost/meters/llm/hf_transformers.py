@@ -52,7 +52,7 @@ def count_generate(model: Any, args: tuple, kwargs: dict, result: Any) -> tuple[
     """Exact input and output tokens of one ``generate()`` call, from its ids."""
     import torch
 
-    sequences = result if isinstance(result, torch.Tensor) else getattr(result, "sequences")
+    sequences = result if isinstance(result, torch.Tensor) else result.sequences
     if sequences.dim() == 1:
         sequences = sequences[None, :]
     prompt = _prompt(args, kwargs)

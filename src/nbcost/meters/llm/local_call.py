@@ -41,7 +41,7 @@ def local_wrapper(spec: CallSpec, model_name: Callable[[Any], str | None],
             call.is_async = False
             try:
                 call.request_model = model_name(instance)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 recorder.fault(f"naming a {spec.api} model", exc)
             token = INSIDE_CALL.set(True)  # pipelines → generate, chat → generate: one record
             try:
@@ -53,7 +53,7 @@ def local_wrapper(spec: CallSpec, model_name: Callable[[Any], str | None],
                 INSIDE_CALL.reset(token)
             try:
                 call.usage, call.extra = count(instance, args, kwargs, result)
-            except Exception as exc:  # noqa: BLE001 - recorded as an estimate, flagged
+            except Exception as exc:
                 recorder.fault(f"counting the tokens of {spec.api}", exc)
             return recorder.complete(call, result)
 

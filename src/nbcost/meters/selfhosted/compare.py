@@ -23,8 +23,15 @@ from ...display.summary import NO_MATH
 from ...pricing.llm import shared_price_book
 from .price import EffectivePrice, at_busy_share, break_even_busy_share, effective_price
 
-__all__ = ["DEFAULT_API_MODELS", "LocalSummary", "TARGET_BUSY", "api_cost", "cheapest_api",
-           "local_compare_report", "local_summary"]
+__all__ = [
+    "DEFAULT_API_MODELS",
+    "TARGET_BUSY",
+    "LocalSummary",
+    "api_cost",
+    "cheapest_api",
+    "local_compare_report",
+    "local_summary",
+]
 
 #: The utilisation a well-fed inference server reaches; the price is also shown there.
 TARGET_BUSY = 0.8

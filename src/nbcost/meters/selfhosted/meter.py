@@ -145,7 +145,7 @@ class LocalModelMeter(Meter):
         if cached is None or now - cached[0] > _PID_TTL_S:
             try:
                 pid = self._find_pid(origin)
-            except Exception:  # noqa: BLE001 - no pid: the server is treated as remote
+            except Exception:
                 pid = None
             cached = self._pids[origin] = (now, pid)
         return cached[1]
