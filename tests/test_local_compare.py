@@ -186,3 +186,14 @@ def test_the_audit_has_a_local_models_section_from_the_logs(logged):
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
     with load_spend([session.ledger_path], since=later.isoformat()) as spend:
         assert 'id="local"' not in render_audit(spend, AuditOptions())
+
+
+def test_focus_rows_carry_local_tokens_at_zero_and_the_gpu_at_its_cost(logged):
+    from nbcost.focus import focus_table
+
+    _, events = logged
+    rows = focus_table(events).rows
+    local = [r for r in rows if r["SkuId"] == "self-hosted/gpt2"]
+    assert local and {r["ServiceName"] for r in local} == {"Self-hosted model"}
+    assert all(Decimal(str(r["BilledCost"])) == 0 for r in local)
+    assert sum(Decimal(str(r["ConsumedQuantity"])) for r in local) == 26  # 10 in + 16 out
