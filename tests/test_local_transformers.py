@@ -138,3 +138,25 @@ def test_after_unloading_generate_is_not_recorded(session, model):
     session.remove_meter("llm")
     model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=2)
     assert local_calls(session) == []
+
+
+def test_an_encoder_decoder_counts_the_encoders_input_and_the_decoders_new_tokens(session):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    t5 = T5ForConditionalGeneration(T5Config(
+        vocab_size=VOCAB, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+        decoder_start_token_id=PAD, eos_token_id=EOS, pad_token_id=PAD)).eval()
+    out = t5.generate(torch.tensor([[5, 6, 7, 8]]), max_new_tokens=5, min_new_tokens=5)
+    assert out.shape == (1, 6)  # the decoder's start token, then 5 new ones
+    [call] = local_calls(session)
+    assert (call.quantities["input_tokens"], call.quantities["output_tokens"]) == (4, 5)
+    assert call.key == "t5"
+
+
+def test_a_prompt_given_as_embeddings_counts_its_positions(session, model):
+    embeds = model.get_input_embeddings()(torch.tensor([[1, 2, 3, 4, 5, 6]]))
+    out = model.generate(inputs_embeds=embeds, max_new_tokens=3, min_new_tokens=3)
+    assert out.shape == (1, 3)  # only the new tokens come back
+    [call] = local_calls(session)
+    assert (call.quantities["input_tokens"], call.quantities["output_tokens"]) == (6, 3)
