@@ -105,3 +105,33 @@ def test_a_window_prices_its_local_tokens_at_its_gpu_cost(tmp_path, model):
     assert row["usd_per_mtok_output"] == Decimal(local.detail["output_usd_per_mtok"])
     compact = record.compact()["local"]
     assert compact["output_usd_per_mtok"] == local.detail["output_usd_per_mtok"]
+
+
+def test_engine_timings_logged_with_a_call_split_the_windows_gpu_cost(tmp_path):
+    # What vLLM's wrapper hands the recorder: exact counts and prefill/decode seconds.
+    from nbcost.meters.base import Usage
+    from nbcost.meters.llm.recorder import note_self_hosted
+
+    gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5)
+    session = Session(settings=Settings(data_dir=tmp_path, user="t"), meters=[live_meter(gpu)])
+    try:
+        info = session.open_window("cell", cell_id="c1", execution_count=1)
+        time.sleep(0.3)
+        usage = Usage("llm", "llm_call", "Qwen/Qwen2.5-0.5B",
+                      {"calls": 1, "input_tokens": 3000, "output_tokens": 500}, D(0),
+                      {"provider": "self-hosted", "engine": "vllm", "latency_s": 0.2,
+                       "prefill_s": 0.05, "decode_s": 0.15})
+        session.record(usage)
+        note_self_hosted(session, usage)
+        record = session.close_window(info.id)
+    finally:
+        session.close()
+    local = record.meters["local"]
+    cost = Decimal(local.detail["gpu_cost_usd"])
+    assert cost > 0 and local.detail["split"] == "prefill/decode time"
+    # A quarter of the cost (0.05 of 0.2 s) over 3,000 input tokens; the rest over 500 output.
+    assert Decimal(local.detail["input_usd_per_mtok"]) == (cost / 4 * 1_000_000 / 3000).quantize(
+        D("0.000001"))
+    assert Decimal(local.detail["output_usd_per_mtok"]) == (
+        cost * 3 / 4 * 1_000_000 / 500).quantize(D("0.000001"))
+    assert local.by_key["Qwen/Qwen2.5-0.5B"]["split"] == "prefill/decode time"

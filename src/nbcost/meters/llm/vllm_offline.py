@@ -28,13 +28,22 @@ def engine_model(llm: Any) -> str | None:
     return getattr(config, "served_model_name", None) or getattr(config, "model", None)
 
 
+def _first(metrics: Any, *names: str) -> float | None:
+    for name in names:
+        value = getattr(metrics, name, None)
+        if isinstance(value, (int, float)) and value:
+            return float(value)
+    return None
+
+
 def _timings(metrics: Any) -> tuple[float, float] | None:
-    """(prefill_s, decode_s) of one request, from vLLM's ``RequestMetrics`` where present."""
+    """(prefill_s, decode_s) of one request, from vLLM's ``RequestMetrics`` (V0) or
+    ``RequestStateStats`` (V1) where present."""
     if metrics is None:
         return None
-    scheduled = getattr(metrics, "first_scheduled_time", None)
-    first = getattr(metrics, "first_token_time", None)
-    last = getattr(metrics, "last_token_time", None)
+    scheduled = _first(metrics, "first_scheduled_time", "scheduled_ts")
+    first = _first(metrics, "first_token_time", "first_token_ts")
+    last = _first(metrics, "last_token_time", "last_token_ts")
     if None in (scheduled, first, last) or not scheduled <= first <= last:
         return None
     return first - scheduled, last - first
