@@ -58,6 +58,15 @@ def test_utilisation_scales_the_price_and_gives_the_break_even():
     assert break_even_busy_share(D("0.82"), D("0"), 0.35) is None
 
 
+def test_prices_per_million_tokens_read_as_price_lists_write_them():
+    from nbcost.display.format import format_per_mtok
+
+    cases = {D("0.6"): "$0.60/Mtok", D("12.5"): "$12.50/Mtok", D("1234.5"): "$1,234.50/Mtok",
+             D("0.0042123"): "$0.0042/Mtok", D("0"): "$0.00/Mtok", None: "–",
+             "0.179375": "$0.18/Mtok"}
+    assert {value: format_per_mtok(value) for value in cases} == cases
+
+
 # --- the local meter over a fake GPU ---------------------------------------------------------
 
 torch = pytest.importorskip("torch")
