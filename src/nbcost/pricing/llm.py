@@ -76,9 +76,12 @@ class PriceBook:
         # genai-prices' date-effective lookup (cold, it is a third of a call's pricing time).
         self._recent: dict[tuple, tuple[dict[str, Decimal], float]] = {}
 
-    def lookup(self, model: str, provider: str | None, base_url: str | None) -> tuple[Any, Any] | None:
-        """genai-prices' (provider, model info) for a model name, or None if it knows none."""
-        key = (model, provider, base_url)
+    def lookup(self, model: str, provider: str | None, base_url: str | None,
+               by_name_alone: bool = True) -> tuple[Any, Any] | None:
+        """genai-prices' (provider, model info) for a model name, or None if it knows none.
+        ``by_name_alone=False`` skips the last resort (any provider's model of that name): a
+        local server's ``Qwen/Qwen2.5-7B`` is not the API of that name."""
+        key = (model, provider, base_url, by_name_alone)
         if key in self._lookups:
             return self._lookups[key]
         _, snapshots = _genai_prices()
@@ -86,7 +89,8 @@ class PriceBook:
         found = None
         attempts = [(None, base_url)] if base_url else []
         attempts += [(provider, None)] if provider else []
-        attempts.append((None, None))  # by the model name alone
+        if by_name_alone:
+            attempts.append((None, None))  # by the model name alone
         for provider_id, url in attempts:
             try:
                 found = snapshot.find_provider_model(model, None, provider_id, url)
@@ -100,14 +104,14 @@ class PriceBook:
 
     def price(self, counts: Mapping[str, int], models: list[str], provider: str | None,
               base_url: str | None, settings: Any, service_tier: str | None = None,
-              at: dt.datetime | None = None) -> Price:
+              at: dt.datetime | None = None, by_name_alone: bool = True) -> Price:
         """Price ``counts`` (``genai_prices.Usage`` keywords) as the first model that has one."""
         overrides = getattr(settings, "llm_prices", None) or {}
         for model in models:
             if model in overrides:
                 return Price(override_cost(overrides[model], counts), model, "override")
         for model in models:
-            found = self.lookup(model, provider, base_url)
+            found = self.lookup(model, provider, base_url, by_name_alone)
             if found is not None:
                 cost = self._calc(found, counts, service_tier, at)
                 return Price(cost, model, self._sources[found[0].id, found[1].id])

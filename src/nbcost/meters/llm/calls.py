@@ -72,6 +72,7 @@ class Call:
     error: str | None = None
     interrupted: bool = False  # Ctrl-C or a cancelled task stopped its stream: not an SDK error
     done: bool = False
+    extra: dict | None = None  # a local engine's own figures (prefill_s, decode_s), logged as is
 
 
 _CLEAN_URLS: dict[int, tuple[Any, str]] = {}
