@@ -63,7 +63,7 @@ def main() -> None:
             spinner.wait()
     added_nbcost = best["nbcost"] - best["bare"]
     added_autotime = best["autotime"] - best["bare"]
-    where = f"{args.load} busy processes" if args.load else "idle machine"
+    where = f"{args.load} busy processes" if args.load else "no added load"
     print(f"{args.cells} trivial cells per round, best of {args.rounds} interleaved rounds, "
           f"{where}:")
     for name, us in best.items():
@@ -73,7 +73,7 @@ def main() -> None:
     print(f"added by nbcost:   {added_nbcost:6.1f} µs/cell  (goal ≤ {goal}"
           f"{'' if args.load else ', and ≤ autotime'})")
     write_figure(args.json, f"added per trivial cell, {where}", round(added_nbcost, 1), "µs",
-                  f"≤ {goal}" + ("" if args.load else " and ≤ autotime"),
+                  f"≤ {goal} µs" + ("" if args.load else ", and ≤ autotime's"),
                   added_nbcost <= goal and (args.load > 0 or added_nbcost <= added_autotime),
                   f"autotime adds {added_autotime:.1f} µs in the same run")
 

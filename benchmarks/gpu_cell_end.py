@@ -81,7 +81,7 @@ def main() -> None:
     print(f"goal ≤ 1 ms: {'met' if now <= 1 else 'NOT met'}; every record has its end's energy "
           f"read: {exact}")
     write_figure(args.json, "cell end on a GPU machine, main thread (H200 NVML latencies)",
-                 round(now, 3), "ms", "≤ 1", now <= 1 and exact,
+                 round(now, 3), "ms", "≤ 1 ms", now <= 1 and exact,
                  f"waiting for the read took {figures['waits for the read (before)']:.2f} ms")
 
 

@@ -392,7 +392,7 @@ def main() -> None:
           f"{added['process']:.1f} µs CPU of the process, {added['wall']:.1f} µs wall")
     print(f"  added per streamed chunk: {added['stream']:.2f} µs on the calling thread")
     write_figure(args.json, "added per LLM call on the calling thread (durable write included)",
-                  round(added["thread"], 1), "µs", "≤ 20", added["thread"] <= 20,
+                  round(added["thread"], 1), "µs", "≤ 20 µs", added["thread"] <= 20,
                   f"whole process {added['process']:.1f} µs; unpatched call "
                   f"{added['base']:.0f} µs")
     if not args.all:
