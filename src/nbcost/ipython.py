@@ -162,17 +162,23 @@ class CostExtension:
         panel, self._panel = self._panel, None
         if window_id is None:
             return
+        if panel is None:  # most cells: nothing to show, nothing to wait for
+            self.session.close_window(window_id, status, on_final=_nothing)
+            return
 
         def show(record: WindowRecord) -> None:
-            if panel is not None:
-                self.session.run_safely("the summary", lambda: panel.finish(record))
+            self.session.run_safely("the summary", lambda: panel.finish(record))
 
-        if panel is None or getattr(panel, "updates_later", False):
+        if getattr(panel, "updates_later", False):
             self.session.close_window(window_id, status, on_final=show)
         else:
             record = self.session.close_window(window_id, status)
             if record is not None:
                 show(record)
+
+
+def _nothing(record: WindowRecord) -> None:
+    pass
 
 
 def _unregister_magics(shell) -> None:

@@ -378,8 +378,8 @@ class Session:
         """Have the window finished once every meter's figures for it are in: True if that is
         later (a meter reads on its own thread), False if they are in now. A window left
         unsettled (a stuck NVML call) is finished by the next ``flush``, reset or close."""
-        waiting = [m for m in self._measuring_meters if m.settles_later()]
-        if not waiting:
+        waiting = next((m for m in self._measuring_meters if m.settles_later()), None)
+        if waiting is None:
             return False
 
         def settle() -> None:
@@ -394,7 +394,7 @@ class Session:
 
         with self._lock:
             self._unsettled[window.info.id] = finish
-        if not waiting[0].when_settled(settle):  # it settled meanwhile
+        if not waiting.when_settled(settle):  # it settled meanwhile
             settle()
         return True
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -80,7 +81,9 @@ class GpuMeter(Meter):
         self._off: Measurement | None = None
         self._session_start = 0.0
         self._open_windows: dict[str, float] = {}  # top-level windows: id -> start
-        self._windows: list[tuple[float, float]] = []
+        # Ended top-level windows as (start, end) pairs, flat: 16 bytes a cell for a session of
+        # any length (a list of tuples is ~100).
+        self._windows = array("d")
         self._windows_lock = threading.Lock()
         self._last_checkpoint = 0.0
         self._was_held = False
@@ -164,12 +167,13 @@ class GpuMeter(Meter):
         if start is not None:
             end = window.end if window.end is not None else self._clock()
             with self._windows_lock:
-                self._windows.append((start, end))
+                self._windows.extend((start, end))
 
     def _window_spans(self, now: float) -> list[tuple[float, float]]:
         """The top-level windows' spans so far (the open ones up to ``now``)."""
         with self._windows_lock:
-            spans = list(self._windows)
+            flat = self._windows.tolist()
+        spans = list(zip(flat[::2], flat[1::2]))
         return spans + [(start, now) for start in list(self._open_windows.values())]
 
     # --- figures ------------------------------------------------------------------------------
