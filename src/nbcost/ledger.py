@@ -113,6 +113,9 @@ def _line(record: Mapping[str, Any]) -> bytes:
 #: this much of them, plus one write).
 EDGE_FLUSH_S = 0.05
 
+#: Lines written in one go while a long queue drains.
+_WRITE_BATCH = 4096
+
 #: The most events held in memory while the log cannot be written; older ones are dropped.
 MAX_HELD = 50_000
 
@@ -240,6 +243,9 @@ class Ledger:
                 item = {"schema": SCHEMA_VERSION, "id": event_id, "event": event, "ts": at,
                         **self.common, **fields}
             self._hold_line(item)
+            if len(self._held) >= _WRITE_BATCH and self._failure is None:
+                self._write_held()  # a long queue (a burst of blocks) is written as it goes:
+                # only a log that cannot be written holds lines (and drops past MAX_HELD)
 
     def _hold_line(self, record: dict) -> None:
         try:
