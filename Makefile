@@ -78,8 +78,10 @@ test-browser: labext
 		fi; }
 	$(BIN)/python -m pytest -q -m browser tests/browser
 
+# Every benchmark that runs here, then one table: figure, goal, met (BENCH_ARGS=--quick for a
+# shorter run). Not part of `make test`: figures need a quiet machine.
 bench: install
-	$(BIN)/python benchmarks/cell_overhead.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build $(VENV) $(FOCUS_VENV)

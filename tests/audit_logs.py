@@ -40,7 +40,9 @@ def _ask(srv, requested: str, stream: bool = False, **scenario) -> None:
 
 def _session(base: Path, user: str, team: str, project: str, notebook: str, gpu: FakeGpu | None):
     meters = [LlmMeter()] + ([live_meter(gpu)] if gpu else [])
-    settings = Settings(data_dir=base, user=user, team=team, project=project)
+    # The loopback server stands for the public APIs: an unknown model there is unpriced.
+    settings = Settings(data_dir=base, user=user, team=team, project=project,
+                        self_hosted_auto=False)
     return Session(settings, meters=meters,
                    notebook={"notebook_path": notebook, "notebook_id": None})
 

@@ -44,7 +44,8 @@ def run_scenario(srv, data_dir: Path, gpu: bool = True) -> Session:
         fake = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=1 << 30)
         meters.append(live_meter(fake, checkpoint_s=0.3))
     settings = Settings(data_dir=data_dir, user="ada", team="ml", project="search",
-                        default_tags={"env": "dev"}, gpu_rate_usd_per_hour=GPU_RATE)
+                        default_tags={"env": "dev"}, gpu_rate_usd_per_hour=GPU_RATE,
+                        self_hosted_auto=False)  # the loopback server is "the API" here
     settings.llm_prices["cfg-model"] = {"input_mtok": Decimal("3"), "output_mtok": Decimal("7")}
     session = Session(settings=settings, meters=meters,
                       notebook={"notebook_path": "work/embed.ipynb", "notebook_id": "nb-1"})

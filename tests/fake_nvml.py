@@ -188,15 +188,29 @@ class _Support:
     isSupportedDevice: int
 
 
+#: How long NVML calls took on an H200 (driver 580, see the notes on NVML): an edge read
+#: (energy, then the utilization sample buffer) costs ~5 ms of the sampler thread.
+H200_LATENCY_S = {
+    "nvmlDeviceGetTotalEnergyConsumption": 0.0034,
+    "nvmlDeviceGetSamples": 0.0014,
+    "nvmlDeviceGetComputeRunningProcesses": 0.00001,
+}
+
+
 class FakeNvml:
-    """Module-like: ``GpuMeter(nvml=FakeNvml([...], clock))``."""
+    """Module-like: ``GpuMeter(nvml=FakeNvml([...], clock))``.
+
+    ``latency``: seconds each named call takes (``H200_LATENCY_S``: a real GPU's); ``hold(name)``
+    makes calls of that name wait until the returned Event is set (a test's stuck NVML call)."""
 
     NVMLError = NVMLError
     c_nvmlGpmMetricsGet_t = _MetricsGet
 
     def __init__(self, gpus: list[FakeGpu], clock: Callable[[], float], *,
-                 missing_library: bool = False) -> None:
+                 missing_library: bool = False, latency: dict[str, float] | None = None) -> None:
         self.gpus = gpus
+        self.latency = latency or {}
+        self._holds: dict[str, threading.Event] = {}
         self.clock = clock
         self.missing_library = missing_library
         self.calls: list[tuple[str, str, bool]] = []  # (function, thread name, on main thread)
@@ -210,6 +224,11 @@ class FakeNvml:
             return value
         raise AttributeError(name)
 
+    def hold(self, function: str) -> threading.Event:
+        """Calls to ``function`` wait until the returned Event is set."""
+        gate = self._holds[function] = threading.Event()
+        return gate
+
     def calls_to(self, function: str) -> list[tuple[str, str, bool]]:
         return [c for c in self.calls if c[0] == function]
 
@@ -219,6 +238,11 @@ class FakeNvml:
             self.calls.append((function, thread.name, thread is threading.main_thread()))
         if self.missing_library:
             raise NVMLError(NVML_ERROR_LIBRARY_NOT_FOUND)
+        gate = self._holds.get(function)
+        if gate is not None:
+            gate.wait(30)
+        if function in self.latency:
+            time.sleep(self.latency[function])
         now = self.clock()
         for target in (gpu, gpu.parent if gpu else None):
             for start, end, functions, code in (target.failures if target else ()):
@@ -340,12 +364,14 @@ class FakeNvml:
 
 
 
-def live_meter(gpu: FakeGpu, tick_s: float = 0.05, **options: Any):
+def live_meter(gpu: FakeGpu, tick_s: float = 0.05, latency: dict[str, float] | None = None,
+               **options: Any):
     """A real GpuMeter on the wall clock over one fake GPU that this process holds (the way the
-    session tests drive it); ``options`` go to GpuMeter (``checkpoint_s``...)."""
+    session tests drive it); ``latency`` models NVML's call times (``H200_LATENCY_S``);
+    ``options`` go to GpuMeter (``checkpoint_s``...)."""
     from nbcost.meters.gpu import GpuMeter
 
-    return GpuMeter(FakeNvml([gpu], time.time), environ={}, tick_s=tick_s,
+    return GpuMeter(FakeNvml([gpu], time.time, latency=latency), environ={}, tick_s=tick_s,
                     pid_exists_here=lambda pid: True, cuda_in_process=lambda now: True, **options)
 
 def drive(meter: Any, clock: Clock, until: float, tick_s: float = 0.1) -> None:

@@ -43,7 +43,9 @@ def run_session(srv, data_dir: Path, cells: list[Cell], *, user: str = "ann", te
     if gpu:
         device = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5, mem_bytes=1 << 30)
         meters.append(live_meter(device, tick_s=0.02, checkpoint_s=0.05))
-    settings = Settings(data_dir=data_dir, user=user, team=team, project=project)
+    # The loopback server stands for the public APIs: an unknown model there is unpriced.
+    settings = Settings(data_dir=data_dir, user=user, team=team, project=project,
+                        self_hosted_auto=False)
     session = Session(settings=settings, meters=meters,
                       notebook={"notebook_path": notebook_path, "notebook_id": notebook_id})
     killed = None

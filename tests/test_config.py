@@ -104,3 +104,18 @@ def test_absurd_amounts_are_config_errors(text, message):
 def test_tiny_and_long_amounts_stay_small_decimals():
     assert parse_money("0E-999999999", "x") == 0 and str(parse_money("0E-999999999", "x")) == "0"
     assert len(str(parse_money("0." + "1" * 100, "x"))) <= 32
+
+
+def test_self_hosted_servers_are_configurable():
+    from traitlets.config import Config
+
+    from nbcost.config import config_from, load_settings
+
+    config = Config()
+    config.NbCost.self_hosted_urls = ["http://gpu-box:8000/v1"]
+    config.NbCost.self_hosted_auto = False
+    problems: list[str] = []
+    settings = load_settings(config_from(config, problems), environ={})
+    assert problems == []
+    assert (settings.self_hosted_urls, settings.self_hosted_auto) == (["http://gpu-box:8000/v1"], False)
+    assert load_settings(environ={}).self_hosted_auto is True

@@ -11,6 +11,7 @@ import pytest
 from fake_nvml import FakeGpu, live_meter
 
 from nbcost.config import Settings
+from nbcost.ledger import read_log
 from nbcost.session import Session
 
 
@@ -96,3 +97,61 @@ def test_a_killed_gpu_session_is_rebuilt_from_the_meters_last_checkpoint(tmp_pat
     assert between["kind"] == "between_cells" and between["gpu_cost_usd"] > 0
     assert between["gpu_held_s"] == pytest.approx(
         last["quantities"]["held_s"] - rows[0]["gpu_held_s"])
+
+
+def _gated_session(tmp_path):
+    """A session over a fake GPU whose energy reads wait on a gate the test opens."""
+    gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5)
+    meter = live_meter(gpu)
+    session = Session(settings=Settings(data_dir=tmp_path, user="tester"), meters=[meter])
+    return gpu, meter, session
+
+
+def test_a_cell_end_does_not_wait_for_the_gpu_read_and_its_record_is_exact(tmp_path, wait_until):
+    gpu, meter, session = _gated_session(tmp_path)
+    finals = []
+    try:
+        info = session.open_window("cell", cell_id="c1", execution_count=1)
+        gpu.busy(time.time(), time.time() + 0.3)
+        time.sleep(0.7)  # (edge reads are at least 0.5 s apart)
+        assert meter.sampler.edge_done.wait(10)  # the start's read is in
+        gate = meter._nvml.hold("nvmlDeviceGetTotalEnergyConsumption")
+        # The end's read is stuck in NVML: the cell's thread goes on without its record.
+        assert session.close_window(info.id, on_final=finals.append) is None
+        assert finals == [] and not session.is_open(info.id)
+        gate.set()
+        assert wait_until(lambda: finals, timeout=10)
+        record = finals[0]
+        exact = meter.measure(record.info.start, record.info.end)
+        assert record.meters["gpu"].quantities == dict(exact.quantities)
+        assert record.meters["gpu"].quantities["busy_s"] == pytest.approx(0.3, abs=0.25)
+        assert record.meters["gpu"].quantities["energy_j"] > 0
+        assert record.meters["gpu"].cost_usd == exact.cost_usd > 0
+        session.flush()
+        ends = [e for e in read_log(session.ledger_path).events if e["event"] == "cell_end"]
+        assert len(ends) == 1 and Decimal(ends[0]["cost_usd"]) == record.cost_usd
+    finally:
+        session.close()
+    assert len(finals) == 1
+
+
+def test_a_window_still_waiting_is_finished_once_by_flush(tmp_path):
+    """A read that never lands (a stuck NVML call) does not lose the cell: ``flush`` (and a
+    reset or close) finish it there, once, and the late read finishes nothing twice."""
+    gpu, meter, session = _gated_session(tmp_path)
+    finals = []
+    try:
+        info = session.open_window("cell", cell_id="c1", execution_count=1)
+        assert meter.sampler.edge_done.wait(10)
+        gate = meter._nvml.hold("nvmlDeviceGetTotalEnergyConsumption")
+        assert session.close_window(info.id, on_final=finals.append) is None
+        session.flush()
+        assert len(finals) == 1 and finals[0].info.id == info.id
+        gate.set()
+        assert meter.sampler.edge_done.wait(10)
+        session.flush()
+        ends = [e for e in read_log(session.ledger_path).events if e["event"] == "cell_end"]
+        assert [e["window_id"] for e in ends] == [info.id]
+    finally:
+        session.close()
+    assert len(finals) == 1

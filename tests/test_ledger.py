@@ -136,3 +136,21 @@ def test_buffered_edges_wake_the_writer_once_per_burst_not_per_cell(tmp_path, wa
     # can split the burst, but never into anything like one wake per edge.
     assert 1 <= len(wakes) <= 10
     ledger.close()
+
+
+def test_a_long_burst_of_edges_is_written_whole(tmp_path):
+    """More edges queued than the ledger would hold for an unwritable log (a tight loop of
+    ``track()`` blocks while the writer waits for the GIL) are all written: only a log that
+    cannot be written drops its oldest held lines."""
+    from nbcost.ledger import MAX_HELD
+
+    path = tmp_path / "s.jsonl"
+    ledger = Ledger(path, {"session_id": "s1"}, edge_flush_s=3600)
+    count = MAX_HELD + 20_000
+    for number in range(count):
+        ledger.buffer("track_end", {"n": number}, at="2026-11-28T10:00:00.000000Z")
+    ledger.flush()
+    numbers = [json.loads(line)["n"] for line in path.read_text().splitlines()]
+    assert numbers == list(range(count))
+    assert ledger.take_reports() == []
+    ledger.close()

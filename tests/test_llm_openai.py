@@ -237,6 +237,9 @@ def test_server_error_reraised_unchanged_and_recorded(srv, llm):
 
 
 def test_unknown_model_is_unpriced_never_zero(srv, llm, capsys):
+    # The loopback server stands for a public API here; at a private address with
+    # self_hosted_auto on, an unknown model is self-hosted instead (test_local_openai.py).
+    llm.settings.self_hosted_auto = False
     c = client(srv)
     c.chat.completions.create(model="my-finetune-xyz", messages=messages())
     c.chat.completions.create(model="my-finetune-xyz", messages=messages())

@@ -432,6 +432,10 @@ def test_unload_inside_track_does_not_break_the_users_code(shell):
 def test_llm_price_prices_the_next_calls_and_is_logged(shell, capsys, srv):
     import openai
 
+    # The loopback server stands for a public API (at a private address an unknown model is
+    # otherwise self-hosted, not unpriced).
+    session(shell).settings.self_hosted_auto = False
+
     shell.user_ns["client"] = openai.OpenAI(
         base_url=srv.base_url("openai", input_tokens=1_000_000, output_tokens=1_000_000),
         api_key=FAKE_KEY, max_retries=0)

@@ -72,6 +72,17 @@ class Budgets:
         with self._lock:
             self._warned.pop("session", None)
 
+    @property
+    def any(self) -> bool:
+        """Whether any budget applies now (without it, no spend needs pricing or checking)."""
+        return bool(self._windows) or self._settings.budget_usd is not None
+
+    @property
+    def any_hard(self) -> bool:
+        """Whether a hard budget applies now: without one, nothing is ever refused."""
+        return (self._settings.budget_usd is not None and bool(self._settings.budget_hard)) or \
+            any(budget.hard for budget in list(self._windows.values()))
+
     def session_pending(self) -> bool:
         """Whether a session budget still has a threshold to warn about (worth pricing for)."""
         budget = self.session

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import platformdirs
-from traitlets import Bool, Dict, Float, Unicode
+from traitlets import Bool, Dict, Float, List, Unicode
 from traitlets.config import Configurable
 
 from .errors import ConfigError
@@ -56,6 +56,11 @@ class Settings:
     live: bool = True
     #: OTLP/HTTP base URL: export spend live as OpenTelemetry spans and metrics (``nbcost[otel]``).
     otlp_endpoint: str | None = None
+    #: Base URLs of OpenAI-compatible servers the user runs (vLLM, Ollama...): their calls are
+    #: ``self-hosted`` whatever the model's name (docs/local-models.md).
+    self_hosted_urls: list[str] = field(default_factory=list)
+    #: An unknown model at a loopback or private address is self-hosted, not unpriced.
+    self_hosted_auto: bool = True
 
 
 class NbCost(Configurable):
@@ -80,6 +85,11 @@ class NbCost(Configurable):
         config=True
     )
     live = Bool(True, help="Show the live panel under %%cost cells.").tag(config=True)
+    self_hosted_urls = List(Unicode(), help="Base URLs of OpenAI-compatible servers you run "
+                            "(vLLM, Ollama, llama.cpp), e.g. ['http://gpu-box:8000/v1']: their "
+                            "calls are self-hosted, priced by measured GPU time.").tag(config=True)
+    self_hosted_auto = Bool(True, help="Treat a model genai-prices does not know, served from a "
+                            "loopback or private address, as self-hosted.").tag(config=True)
     otlp_endpoint = Unicode("", help="OTLP/HTTP base URL, e.g. http://localhost:4318: export "
                             "spend live as OpenTelemetry spans and metrics (nbcost[otel]).").tag(
         config=True
@@ -183,7 +193,8 @@ def _parse_llm_prices(prices: Any, problems: list[str] | None) -> dict[str, dict
     return parsed
 
 
-_KINDS = {"Float": "a number", "Unicode": "text", "Dict": "a dict", "Bool": "True or False"}
+_KINDS = {"Float": "a number", "Unicode": "text", "Dict": "a dict", "Bool": "True or False",
+          "List": "a list"}
 
 
 def config_from(config: Any, problems: list[str]) -> NbCost:
@@ -258,6 +269,8 @@ def load_settings(config: NbCost | None = None, environ: Mapping[str, str] | Non
         azure_deployments={str(k): str(v) for k, v in c.azure_deployments.items()},
         live=c.live,
         otlp_endpoint=c.otlp_endpoint or None,
+        self_hosted_urls=[str(url) for url in c.self_hosted_urls],
+        self_hosted_auto=c.self_hosted_auto,
     )
     if c.data_dir:
         settings.data_dir = _data_dir(c.data_dir, "c.NbCost.data_dir", default_dir, problems)

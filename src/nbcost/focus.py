@@ -80,7 +80,9 @@ _PROVIDERS = {"openai": ("OpenAI", "OpenAI API"), "anthropic": ("Anthropic", "An
               "google": ("Google", "Gemini API"), "mistral": ("Mistral AI", "Mistral AI API"),
               "azure": ("Microsoft", "Azure OpenAI"), "aws": ("Amazon Web Services", "Amazon Bedrock"),
               "groq": ("Groq", "GroqCloud"), "deepseek": ("DeepSeek", "DeepSeek API"),
-              "x-ai": ("xAI", "xAI API")}
+              "x-ai": ("xAI", "xAI API"),
+              # A local model's tokens: $0 usage rows; their dollars are the GPU rows'.
+              "self-hosted": ("Self-hosted", "Self-hosted model")}
 _METERS = {"input": "Input Tokens", "cache_read": "Cached Input Tokens",
            "cache_write": "Cache Write Tokens", "output": "Output Tokens", "request": "Requests"}
 _HOUR_PLACES = Decimal("1e-9")  # GPU-hours to 3.6 µs: finer than any sampler

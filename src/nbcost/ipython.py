@@ -163,16 +163,33 @@ class CostExtension:
             "the live panel", lambda: display.live_panel(self.shell, session, info, options.quiet))
         return opened
 
-    def finish_cell(self, status: str) -> WindowRecord | None:
-        """End the running cell's window and turn its panel (if ``%%cost``) into the summary."""
+    def finish_cell(self, status: str) -> None:
+        """End the running cell's window and turn its panel (if ``%%cost``) into the summary.
+
+        The cell does not wait for figures still being read (a GPU's counters at its end): its
+        record, summary and badge are completed when they land, a few ms later. Only a static
+        summary (printed once, under this cell) waits for them."""
         window_id, self.cell_window_id = self.cell_window_id, None
         panel, self._panel = self._panel, None
         if window_id is None:
-            return None
-        record = self.session.close_window(window_id, status)
-        if panel is not None and record is not None:
+            return
+        if panel is None:  # most cells: nothing to show, nothing to wait for
+            self.session.close_window(window_id, status, on_final=_nothing)
+            return
+
+        def show(record: WindowRecord) -> None:
             self.session.run_safely("the summary", lambda: panel.finish(record))
-        return record
+
+        if getattr(panel, "updates_later", False):
+            self.session.close_window(window_id, status, on_final=show)
+        else:
+            record = self.session.close_window(window_id, status)
+            if record is not None:
+                show(record)
+
+
+def _nothing(record: WindowRecord) -> None:
+    pass
 
 
 def _unregister_magics(shell) -> None:

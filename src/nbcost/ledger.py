@@ -113,6 +113,9 @@ def _line(record: Mapping[str, Any]) -> bytes:
 #: this much of them, plus one write).
 EDGE_FLUSH_S = 0.05
 
+#: Lines written in one go while a long queue drains.
+_WRITE_BATCH = 4096
+
 #: The most events held in memory while the log cannot be written; older ones are dropped.
 MAX_HELD = 50_000
 
@@ -127,9 +130,9 @@ class Ledger:
     thread, on a busy machine after a scheduler slice). The writer is woken once when a buffer
     fills an empty queue, sleeps ``edge_flush_s`` and writes everything then queued; it goes back
     to waiting only once the queue is empty. So a process killed with ``kill -9`` loses at most
-    the edges of its last ``edge_flush_s`` plus one write (docs/schema.md says 100 ms). A durable
-    append first writes everything queued before it, so the file keeps the order events happened
-    in.
+    the edges of its last ``edge_flush_s`` plus one write (docs/schema.md says 100 ms); the
+    Session makes the end of a window that cost money durable. A durable append first writes
+    everything queued before it, so the file keeps the order events happened in.
 
     The ledger never raises for a log it cannot write (a full disk, a read-only or deleted folder,
     a folder another user planted: see :mod:`nbcost.logfile`): it holds the events in memory,
@@ -193,10 +196,14 @@ class Ledger:
             **self.common,
             **fields,
         }
+        if durable:  # written now, after whatever was queued before it
+            with self._write_lock:
+                self._hold_queued()
+                self._hold_line(record)
+                self._write_held()
+            return record
         self._queue.append(record)
-        if durable:
-            self.flush()
-        elif not self._writer_armed:
+        if not self._writer_armed:
             self._arm_writer()
         return record
 
@@ -210,6 +217,12 @@ class Ledger:
         if not self._writer_armed:
             self._arm_writer()
 
+    def write_queued(self) -> None:
+        """Write what is queued now, on this thread (nothing to do, no syscall: the usual case
+        once the writer has run)."""
+        if self._queue:
+            self.flush()
+
     def _arm_writer(self) -> None:
         self._writer_armed = True
         self._wake.set()
@@ -218,20 +231,29 @@ class Ledger:
         """Write every event queued so far; return once they reached the OS (or, when the log
         cannot be written now, once they are held for the next try and the failure reported)."""
         with self._write_lock:
-            while self._queue:
-                item = self._queue.popleft()
-                try:
-                    if type(item) is tuple:  # a buffered edge
-                        event_id, event, at, fields = item
-                        item = {"schema": SCHEMA_VERSION, "id": event_id, "event": event,
-                                "ts": at, **self.common, **fields}
-                    self._hold(_line(item))
-                except Exception as exc:  # noqa: BLE001 - e.g. a value that contains itself
-                    self._reports.append(f"nbcost: a {item.get('event')} event could not be "
-                                         f"written to the spend log ({type(exc).__name__}: "
-                                         f"{exc}) and is lost.")
+            self._hold_queued()
             if self._held:
                 self._write_held()
+
+    def _hold_queued(self) -> None:
+        while self._queue:
+            item = self._queue.popleft()
+            if type(item) is tuple:  # a buffered edge
+                event_id, event, at, fields = item
+                item = {"schema": SCHEMA_VERSION, "id": event_id, "event": event, "ts": at,
+                        **self.common, **fields}
+            self._hold_line(item)
+            if len(self._held) >= _WRITE_BATCH and self._failure is None:
+                self._write_held()  # a long queue (a burst of blocks) is written as it goes:
+                # only a log that cannot be written holds lines (and drops past MAX_HELD)
+
+    def _hold_line(self, record: dict) -> None:
+        try:
+            self._hold(_line(record))
+        except Exception as exc:  # noqa: BLE001 - e.g. a value that contains itself
+            self._reports.append(f"nbcost: a {record.get('event')} event could not be "
+                                 f"written to the spend log ({type(exc).__name__}: {exc}) and "
+                                 "is lost.")
 
     @property
     def unsaved(self) -> int:
@@ -265,11 +287,12 @@ class Ledger:
                                  "nbcost writes a new one there from now on.")
         if self._fd is None and not self._reopen():
             return
-        data = memoryview(b"\n" * self._torn + b"".join(self._held))
+        data = b"\n" * self._torn + b"".join(self._held)
         written = 0
         try:
-            while written < len(data):
-                written += os.write(self._fd, data[written:])
+            written = os.write(self._fd, data)
+            while written < len(data):  # a write cut short: the rest, without a copy
+                written += os.write(self._fd, memoryview(data)[written:])
         except OSError as exc:
             self._keep_unwritten(written)
             self._failed(exc)

@@ -170,10 +170,12 @@ def _meter_problem(name: str, meter: Any) -> str | None:
                                    and all(isinstance(v, dict) for v in by_key.values())):
         return f"meters.{name}.by_key is not an object of objects"
     detail = meter.get("detail")
+    if detail is not None and not isinstance(detail, dict):
+        return f"meters.{name}.detail is not an object"
+    if name == "local" and (problem := _local_problem(by_key or {}, detail or {})) is not None:
+        return problem
     if detail is None:
         return None
-    if not isinstance(detail, dict):
-        return f"meters.{name}.detail is not an object"
     waste = detail.get("waste_usd")
     if waste is not None:
         if not isinstance(waste, dict):
@@ -181,6 +183,24 @@ def _meter_problem(name: str, meter: Any) -> str | None:
         for value in waste.values():
             money_or_none(value)
     return _strings_problem(f"meters.{name}.detail.devices", detail.get("devices"))
+
+
+#: The local meter's money (decimal strings): the GPU cost and the effective $/Mtok.
+_LOCAL_MONEY = ("gpu_cost_usd", "input_usd_per_mtok", "output_usd_per_mtok",
+                "blended_usd_per_mtok", "usd_per_mtok_input", "usd_per_mtok_output")
+
+
+def _local_problem(by_key: dict, detail: dict) -> str | None:
+    """``meters.local`` (self-hosted generation): money as decimal strings, timings numbers."""
+    for row in [detail, *by_key.values()]:
+        for key in _LOCAL_MONEY:
+            money_or_none(row.get(key))
+        for key in ("prefill_s", "decode_s", "generate_s", "calls", "input_tokens",
+                    "output_tokens"):
+            if row.get(key) is not None and (problem := _count_problem(
+                    f"meters.local {key}", row[key])) is not None:
+                return problem
+    return None
 
 
 def event_problem(event: Any) -> str | None:

@@ -21,7 +21,8 @@ Examples
     In [3]: %cost                      # the session's cells and total
     In [4]: %cost budget 20 --hard     # refuse LLM calls once $20 is spent
     In [5]: %cost llm-price my-model --input 0.5 --output 1.5
-    In [6]: %cost export spend.parquet
+    In [6]: %cost compare --local          # local models' measured $/Mtok against API prices
+    In [7]: %cost export spend.parquet
 """
 
 from __future__ import annotations
@@ -119,6 +120,9 @@ def _build_parser() -> _Parser:
     compare = command("compare", "What the session's LLM usage would cost on other models.")
     compare.add_argument("--models", help="comma-separated model names")
     compare.add_argument("--cell", type=int, metavar="N", help="only cell [N]'s usage")
+    compare.add_argument("--local", nargs="?", const="", metavar="MODEL",
+                         help="self-hosted generation against API prices, at the measured GPU "
+                              "cost; MODEL: the local model that prices the API calls")
     estimate = command("estimate", "Estimate a prompt's tokens and cost.")
     estimate.add_argument("text", metavar="TEXT", help="the prompt text (quoted)")
     estimate.add_argument("--model", required=True, help="the model to price it as")
@@ -367,6 +371,9 @@ class CostMagics(Magics):
               f"(to keep it, set c.NbCost.llm_prices in ipython_config.py).")
 
     def _compare(self, args):
+        models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+        if args.local is not None:
+            return self._compare_local(args, models)
         usages = [u for u in self.session.usages if u.meter == "llm"]
         if args.cell is not None:
             spans = [(r.info.start, r.info.end) for r in self.session.records
@@ -375,10 +382,25 @@ class CostMagics(Magics):
                 raise UsageError(f"%cost compare: no recorded cell [{args.cell}] in this session")
             usages = [u for u in usages
                       if any(start <= u.at.timestamp() <= end for start, end in spans)]
-        models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
         from .meters.llm.whatif import compare_report
 
         text, html = compare_report(usages, models, self.session.settings)
+        display({"text/plain": text, "text/html": html}, raw=True)
+
+    def _compare_local(self, args, models):
+        """``%cost compare --local``: read from the spend log (every window, not just the
+        recent ones the session keeps in memory)."""
+        from .ledger import read_log
+        from .meters.selfhosted.compare import local_compare_report
+
+        self.session.flush()
+        events = read_log(self.session.ledger_path).events
+        if args.cell is not None:
+            events = [e for e in events if e.get("execution_count") == args.cell]
+            if not events:
+                raise UsageError(f"%cost compare: no recorded cell [{args.cell}] in this session")
+        text, html = local_compare_report(events, models, args.local or None,
+                                          self.session.settings)
         display({"text/plain": text, "text/html": html}, raw=True)
 
     def _estimate(self, args):

@@ -185,6 +185,8 @@ def compact_meter(name: str, totals: MeterTotals) -> dict[str, Any]:
         out["unpriced"] = True
     if name == "gpu":
         out.update(_compact_waste(totals))
+    if name == "local":  # the effective price, from the GPU cost of the window's generation
+        out.update({k: totals.detail[k] for k in _LOCAL_PRICE if totals.detail.get(k) is not None})
     if name == "llm" and totals.by_key:
         out["by_model"] = {
             model: {k: (money(v) if isinstance(v, Decimal) else v) for k, v in figures.items()}
@@ -194,6 +196,7 @@ def compact_meter(name: str, totals: MeterTotals) -> dict[str, Any]:
 
 
 _WASTE_KINDS = ("idle_between", "stall", "underfill")
+_LOCAL_PRICE = ("gpu_cost_usd", "input_usd_per_mtok", "output_usd_per_mtok", "split", "scope")
 
 
 def _compact_waste(gpu: MeterTotals) -> dict[str, Any]:

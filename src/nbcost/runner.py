@@ -227,8 +227,19 @@ def run_notebook(path: Path, output: Path | None = None, *, kernel_name: str | N
     )
     progress.client = client
     # The kernel offers the lab extension's comm; headless, the log is the record: take the
-    # comm quietly instead of nbclient's "No handler found for comm target 'nbcost'".
+    # comm quietly instead of nbclient's "No handler found for comm target 'nbcost'". Its
+    # "final" messages fill in a cell whose end the log missed (a kernel killed right after it;
+    # the comm opened at kernel start, before nbclient listened, so they are read off every
+    # cell's comm messages).
     client.comm_open_handlers["nbcost"] = lambda msg: None
+    finals = _KernelFinals()
+    handle_comm_msg = client.handle_comm_msg
+
+    def read_finals(outs: Any, msg: dict[str, Any], cell_index: int) -> None:
+        finals.handle_msg(msg)
+        handle_comm_msg(outs, msg, cell_index)
+
+    client.handle_comm_msg = read_finals
     started = time.time()
     # The kernel's own stderr (its log lines, a traceback when it is stopped mid-cell) would
     # bury the one message that matters; it is kept, and shown when it explains a failure.
@@ -254,6 +265,7 @@ def run_notebook(path: Path, output: Path | None = None, *, kernel_name: str | N
             notebook_meta["session_ids"] = list(dict.fromkeys(_session_of(e) for e in events))
     elif kernel_said:
         result.warnings.append(f"the kernel said: {kernel_said}")
+    finals.fill_in(nb)
     for index, status in stopped.items():
         result.stopped_windows[index] = mark_stopped_cell(nb, index, status, result.rows, events)
     if output is not None:
@@ -263,6 +275,28 @@ def run_notebook(path: Path, output: Path | None = None, *, kernel_name: str | N
             result.error = "; ".join(filter(None, [result.error, (
                 f"could not write the executed notebook to {output}: {exc.strerror or exc}")]))
     return result
+
+
+class _KernelFinals:
+    """The kernel's ``final`` comm messages: each finished cell's compact record, as the lab
+    extension gets it. The spend log is the record; a finished cell's end reaches it within
+    50 ms (docs/schema.md), so a kernel killed at once after a cell leaves these to fill it in."""
+
+    def __init__(self) -> None:
+        self.by_count: dict[int, dict[str, Any]] = {}
+
+    def handle_msg(self, msg: dict[str, Any]) -> None:
+        data = (msg.get("content") or {}).get("data") or {}
+        record = data.get("record") if isinstance(data, dict) else None
+        if msg.get("msg_type") == "comm_msg" and data.get("type") == "final" and \
+                isinstance(record, dict):
+            self.by_count[record.get("execution_count")] = record
+
+    def fill_in(self, nb: Any) -> None:
+        for cell in nb.cells:
+            if (cell.cell_type == "code" and "nbcost" not in cell.metadata
+                    and cell.get("execution_count") in self.by_count):
+                cell.metadata["nbcost"] = self.by_count[cell.execution_count]
 
 
 def _execute(client: NotebookClient, env: dict[str, str], kernel: str, timeout: int | None,

@@ -105,9 +105,12 @@ class Session:
         self._json_of: dict[str, tuple[MeterTotals, dict]] = {}
         self._last_measured: dict[str, tuple[Any, MeterTotals]] = {}
         self._open: dict[str, _Window] = {}
+        self._cell_fields: dict[str, Any] = {}  # the running cell's, for usage events
         # Windows that `%cost reset` or `close()` ended while their code still ran: the code's
         # own close (track's __exit__, post_run_cell) gets this record instead of an error.
         self._ended_early: dict[str, WindowRecord] = {}
+        # Ended windows whose figures are still being read: window id -> how to finish it.
+        self._unsettled: dict[str, Callable[[], None]] = {}
         self.budgets = Budgets(self.settings, self._emit)
         requested = session_id or os.environ.get("NBCOST_SESSION_ID") or None
         if requested is not None and not valid_session_id(requested):
@@ -207,6 +210,7 @@ class Session:
 
     def _write_session_end(self) -> None:
         self._end_children()
+        self.settle()
         self.ended_at = time.time()
         totals = self.totals(self.ended_at)
         self._emit("session_end", {
@@ -254,15 +258,16 @@ class Session:
             for window in self._open.values():
                 window.tallies.setdefault(usage.meter, Tally()).add(usage)
                 window_ids.append(window.info.id)
+            # (A Usage is frozen and its mappings are never changed: logged as they are.)
             self._emit(usage.event, {
-                **self.current_cell(),
+                **self._cell_fields,
                 "window_ids": window_ids,
                 "meter": usage.meter,
                 "key": usage.key,
-                "quantities": dict(usage.quantities),
+                "quantities": _as_dict(usage.quantities),
                 "cost_usd": money(usage.cost_usd),
-                "attributes": dict(usage.attributes),
-                "flags": list(usage.flags),
+                "attributes": _as_dict(usage.attributes),
+                "flags": usage.flags,
             }, at=usage.at.timestamp())
         self._check_budgets()
 
@@ -281,6 +286,8 @@ class Session:
     def check_budget(self, meter: str) -> None:
         """Refuse to start new spend when a hard budget (session or window) is used up."""
         __tracebackhide__ = True  # IPython shows the user's frames, not nbcost's
+        if not self.budgets.any_hard:  # the usual case: an LLM call pays for one attribute read
+            return
         with self._lock:
             open_ids = list(self._open)
         self.budgets.refuse_if_spent(
@@ -288,12 +295,17 @@ class Session:
             self._open_window_cost, self.current_cell())
 
     def current_cell(self) -> dict[str, Any]:
-        with self._lock:
-            for window in self._open.values():
-                if window.info.kind == "cell":
-                    return {"cell_id": window.info.cell_id,
-                            "execution_count": window.info.execution_count}
-        return {}
+        return dict(self._cell_fields)
+
+    def _cell_changed(self) -> None:
+        """Keep ``{"cell_id", "execution_count"}`` of the running cell (the first open cell
+        window), which every usage event carries, so no event has to look for it."""
+        for window in self._open.values():
+            if window.info.kind == "cell":
+                self._cell_fields = {"cell_id": window.info.cell_id,
+                                     "execution_count": window.info.execution_count}
+                return
+        self._cell_fields = {}
 
     # -- windows ------------------------------------------------------------------------------
 
@@ -307,6 +319,8 @@ class Session:
                 dict(self.settings.default_tags), cell_id, execution_count,
                 parent.info.id if parent else None)
             window = self._open[info.id] = _Window(info)
+            if kind == "cell":
+                self._cell_changed()
         if self._children is not None:  # children started from now on bill to this window
             self._children.window_changed(info.id)
         if self._window_watchers:
@@ -334,9 +348,16 @@ class Session:
             self.budgets.set_window(window_id, budget_usd, budget_hard)
         return window.info
 
-    def close_window(self, window_id: str, status: str = "ok") -> WindowRecord | None:
+    def close_window(self, window_id: str, status: str = "ok",
+                     on_final: Callable[[WindowRecord], None] | None = None
+                     ) -> WindowRecord | None:
         """End a window and return its record. One that ``%cost reset`` (or ``close()``) already
-        ended gives that record; an unknown one gives None and one warning, never an error."""
+        ended gives that record; an unknown one gives None and one warning, never an error.
+
+        With ``on_final``, the caller does not wait for figures still being read (a GPU's
+        counters at the window's end, a few ms of NVML calls): the record is completed when they
+        land, on the thread that read them, and handed to ``on_final``; None is returned then.
+        (A cell ends this way: its summary and badge update a moment later, exact.)"""
         children = self._children
         if children is not None and children.pending():  # a child wrote: fold it in first
             self.run_safely("reading child processes' logs", lambda: children.collect(self))
@@ -346,6 +367,8 @@ class Session:
         with self._lock:
             window = self._open.pop(window_id, None)
             early = self._ended_early.pop(window_id, None) if window is None else None
+            if window is not None and window.info.kind == "cell":
+                self._cell_changed()
             if self._open and (children is not None or self._window_watchers):
                 self._window_closed_inside(next(reversed(self._open)))
         if not self._open and self._window_watchers:
@@ -354,35 +377,82 @@ class Session:
             if early is None:
                 self.warn_once("unknown-window", f"nbcost: window {window_id} is not open (was "
                                "the session reset or unloaded?); nothing more is recorded for it.")
+            elif on_final is not None:
+                on_final(early)
             return early
         wall_s = time.perf_counter() - window.started_perf
-        info = window.info.ended(end)
+        info = window.info = window.info.ended(end)
         for meter in self._edge_meters:
             try:
                 meter.window_ended(info)
             except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
                 self._fault(f"the {meter.name} meter", exc, window)
-        meters = self._measure(window, info.start, end)  # may flag the window
+        if on_final is None:
+            return self._finish_window(window, wall_s, status)
+        if self._settle_later(window, wall_s, status, on_final):
+            return None
+        record = self._finish_window(window, wall_s, status)
+        on_final(record)
+        return record
+
+    def _settle_later(self, window: _Window, wall_s: float, status: str,
+                      on_final: Callable[[WindowRecord], None]) -> bool:
+        """Have the window finished once every meter's figures for it are in: True if that is
+        later (a meter reads on its own thread), False if they are in now. A window left
+        unsettled (a stuck NVML call) is finished by the next ``flush``, reset or close."""
+        waiting = next((m for m in self._measuring_meters if m.settles_later()), None)
+        if waiting is None:
+            return False
+
+        def settle() -> None:
+            with self._lock:
+                finish = self._unsettled.pop(window.info.id, None)
+            if finish is not None:
+                self.run_safely("finishing a window's record", finish)
+
+        def finish() -> None:
+            record = self._finish_window(window, wall_s, status)
+            self.run_safely("the cell's summary", lambda: on_final(record))
+
+        with self._lock:
+            self._unsettled[window.info.id] = finish
+        if not waiting.when_settled(settle):  # it settled meanwhile
+            settle()
+        return True
+
+    def settle(self) -> None:
+        """Finish every window still waiting for its figures (waiting for them here)."""
+        with self._lock:
+            pending, self._unsettled = list(self._unsettled.values()), {}
+        for finish in pending:
+            finish()
+
+    def _finish_window(self, window: _Window, wall_s: float, status: str) -> WindowRecord:
+        """Measure an ended window, keep and log its record, check its budget."""
+        info = window.info
+        meters = self._measure(window, info.start, info.end)  # may flag the window
         flags = tuple(sorted(window.flags)) if window.flags else ()
-        budget = self.budgets.of_window(window_id)
+        budget = self.budgets.of_window(info.id)
         record = WindowRecord(info=info, wall_s=wall_s, status=status, meters=meters,
                               session_id=self.id, flags=flags, budget=budget)
         with self._lock:
             self.records.append(record)
-        window.info = info
-        ended_at = iso_utc(end)
+        ended_at = iso_utc(info.end)
         cost = record.cost_usd
         fields = _window_fields(window)
         fields.update(ended_at=ended_at, wall_s=wall_s, status=status, cost_usd=money(cost),
                       unpriced=record.unpriced, meters=self._meters_json(meters),
                       flags=list(flags))
-        self._emit(_END_EVENTS.get(info.kind) or f"{info.kind}_end", fields, at=ended_at)
+        # A window that cost something is a money event: on disk now, like its usage. (Most
+        # cells cost nothing and are buffered: that is what keeps a cell's overhead low.)
+        self._emit(_END_EVENTS.get(info.kind) or f"{info.kind}_end", fields, at=ended_at,
+                   durable=bool(cost) or record.unpriced)
         if budget is not None:  # spend since the last check (a window with no ticks) counts too
             where = self._where(window)
-            self.budgets.check(window_id, cost, where)
+            self.budgets.check(info.id, cost, where)
             if self.budgets.session_pending():
                 self.budgets.check("session", self.total_usd, where)
-        self.budgets.forget_window(window_id)
+        self.budgets.forget_window(info.id)
         return record
 
     def budget_of(self, window_id: str) -> tuple[Decimal | None, bool]:
@@ -623,6 +693,8 @@ class Session:
 
     def _check_budgets(self) -> None:
         """Soft budgets after new spend: each open window's own, then the session's."""
+        if not self.budgets.any:
+            return
         for window_id in self.budgets.windows_pending():
             with self._lock:
                 window = self._open.get(window_id)
@@ -647,16 +719,21 @@ class Session:
     def flush(self) -> None:
         """Make sure every event so far is in the spend log (cell edges are written by a
         writer thread within milliseconds; read the file in-process after this)."""
+        self.settle()
         self._ledger.flush()
         self._say_ledger_reports()
 
-    def _emit(self, event: str, fields: Mapping[str, Any], at=None) -> None:
+    def _emit(self, event: str, fields: Mapping[str, Any], at=None, durable: bool | None = None
+              ) -> None:
+        """Log an event and tell the listeners. Money events are durable (on disk before this
+        returns); window edges are buffered unless ``durable`` says otherwise."""
+        if durable is None:
+            durable = event not in WINDOW_EDGE_EVENTS
         try:
-            if event in WINDOW_EDGE_EVENTS and not self._listeners:  # nobody needs the dict
+            if not durable and not self._listeners:  # nobody needs the logged dict
                 self._ledger.buffer(event, fields, at)
                 return
-            payload = self._ledger.append(event, fields, at=at,
-                                          durable=event not in WINDOW_EDGE_EVENTS)
+            payload = self._ledger.append(event, fields, at=at, durable=durable)
         except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's cell
             self.warn_once(f"ledger:{type(exc).__name__}",
                            f"nbcost: could not log a {event} event ({exc}); costs are still shown.")
@@ -701,6 +778,10 @@ class Session:
         self.warn_once(f"internal:{what}:{type(exc).__name__}",
                        f"nbcost: {what} failed ({type(exc).__name__}: {exc}); "
                        f"your code is unaffected, this record is flagged.")
+
+
+def _as_dict(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return mapping if type(mapping) is dict else dict(mapping)
 
 
 def _cost(meters: Mapping[str, MeterTotals]) -> Decimal:

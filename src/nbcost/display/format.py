@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-__all__ = ["format_bytes", "format_count", "format_percent", "format_seconds",
+__all__ = ["format_bytes", "format_count", "format_per_mtok", "format_percent", "format_seconds",
            "format_seconds_pm", "format_usd", "plural"]
 
 _TINY = Decimal("0.00005")  # below this a cost rounds to $0.0000 at 4 places
@@ -56,6 +56,18 @@ def _usd(value: Decimal) -> str:
     if four < _ONE:
         return f"{sign}${four}"
     return f"{sign}${size.quantize(_TWO, rounding=ROUND_HALF_UP):,}"
+
+
+def format_per_mtok(price: Decimal | str | None) -> str:
+    """A price per million tokens as price lists write it: ``$0.60/Mtok``, ``$12.50/Mtok``;
+    below a cent, two significant digits (``$0.0042/Mtok``); ``–`` when unknown."""
+    value = _decimal(price)
+    if value is None:
+        return "–"
+    if value >= Decimal("0.01") or not value:
+        return f"${value.quantize(_TWO, rounding=ROUND_HALF_UP):,}/Mtok"
+    two_digits = Decimal(1).scaleb(value.adjusted() - 1)
+    return f"${format(value.quantize(two_digits, rounding=ROUND_HALF_UP), 'f')}/Mtok"
 
 
 def format_percent(part: Decimal | str | float | None, whole: Decimal | str | float | None) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..quantities import QUANTITIES
 from ..records import Budget, MeterTotals, WindowRecord, compact_meter
-from .format import (format_bytes, format_count, format_percent, format_seconds,
+from .format import (format_bytes, format_count, format_per_mtok, format_percent, format_seconds,
                      format_seconds_pm, format_usd, plural)
 
 __all__ = ["RecordSummary", "SessionSummary", "SummaryRow", "Table", "budget_view",
@@ -91,6 +91,8 @@ def meter_lines(name: str, figures: Mapping[str, Any]) -> list[Line]:
         return _gpu_lines(figures)
     if name == "llm":
         return _llm_lines(figures)
+    if name == "local":
+        return local_lines(figures)
     if name == "remote_gpu":  # Dask workers' GPUs (nbcost.dask): the GPU's figures, apart
         return [("Remote GPU" if label == "GPU" else label, text)
                 for label, text in _gpu_lines(figures)]
@@ -98,6 +100,29 @@ def meter_lines(name: str, figures: Mapping[str, Any]) -> list[Line]:
                       if isinstance(v, (int, float)) and not isinstance(v, bool))
     cost = format_usd(Decimal(figures.get("cost_usd") or 0), bool(figures.get("unpriced")))
     return [(name, f"{shown}, {cost}" if shown else cost)]
+
+
+def local_lines(local: Mapping[str, Any]) -> list[Line]:
+    """Self-hosted generation: tokens, then what they cost per million at the measured GPU
+    price, the GPU's busy share and the throughput."""
+    calls = int(local.get("calls") or 0)
+    head = (f"{calls:,} generation{'s' * (calls != 1)}, {format_count(local.get('input_tokens') or 0)}"
+            f" input and {format_count(local.get('output_tokens') or 0)} output tokens")
+    parts = []
+    for key, what in (("output_usd_per_mtok", "out"), ("input_usd_per_mtok", "in")):
+        if local.get(key) is not None:
+            parts.append(f"{format_per_mtok(local[key])} {what}")
+    if local.get("gpu_cost_usd") is not None:
+        parts.append(f"GPU {format_usd(local['gpu_cost_usd'])}")
+    if local.get("gpu_busy_share") is not None:
+        parts.append(f"{format_percent(local['gpu_busy_share'], 1)} busy")
+    if local.get("output_tokens_per_s"):
+        parts.append(f"{format_count(round(local['output_tokens_per_s']))} tokens/s")
+    if local.get("scope") == "session":
+        parts.append("priced per cell: `%cost compare --local`")
+    elif local.get("gpu_cost_usd") is None:
+        parts.append("no GPU cost measured")
+    return [("Local model", head), ("", " · ".join(parts))]
 
 
 def _gpu_lines(gpu: Mapping[str, Any]) -> list[Line]:

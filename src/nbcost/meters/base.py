@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -163,6 +163,16 @@ class Meter:
     def measure(self, start: float, end: float) -> Measurement | None:
         """Figures for the span ``[start, end]`` (``time.time()`` seconds), or ``None``."""
         return None
+
+    def settles_later(self) -> bool:
+        """Whether figures of a window that just ended are still being read (on the meter's
+        own thread); then the Session finishes the window in :meth:`when_settled`."""
+        return False
+
+    def when_settled(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (on any thread) once the pending reads are in; False if they
+        already are (the caller then goes on at once)."""
+        return False
 
     def session_measurement(self, start: float, end: float) -> Measurement | None:
         """Figures for the whole session so far; defaults to :meth:`measure`.

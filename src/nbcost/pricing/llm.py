@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
@@ -27,6 +28,8 @@ __all__ = ["Price", "PriceBook", "override_cost", "shared_price_book"]
 
 log = logging.getLogger("nbcost.llm")
 _MTOK = Decimal(1_000_000)
+#: How long a price found for "now" is reused: a price change takes effect at most this late.
+_RECENT_S = 60.0
 _LINEAR_UNITS = frozenset({"input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"})
 
 
@@ -69,10 +72,16 @@ class PriceBook:
         self._linear: dict[tuple, dict[str, Decimal] | None] = {}
         self._verified: set[tuple] = set()
         self._sources: dict[tuple[str, str], str] = {}
+        # Verified coefficients by model, tier and units, for ``_RECENT_S``: a call then skips
+        # genai-prices' date-effective lookup (cold, it is a third of a call's pricing time).
+        self._recent: dict[tuple, tuple[dict[str, Decimal], float]] = {}
 
-    def lookup(self, model: str, provider: str | None, base_url: str | None) -> tuple[Any, Any] | None:
-        """genai-prices' (provider, model info) for a model name, or None if it knows none."""
-        key = (model, provider, base_url)
+    def lookup(self, model: str, provider: str | None, base_url: str | None,
+               by_name_alone: bool = True) -> tuple[Any, Any] | None:
+        """genai-prices' (provider, model info) for a model name, or None if it knows none.
+        ``by_name_alone=False`` skips the last resort (any provider's model of that name): a
+        local server's ``Qwen/Qwen2.5-7B`` is not the API of that name."""
+        key = (model, provider, base_url, by_name_alone)
         if key in self._lookups:
             return self._lookups[key]
         _, snapshots = _genai_prices()
@@ -80,7 +89,8 @@ class PriceBook:
         found = None
         attempts = [(None, base_url)] if base_url else []
         attempts += [(provider, None)] if provider else []
-        attempts.append((None, None))  # by the model name alone
+        if by_name_alone:
+            attempts.append((None, None))  # by the model name alone
         for provider_id, url in attempts:
             try:
                 found = snapshot.find_provider_model(model, None, provider_id, url)
@@ -94,14 +104,14 @@ class PriceBook:
 
     def price(self, counts: Mapping[str, int], models: list[str], provider: str | None,
               base_url: str | None, settings: Any, service_tier: str | None = None,
-              at: dt.datetime | None = None) -> Price:
+              at: dt.datetime | None = None, by_name_alone: bool = True) -> Price:
         """Price ``counts`` (``genai_prices.Usage`` keywords) as the first model that has one."""
         overrides = getattr(settings, "llm_prices", None) or {}
         for model in models:
             if model in overrides:
                 return Price(override_cost(overrides[model], counts), model, "override")
         for model in models:
-            found = self.lookup(model, provider, base_url)
+            found = self.lookup(model, provider, base_url, by_name_alone)
             if found is not None:
                 cost = self._calc(found, counts, service_tier, at)
                 return Price(cost, model, self._sources[found[0].id, found[1].id])
@@ -110,6 +120,10 @@ class PriceBook:
     def _calc(self, found: tuple[Any, Any], counts: Mapping[str, int], tier: str | None,
               at: dt.datetime | None) -> Decimal:
         provider, model = found
+        recent_key = (id(model), tier, frozenset(counts)) if at is None else None
+        recent = self._recent.get(recent_key) if recent_key is not None else None
+        if recent is not None and recent[1] > time.monotonic():  # priced this way just now
+            return sum(recent[0][unit] * n for unit, n in counts.items()) / _MTOK
         at = at or dt.datetime.now(dt.timezone.utc)
         context = {"service_tier": tier} if tier else None
         standard = model.get_prices(at)
@@ -127,6 +141,8 @@ class PriceBook:
                 self._linear[key] = None
                 return slow
             self._verified.add(key)
+        if recent_key is not None:
+            self._recent[recent_key] = (coefficients, time.monotonic() + _RECENT_S)
         return cost
 
     def _slow(self, found: tuple[Any, Any], counts: Mapping[str, int], context: Any,

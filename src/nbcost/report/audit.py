@@ -26,6 +26,7 @@ from ..display.summary import NO_MATH
 from . import audit_charts as charts
 from . import audit_queries as q
 from .audit_whatif import what_if
+from .local_models import local_section
 
 __all__ = ["AuditOptions", "render_audit", "write_audit"]
 
@@ -170,6 +171,10 @@ def render_audit(spend, options: AuditOptions | None = None) -> str:
     if models:
         figures["chart-model-tokens"] = charts.model_tokens(models)
         figures["chart-model-costs"] = charts.model_costs(whatif.models)
+
+    local = local_section(spend, options.settings, options.compare_models)
+    sections["local"] = None if local is None else {
+        "table": _table(local["headers"], local["rows"], text=(0, 1, 10)), "busy": local["busy"]}
 
     gpu = q.gpu_by_notebook(con)
     shown = gpu[:options.top]

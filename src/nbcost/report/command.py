@@ -112,6 +112,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--columns", metavar="LIST",
                    help="figures a table, Markdown or HTML shows: default, gpu, llm, all or "
                         "names (below), e.g. --columns cells,cost_usd,gpu_waste_usd")
+    p.add_argument("--local", nargs="?", const="", metavar="MODEL",
+                   help="self-hosted models (transformers, vLLM, local servers) at their "
+                        "measured GPU price per million tokens, against API prices, with the "
+                        "break-even GPU utilisation; MODEL: the local model that prices the "
+                        "API calls (spend logs only), e.g. nbcost report logs/ --local")
     p.add_argument("--no-cache", action="store_true",
                    help="read every log afresh and keep no digest of it (digests of unchanged "
                         "logs make the next report fast; NBCOST_CACHE_DIR says where), e.g. "
@@ -153,6 +158,36 @@ def _default_paths() -> list[str]:
     return [str(folder)]
 
 
+def _run_local(args, paths: list[str], output: Path | None) -> int:
+    """``nbcost report --local``: the spend logs' self-hosted generation against API prices
+    (docs/local-models.md), filtered by --since/--until and --user/--team/--project."""
+    from ..config import load_settings, profile_config
+    from ..ledger import read_logs
+    from ..meters.selfhosted.compare import local_compare_report
+
+    if args.format != "table":
+        raise NbcostError("--local writes a text comparison; leave out --format (or use "
+                          "--format table)")
+    if any(str(p).startswith("s3://") for p in paths):
+        raise NbcostError("--local reads local spend logs only; copy the logs from s3:// first")
+    contents = read_logs([Path(p) for p in paths])
+    for warning in contents.warnings:
+        print(f"nbcost report: {warning}", file=sys.stderr)
+    since, until = args.since or "", args.until or "9999"
+    wanted = {name: set(_listed(getattr(args, name))) for name in ("user", "team", "project")}
+    events = [e for e in contents.events
+              if since <= str(e.get("started_at") or e.get("ts") or "") < until
+              and all(not values or e.get(name) in values for name, values in wanted.items())]
+    text, _ = local_compare_report(events, None, args.local or None,
+                                   load_settings(profile_config(), problems=[]))
+    with writing(output or Path(os.devnull)):
+        if output is not None:
+            output.write_text(text + "\n", encoding="utf-8")
+    if output is None:
+        print(text)
+    return 0
+
+
 def run(args) -> int:
     from .engine import Filters, load_spend
     from .query import build, parse_by, parse_columns
@@ -169,6 +204,8 @@ def run(args) -> int:
     output = Path(args.output) if args.output else None
     if output is not None:
         check_output(output)
+    if args.local is not None:
+        return _run_local(args, paths, output)
     import duckdb
 
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -80,7 +81,9 @@ class GpuMeter(Meter):
         self._off: Measurement | None = None
         self._session_start = 0.0
         self._open_windows: dict[str, float] = {}  # top-level windows: id -> start
-        self._windows: list[tuple[float, float]] = []
+        # Ended top-level windows as (start, end) pairs, flat: 16 bytes a cell for a session of
+        # any length (a list of tuples is ~100).
+        self._windows = array("d")
         self._windows_lock = threading.Lock()
         self._last_checkpoint = 0.0
         self._was_held = False
@@ -164,12 +167,13 @@ class GpuMeter(Meter):
         if start is not None:
             end = window.end if window.end is not None else self._clock()
             with self._windows_lock:
-                self._windows.append((start, end))
+                self._windows.extend((start, end))
 
     def _window_spans(self, now: float) -> list[tuple[float, float]]:
         """The top-level windows' spans so far (the open ones up to ``now``)."""
         with self._windows_lock:
-            spans = list(self._windows)
+            flat = self._windows.tolist()
+        spans = list(zip(flat[::2], flat[1::2]))
         return spans + [(start, now) for start in list(self._open_windows.values())]
 
     # --- figures ------------------------------------------------------------------------------
@@ -200,6 +204,15 @@ class GpuMeter(Meter):
             figures.append((s, replace(f, idle_between_s=idle, stall_s=stall)))
         return measurement(figures, start, end, self._settings())
 
+    def settles_later(self) -> bool:
+        sampler = self.sampler
+        return (self._threaded and sampler is not None and sampler.running
+                and not sampler.edge_done.is_set())
+
+    def when_settled(self, callback: Callable[[], None]) -> bool:
+        sampler = self.sampler
+        return sampler is not None and sampler.running and sampler.after_edge(callback)
+
     def _await_edge(self) -> None:
         """Right after a window edge, give the sampler thread a moment to read the counters.
 
@@ -207,7 +220,8 @@ class GpuMeter(Meter):
         ``edge_wait_s`` and only while such a read is pending (never during a live update).
         """
         sampler = self.sampler
-        if self._threaded and sampler is not None and sampler.running:
+        if self._threaded and sampler is not None and sampler.running and \
+                threading.current_thread() is not sampler._thread:  # (it cannot wait for itself)
             if not sampler.edge_done.is_set():
                 sampler.edge_done.wait(self._edge_wait_s)
 

@@ -81,6 +81,9 @@ class Sampler:
         self._last_edge_read = -1e18
         self.edge_done = threading.Event()
         self.edge_done.set()
+        # Run on this thread once the pending edge read is in (a cell finished asynchronously).
+        self._after_edge: list[Callable[[], None]] = []
+        self._after_edge_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # --- the thread -------------------------------------------------------------------------
@@ -118,6 +121,25 @@ class Sampler:
         self.edge_done.clear()
         self._edge_requested = True
         self._wake.set()
+
+    def after_edge(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` on this thread once the edge read asked for is done; False if it
+        is done already (then the caller goes on itself)."""
+        with self._after_edge_lock:  # edge_done is set outside it, the list taken inside it
+            if self.edge_done.is_set():
+                return False
+            self._after_edge.append(callback)
+            return True
+
+    def _run_after_edge(self) -> None:
+        with self._after_edge_lock:
+            callbacks, self._after_edge = self._after_edge, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception as error:  # noqa: BLE001 - the sampler must go on
+                self.notify("gpu:after-edge", f"nbcost: finishing a cell's record failed "
+                            f"({error!r}); your code is unaffected.")
 
     def _run(self) -> None:
         started = time.thread_time()
@@ -186,6 +208,7 @@ class Sampler:
                 self._read_gpm(s)
         if requested:
             self.edge_done.set()
+            self._run_after_edge()
         self.ticks += 1
         if self.on_tick is not None:
             self.on_tick(now)

@@ -1,5 +1,7 @@
 """The LLM meter: every call made through openai, anthropic, google-genai, mistralai or litellm
-becomes one priced ``llm_call`` usage, recorded the moment it completes.
+becomes one priced ``llm_call`` usage, recorded the moment it completes; a generation with
+transformers or vLLM in this process, or a call to a server the user runs, becomes a
+``self-hosted`` one (:mod:`.selfhosted`).
 
     session.add_meter(LlmMeter())      # done by %load_ext nbcost
     session.remove_meter("llm")        # %unload_ext: every patch is undone
@@ -20,7 +22,7 @@ log = logging.getLogger("nbcost.llm")
 
 
 def _tables() -> dict[str, list]:
-    from . import anthropic, google_genai, litellm, mistral, openai
+    from . import anthropic, google_genai, hf_transformers, litellm, mistral, openai, vllm_offline
 
     return {
         "openai": openai.PATCHES,
@@ -28,6 +30,8 @@ def _tables() -> dict[str, list]:
         "google-genai": google_genai.PATCHES,
         "mistralai": mistral.PATCHES,
         "litellm": litellm.PATCHES,
+        "transformers": hf_transformers.PATCHES,  # local generation: self-hosted
+        "vllm": vllm_offline.PATCHES,
     }
 
 

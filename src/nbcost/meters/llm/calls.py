@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
+import orjson
+
 from .usage import TokenCounts
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ class Call:
     error: str | None = None
     interrupted: bool = False  # Ctrl-C or a cancelled task stopped its stream: not an SDK error
     done: bool = False
+    extra: dict | None = None  # a local engine's own figures (prefill_s, decode_s), logged as is
 
 
 _CLEAN_URLS: dict[int, tuple[Any, str]] = {}
@@ -122,9 +125,14 @@ def _clean(url: str) -> str:
 
 
 def request_hash(kwargs: dict) -> str:
-    """sha256 of the canonical request; equal requests hash equal, the text is never kept."""
+    """sha256 of the canonical request; equal requests hash equal, the text is never kept.
+    (orjson: a tenth of json's time on a chat request; json for what orjson refuses.)"""
     canonical = {k: v for k, v in kwargs.items() if k not in _UNHASHED}
-    return hashlib.sha256(_ENCODER.encode(canonical).encode()).hexdigest()
+    try:
+        encoded = orjson.dumps(canonical, default=_jsonable, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # a key that is not text, an int beyond 64 bits
+        encoded = _ENCODER.encode(canonical).encode()
+    return hashlib.sha256(encoded).hexdigest()
 
 
 def _jsonable(value: Any) -> Any:

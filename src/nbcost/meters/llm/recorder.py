@@ -18,7 +18,9 @@ from typing import Any
 
 from ...errors import BudgetExceeded
 from ..base import Usage
+from . import selfhosted
 from .calls import Call, CallSpec, clean_url, request_hash, url_origin
+from .selfhosted import LOCAL_ENGINES, SELF_HOSTED, SOURCE, is_private_url, listed_self_hosted
 from .tokens import Estimator, text_of
 from .usage import TokenCounts
 
@@ -97,6 +99,12 @@ class Recorder:
             self.sink.record(usage)
         except Exception as exc:
             self.fault("handing an LLM call to the session", exc)
+            return
+        if usage.attributes.get("provider") == SELF_HOSTED:
+            try:
+                note_self_hosted(self.sink, usage)
+            except Exception as exc:
+                self.fault("noting a self-hosted generation", exc)
 
     # --- building the record --------------------------------------------------------------
 
@@ -116,17 +124,27 @@ class Recorder:
             if not call.ended:
                 flags.append("partial")
         counts = counts or TokenCounts()
-        models = _candidates(call, self.sink.settings)
+        settings = self.sink.settings
+        models = _candidates(call, settings)
         if call.error is not None:
             flags.append("error")
+        # Self-hosted: a local engine, a listed server, or (below) an unknown model at a private
+        # address. Its dollars are GPU time, which the GPU and local meters measure.
+        hosted = call.spec.provider in LOCAL_ENGINES or listed_self_hosted(call.base_url, settings)
+        private = not hosted and selfhosted.auto(settings) and is_private_url(call.base_url)
         if call.error is not None and call.usage is None:
             cost: Decimal | None = Decimal(0)  # failed before any usage was reported: not billed
             key, price_source = models[0] if models else "unknown", None
+        elif hosted:
+            cost, key, price_source = Decimal(0), models[0] if models else "unknown", SOURCE
         else:  # a stream that failed midway is billed for what it reported
             price = self.prices.price(counts.genai_usage(), models, call.spec.provider,
-                                      call.base_url, self.sink.settings, call.service_tier)
+                                      call.base_url, settings, call.service_tier,
+                                      by_name_alone=not private)
             cost, key, price_source = price.cost_usd, price.model, price.source
-            if cost is None:
+            if cost is None and private:
+                hosted, cost, price_source = True, Decimal(0), SOURCE
+            elif cost is None:
                 flags.append("unpriced")
                 self.sink.warn_once(f"llm-unpriced:{key}", f"nbcost: no price known for LLM model "
                                     f"{key!r}; its calls are recorded as unpriced (tokens only). "
@@ -150,14 +168,14 @@ class Recorder:
                 "estimated_calls": 1 if source == "estimated" else 0,
             },
             cost_usd=cost,
-            attributes=self._attributes(call, counts, latency_s, source, price_source),
+            attributes=self._attributes(call, counts, latency_s, source, price_source, hosted),
             flags=tuple(flags),
         )
 
     def _attributes(self, call: Call, counts: TokenCounts, latency_s: float, source: str,
-                    price_source: str | None) -> dict[str, Any]:
+                    price_source: str | None, hosted: bool = False) -> dict[str, Any]:
         attributes: dict[str, Any] = {
-            "provider": call.spec.provider, "api": call.spec.api,
+            "provider": SELF_HOSTED if hosted else call.spec.provider, "api": call.spec.api,
             "base_url": url_origin(call.base_url),  # never the path: it may hold a key
             "request_model": call.request_model, "response_model": call.response_model,
             "service_tier": call.service_tier, "batch": call.service_tier == "batch",
@@ -176,6 +194,10 @@ class Recorder:
                 attributes[name] = getattr(counts, name)
         if source == "estimated":
             attributes["estimate_method"] = self.estimator.method
+        if hosted:
+            attributes["engine"] = call.spec.provider  # openai (a server), transformers, vllm
+            if call.extra:
+                attributes.update(call.extra)  # an engine's own timings (prefill_s, decode_s)
         return attributes
 
     def _estimate(self, call: Call) -> TokenCounts:
@@ -195,6 +217,26 @@ class Recorder:
                                 "affected, but it may be missing from the cost record.")
         except Exception:
             log.debug("nbcost: warn_once failed", exc_info=True)
+
+
+def note_self_hosted(sink: Any, usage: Usage) -> None:
+    """Hand a self-hosted call to the session's local meter, adding the meter on the first one
+    (so a session without local models pays nothing for it)."""
+    meters = getattr(sink, "meters", None)
+    if not isinstance(meters, dict):  # a sink that is not a Session (unit tests)
+        return
+    meter = meters.get("local")
+    if meter is None:
+        from ..selfhosted import LocalModelMeter
+
+        try:
+            sink.add_meter(LocalModelMeter())
+        except ValueError:  # another thread added it first
+            pass
+        meter = meters.get("local")
+    note = getattr(meter, "note", None)
+    if note is not None:
+        note(usage)
 
 
 def _model_of(kwargs: dict) -> str | None:
