@@ -101,7 +101,10 @@ def test_a_server_in_another_process_is_priced_by_its_gpus_and_flagged_shared(
     pid, base_url = server_process
     gpu = FakeGpu("GPU-aaaa").process(pid, time.time() - 5)  # the server holds it, not us
     settings = Settings(data_dir=tmp_path, user="t", gpu_rate_usd_per_hour=Decimal("3.60"))
-    session = Session(settings=settings, meters=[live_meter(gpu), LlmMeter()])
+    # A server someone else started: the fixture's process is this test's child, which the GPU
+    # meter would count as the kernel's own (a server the notebook started is billed to it).
+    not_ours = live_meter(gpu, descendants=lambda pids: set())
+    session = Session(settings=settings, meters=[not_ours, LlmMeter()])
     try:
         info = session.open_window("cell", cell_id="c1", execution_count=1)
         now = time.time()
