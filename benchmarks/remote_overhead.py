@@ -5,9 +5,10 @@
 A LocalCluster of worker processes (2 workers, 1 thread each) runs the same batch of tiny tasks
 (``x + 1``) submitted inside a window of a real Session, attached and detached alternately,
 round by round, so both configurations see the same machine load; each round's batch is
-``tasks / rounds`` tasks, so each configuration runs ``tasks`` in all. The figure is the
-median of the per-round ratios of wall time. The plugin costs a task nothing unless the task
-calls an LLM: the annotations ride along with the graph, and events are sent per call.
+``tasks / rounds`` tasks, so each configuration runs ``tasks`` in all. The figure is the ratio
+of the two configurations' total wall times (the per-round median is printed beside it).
+The plugin costs a task nothing unless the task calls an LLM: the annotations ride along with
+the graph, and events are sent per call.
 
 Goal: ≤ 5 % added wall time.
 
@@ -105,9 +106,12 @@ def report(what: str, tasks: int, rounds: int, plain, attached, ratios,
     print(f"{tasks:,} tiny {what} tasks per configuration, {rounds} interleaved rounds")
     print(f"  without nbcost: {sum(plain):.2f} s ({sum(plain) / tasks * 1e6:.0f} µs a task)")
     print(f"  attached:       {sum(attached):.2f} s ({sum(attached) / tasks * 1e6:.0f} µs a task)")
-    added = statistics.median(ratios)
+    # The whole runs' ratio: rounds of a few hundred tiny tasks last a fraction of a second each
+    # here, too short for a per-round ratio to mean much on a shared machine.
+    added = sum(attached) / sum(plain) - 1
     verdict = "meets" if added <= GOAL else "misses"
-    print(f"  added wall time: {added:+.1%} (median of rounds; goal ≤ {GOAL:.0%}: {verdict})")
+    print(f"  added wall time: {added:+.1%} (all rounds; per-round median "
+          f"{statistics.median(ratios):+.1%}; goal ≤ {GOAL:.0%}: {verdict})")
     engine = what.split()[0]
     figures.write(json_path, f"{engine}: added wall time, {tasks:,} tiny tasks",
                   round(added * 100, 1), "%", f"≤ {GOAL:.0%}", added <= GOAL,
