@@ -166,9 +166,10 @@ class CostExtension:
     def finish_cell(self, status: str) -> None:
         """End the running cell's window and turn its panel (if ``%%cost``) into the summary.
 
-        The cell does not wait for figures still being read (a GPU's counters at its end): its
-        record, summary and badge are completed when they land, a few ms later. Only a static
-        summary (printed once, under this cell) waits for them."""
+        A cell without a panel does not wait for figures still being read (a GPU's counters at
+        its end): its record and badge are completed when they land, a few ms later. A
+        ``%%cost`` cell waits for them (at most 20 ms): its summary goes into this cell's output,
+        which a saved notebook keeps and which only the cell's own thread can write to."""
         window_id, self.cell_window_id = self.cell_window_id, None
         panel, self._panel = self._panel, None
         if window_id is None:
@@ -176,16 +177,9 @@ class CostExtension:
         if panel is None:  # most cells: nothing to show, nothing to wait for
             self.session.close_window(window_id, status, on_final=_nothing)
             return
-
-        def show(record: WindowRecord) -> None:
+        record = self.session.close_window(window_id, status)
+        if record is not None:
             self.session.run_safely("the summary", lambda: panel.finish(record))
-
-        if getattr(panel, "updates_later", False):
-            self.session.close_window(window_id, status, on_final=show)
-        else:
-            record = self.session.close_window(window_id, status)
-            if record is not None:
-                show(record)
 
 
 def _nothing(record: WindowRecord) -> None:

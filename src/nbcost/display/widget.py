@@ -62,10 +62,6 @@ class LivePanel:
     do not carry their own ``budget``.
     """
 
-    #: ``finish`` may come from another thread a moment after the cell ended (the widget is
-    #: already on the page; its traits update it).
-    updates_later = True
-
     def __init__(self, session: Any, window: WindowInfo, ticker: Ticker,
                  budget: dict[str, Any] | None) -> None:
         from IPython.display import display
