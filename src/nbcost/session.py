@@ -357,7 +357,7 @@ class Session:
         With ``on_final``, the caller does not wait for figures still being read (a GPU's
         counters at the window's end, a few ms of NVML calls): the record is completed when they
         land, on the thread that read them, and handed to ``on_final``; None is returned then.
-        (A cell ends this way: its summary and badge update a moment later, exact.)"""
+        (A cell without a panel ends this way: its badge updates a moment later, exact.)"""
         children = self._children
         if children is not None and children.pending():  # a child wrote: fold it in first
             self.run_safely("reading child processes' logs", lambda: children.collect(self))
