@@ -127,8 +127,8 @@ class Ledger:
     the OS before ``append`` returns, so it survives the process being killed. Cell and block edges
     are buffered and written by a writer thread every ``edge_flush_s`` (50 ms): the cell's thread
     only appends to a deque, never wakes another thread per cell (each wake hands the GIL to that
-    thread, on a busy machine after a scheduler slice). The writer is woken once when a buffer
-    fills an empty queue, sleeps ``edge_flush_s`` and writes everything then queued; it goes back
+    thread, on a busy machine after a scheduler slice). The writer is woken by the first edge
+    after it went idle, sleeps ``edge_flush_s`` and writes everything then queued; it goes back
     to waiting only once the queue is empty. So a process killed with ``kill -9`` loses at most
     the edges of its last ``edge_flush_s`` plus one write (docs/schema.md says 100 ms); the
     Session makes the end of a window that cost money durable. A durable append first writes
@@ -216,12 +216,6 @@ class Ledger:
         self._queue.append((f"{self._id_prefix}{next(self._sequence):08x}", event, at, fields))
         if not self._writer_armed:
             self._arm_writer()
-
-    def write_queued(self) -> None:
-        """Write what is queued now, on this thread (nothing to do, no syscall: the usual case
-        once the writer has run)."""
-        if self._queue:
-            self.flush()
 
     def _arm_writer(self) -> None:
         self._writer_armed = True
