@@ -1,8 +1,9 @@
 """The Session: the one place where costs add up.
 
 Meters report usage to the Session; the Session attributes it to the windows open at that moment,
-appends every event to the spend log, and keeps the finished records. Nothing here knows IPython,
-NVML or an SDK.
+appends every event to the spend log, and keeps running totals and the last finished records
+(:mod:`nbcost.recent`; the older ones are read back from the log, :mod:`nbcost.history`).
+Nothing here knows IPython, NVML or an SDK.
 """
 
 from __future__ import annotations
