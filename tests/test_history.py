@@ -197,7 +197,7 @@ def test_percent_cost_compare_prices_every_call_of_a_long_session(srv, small_mem
             base_url=srv.base_url("openai", input_tokens=1000, output_tokens=10),
             api_key=FAKE_KEY, max_retries=0)
         result = first = shell.run_cell(
-            "for _ in range(12):\n"
+            "for n in range(12):  # not `_`: IPython leaves a user's `_` alone after\n"
             "    client.chat.completions.create(model='gpt-4o-mini', messages=[])\n",
             store_history=True)
         assert result.success, result.error_in_exec
@@ -214,5 +214,6 @@ def test_percent_cost_compare_prices_every_call_of_a_long_session(srv, small_mem
         assert f"[{first.execution_count}]" in out  # the first cells, from the log
         assert "missing" not in out
         shell.user_ns.pop("client").close()
+        shell.user_ns.pop("n", None)
     finally:
         shell.run_cell("%unload_ext nbcost", store_history=True)
