@@ -8,9 +8,11 @@ extension; its "windows" are ``contextlib.nullcontext()`` blocks, so the loop is
 resident memory (RSS), runs the cells one ``run_cell`` each and the windows in a loop inside a
 few cells, and takes its RSS again (after ``gc.collect()`` and glibc's ``malloc_trim``, so freed
 memory the allocator still caches is not counted; the peak on the way is printed too). What
-nbcost adds is its growth less the bare shell's (IPython keeps every cell's source itself). The nbcost child then times ``%cost`` (the table of every
-top-level window, read back from the spend log) and ``nbcost.session().to_dataframe()`` (every
-window), and says the peak RSS these reached. Goal: ≤ 50 MiB added for 1,000,000 windows.
+nbcost adds is its growth less the bare shell's (IPython keeps every cell's source itself).
+The nbcost child then checks that every finished window is in the spend log, times ``%cost``
+(the table of every top-level window, read back from the log) and
+``nbcost.session().to_dataframe()`` (every window), and says the peak RSS these reached.
+Goal: ≤ 50 MiB added for 1,000,000 windows.
 
 ``--scale 0.05`` runs a twentieth of the cells and windows (a quick look, under a minute here);
 the goal is then scaled alike.

@@ -78,6 +78,11 @@ class Session:
            ...:     embed(corpus)
         In [3]: t.cost_usd, s.total_usd
         Out[3]: (Decimal('0.0132'), Decimal('0.0132'))
+
+    ``records`` and ``usages`` hold the last ``recent_windows_kept`` finished windows and
+    ``recent_usages_kept`` usages (``.appended`` counts all of them): a long session must not
+    grow without bound. Every one is in the spend log, which ``to_dataframe()``, ``%cost`` and
+    :meth:`finished_windows` / :meth:`llm_calls` read back.
     """
 
     #: Session ids started in this process: an id is never used twice (a second ``%load_ext``
