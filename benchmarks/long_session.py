@@ -1,6 +1,7 @@
 """Memory over a long session: what 100,000 cells and 1,000,000 ``track()`` windows add.
 
     python benchmarks/long_session.py [--scale 1.0] [--cells 100000] [--windows 1000000]
+                                      [--json FILE]
 
 Two subprocesses, one after the other, each with its own InteractiveShell: ``bare`` (no
 extension; its "windows" are ``contextlib.nullcontext()`` blocks, so the loop is the same) and
@@ -26,6 +27,8 @@ import os
 import subprocess
 import sys
 import tempfile
+
+from figures import write as write_figure
 
 GOAL_MIB = 50.0  # for 1,000,000 windows (and 100,000 cells)
 FULL_WINDOWS = 1_000_000
@@ -121,6 +124,7 @@ def main() -> None:
                         help="run this fraction of the cells and windows (0.05: a quick look)")
     parser.add_argument("--cells", type=int, default=100_000)
     parser.add_argument("--windows", type=int, default=FULL_WINDOWS)
+    parser.add_argument("--json", help="append the figures to this file (for make bench)")
     args = parser.parse_args()
     cells = max(1, round(args.cells * args.scale))
     windows = max(1, round(args.windows * args.scale))
@@ -154,6 +158,18 @@ def main() -> None:
     print(f"| `%cost` at the end ({nb['cost_lines']:,} lines) | {nb['cost_s']:.2f} s | - | - |")
     print(f"| `to_dataframe()` at the end ({nb['dataframe_rows']:,} rows) | "
           f"{nb['dataframe_s']:.2f} s | - | - |")
+    scale = f"{windows:,} track() windows and {cells:,} cells"
+    write_figure(args.json, f"memory added by {scale}", round(added, 1), "MiB",
+                 f"≤ {goal:g} MiB", added <= goal,
+                 f"the bare shell grew {grown['bare']:.1f} MiB in the same run; peak "
+                 f"{nb['peak_run_mib']:.0f} MiB")
+    write_figure(args.json, "finished windows found in the spend log", nb["windows_logged"],
+                 "windows", f"all {nb['finished']:,}", nb["windows_logged"] == nb["finished"])
+    write_figure(args.json, f"`%cost` after {scale}", round(nb["cost_s"], 2), "s",
+                 "(measured)", True, f"{nb['cost_lines']:,} lines")
+    write_figure(args.json, f"`to_dataframe()` after {scale}", round(nb["dataframe_s"], 2),
+                 "s", "(measured)", True, f"{nb['dataframe_rows']:,} rows; peak RSS "
+                 f"{nb['peak_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":
