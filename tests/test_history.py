@@ -66,6 +66,17 @@ def test_memory_keeps_the_last_windows_and_usages_only(session):
     assert session.records.top_level == 80 and session.cells_finished == 40
 
 
+def test_a_default_session_keeps_a_thousand_and_counts_the_rest():
+    session = Session(load_settings(), meters=[TokenMeter()])
+    try:
+        for _ in range(1500):
+            session.close_window(session.open_window("track").id)
+        assert len(session.records) == 1000 and session.records.appended == 1500
+        assert len(session.to_dataframe()) == 1500
+    finally:
+        session.close()
+
+
 def test_the_session_table_shows_every_window_from_the_log(session):
     ids = run_cells(session, 40)
     rows, total, notes = session_rows(session)
