@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
-from .ledger import read_log
-from .rows import rows_from_events
+from .ledger import iter_log, read_log
+from .rows import SpendTable
 from .schema import arrow_schema, columns_for, from_text, to_plain, typed
 
 __all__ = ["FORMATS", "dataframe", "export_rows", "export_session", "read_export",
@@ -86,8 +86,10 @@ def session_rows(session) -> list[dict[str, Any]]:
     """The session's table now: a window still open (the cell running ``%cost export``) is
     ``running``, not ``interrupted``."""
     session.flush()
-    running = {w.id for w in session.open_windows()}
-    return rows_from_events(read_log(session.ledger_path).events, running=running)
+    table = SpendTable(running={w.id for w in session.open_windows()})
+    for event in iter_log(session.ledger_path):  # streamed: a long session's log is large
+        table.add(event)
+    return table.rows()
 
 
 def export_session(session, path: Path, fmt: str | None = None) -> tuple[Path, int]:

@@ -26,7 +26,8 @@ import orjson
 from .errors import LedgerError
 from .logcheck import MAX_LINE_BYTES
 
-__all__ = ["SCHEMA_VERSION", "Ledger", "LedgerContents", "find_logs", "read_log", "read_logs"]
+__all__ = ["SCHEMA_VERSION", "Ledger", "LedgerContents", "find_logs", "iter_log", "read_log",
+           "read_logs"]
 
 SCHEMA_VERSION = 1
 _WARNED_LINES = 5  # damaged lines named per log; the rest are counted
@@ -414,9 +415,17 @@ def read_log(path: Path) -> LedgerContents:
     not JSON, a newer schema, a field of the wrong type, longer than a few MB) is skipped and
     said, by line number, never fatal; a torn last line (a kernel killed mid-write) says so.
     A path that is not a regular file (a FIFO, a device) is refused without reading it."""
+    contents = LedgerContents()
+    contents.events.extend(iter_log(path, contents.warnings))
+    return contents
+
+
+def iter_log(path: Path, warnings: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """:func:`read_log` one event at a time (a long session's log need not fit in memory);
+    what it skips is said in ``warnings`` once the log is read."""
     from .logcheck import event_problem, iter_lines, parse_line
 
-    contents = LedgerContents()
+    warnings = [] if warnings is None else warnings
     skipped = 0
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
@@ -429,7 +438,7 @@ def read_log(path: Path) -> LedgerContents:
                 event, problem = parse_line(raw) if raw is not None else (
                     None, f"longer than {MAX_LINE_BYTES >> 20} MB")
                 if problem is None and (problem := event_problem(event)) is None:
-                    contents.events.append(event)
+                    yield event
                     continue
                 skipped += 1
                 if skipped > _WARNED_LINES:
@@ -439,13 +448,11 @@ def read_log(path: Path) -> LedgerContents:
                     problem = f"{where} (a kernel stopped mid-write?)"
                 else:
                     problem = f"line {number}: {problem}"
-                contents.warnings.append(f"{path}: {problem}; skipped it")
+                warnings.append(f"{path}: {problem}; skipped it")
     except OSError as exc:
         raise LedgerError(f"cannot read spend log {path}: {exc.strerror or exc}") from exc
     if skipped > _WARNED_LINES:
-        contents.warnings.append(f"{path}: and {skipped - _WARNED_LINES:,} more damaged lines "
-                                 f"skipped")
-    return contents
+        warnings.append(f"{path}: and {skipped - _WARNED_LINES:,} more damaged lines skipped")
 
 
 def find_logs(paths: Iterable[Path]) -> Iterator[Path]:

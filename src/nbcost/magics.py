@@ -374,10 +374,11 @@ class CostMagics(Magics):
         models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
         if args.local is not None:
             return self._compare_local(args, models)
-        usages = [u for u in self.session.usages if u.meter == "llm"]
+        calls = self.session.llm_calls()  # every call: older ones from the spend log
+        usages = calls.usages
         if args.cell is not None:
-            spans = [(r.info.start, r.info.end) for r in self.session.records
-                     if r.info.kind == "cell" and r.info.execution_count == args.cell]
+            spans = [(w.start, w.end) for w in self.session.finished_windows().windows
+                     if w.kind == "cell" and w.compact.get("execution_count") == args.cell]
             if not spans:
                 raise UsageError(f"%cost compare: no recorded cell [{args.cell}] in this session")
             usages = [u for u in usages
@@ -385,6 +386,8 @@ class CostMagics(Magics):
         from .meters.llm.whatif import compare_report
 
         text, html = compare_report(usages, models, self.session.settings)
+        if (missing := calls.note()) is not None:
+            print(missing)
         display({"text/plain": text, "text/html": html}, raw=True)
 
     def _compare_local(self, args, models):

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from .logcheck import event_problem, parse_ts
 
-__all__ = ["between_cells_row", "rows_from_events", "session_totals"]
+__all__ = ["SpendTable", "between_cells_row", "rows_from_events", "session_totals"]
 
 ZERO = Decimal(0)
 # GPU figures that do not add up over windows: a between-cells row leaves them out.
@@ -103,26 +103,48 @@ class _Accumulator:
                 for m in set(self.quantities) | set(self.cost)}
 
 
+class _Totals:
+    """One session's totals per meter, event by event (see :func:`session_totals`)."""
+
+    def __init__(self) -> None:
+        self.acc = _Accumulator()
+        self.session_end: Mapping[str, Any] | None = None  # the last one
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        if event["event"] == "session_end":
+            self.session_end = event
+        elif event.get("cumulative") and isinstance(event.get("meter"), str):
+            self.acc.replace(event["meter"], event.get("quantities") or {},
+                             event.get("cost_usd"), bool(event.get("unpriced")))
+        elif "quantities" in event and "meter" in event:
+            self.acc.add(event["meter"], event["quantities"], event.get("cost_usd"))
+
+    def result(self) -> dict[str, dict[str, Any]]:
+        if self.session_end is not None:
+            return dict(self.session_end.get("meters") or {})
+        return self.acc.as_meters()
+
+
 def session_totals(events: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per meter, one session's totals: from ``session_end`` when it was written, otherwise
     rebuilt from what the log holds (usage events summed, the last checkpoint of each meter)."""
-    for event in reversed(events):
-        if event["event"] == "session_end":
-            return dict(event.get("meters") or {})
-    acc = _Accumulator()
+    totals = _Totals()
     for event in events:
-        if event.get("cumulative") and isinstance(event.get("meter"), str):
-            acc.replace(event["meter"], event.get("quantities") or {}, event.get("cost_usd"),
-                        bool(event.get("unpriced")))
-        elif "quantities" in event and "meter" in event:
-            acc.add(event["meter"], event["quantities"], event.get("cost_usd"))
-    return acc.as_meters()
+        totals.add(event)
+    return totals.result()
 
 
 def between_cells_row(events: list[Mapping[str, Any]], rows: list[dict[str, Any]]) -> dict | None:
-    totals = session_totals(events)
+    """What no top-level window of ``rows`` saw of the session whose events are ``events``."""
+    started = next((e for e in events if e["event"] == "session_start"), None)
+    return _between_cells(session_totals(events), events[0], started, events[-1].get("ts"), rows)
+
+
+def _between_cells(totals: Mapping[str, Mapping[str, Any]], first: Mapping[str, Any],
+                   session_start: Mapping[str, Any] | None, last_ts: str | None,
+                   rows: list[dict[str, Any]]) -> dict | None:
     top = [r for r in rows if not r.get("parent_id")]
-    row: dict[str, Any] = {**_base(events[0]), "window_id": None, "parent_id": None,
+    row: dict[str, Any] = {**_base(first), "window_id": None, "parent_id": None,
                            "kind": "between_cells", "tags": "{}", "status": "ok", "flags": None}
     cost = ZERO
     unpriced = False
@@ -142,9 +164,9 @@ def between_cells_row(events: list[Mapping[str, Any]], rows: list[dict[str, Any]
                             if k.startswith(("gpu_", "llm_")) and not k.endswith("_cost_usd")):
         return None
     row.update(cost_usd=cost, unpriced=unpriced)
-    starts = [parse_ts(e.get("started_at")) for e in events if e["event"] == "session_start"]
-    row["start"] = starts[0] if starts else parse_ts(events[0].get("ts"))
-    row["end"] = parse_ts(events[-1].get("ts"))
+    row["start"] = (parse_ts(session_start.get("started_at")) if session_start is not None
+                    else parse_ts(first.get("ts")))
+    row["end"] = parse_ts(last_ts)
     return row
 
 
@@ -157,48 +179,103 @@ def rows_from_events(events: Iterable[Mapping[str, Any]],
     ``running``: ids of windows still open in a live session; an unended window not among them
     was cut short by a dead kernel (``interrupted``).
     """
-    running = set(running)
-    by_session: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    table = SpendTable(running)
     for event in events:
         # The readers skip (and say) what breaks docs/schema.md's rules; an event given in
         # memory that breaks them is left out here too, never a crash halfway through a table.
         if event_problem(event) is None:
-            by_session[event["session_id"]].append(event)
-    rows: list[dict[str, Any]] = []
-    for session_events in by_session.values():
-        starts: dict[str, Mapping[str, Any]] = {}
-        ends: dict[str, Mapping[str, Any]] = {}
-        for event in session_events:
-            kind = event["event"]
-            if kind.endswith("_start") and "window_id" in event:
-                starts[event["window_id"]] = event
-            elif kind.endswith("_end") and "window_id" in event:
-                ends[event["window_id"]] = event
-        last_ts = session_events[-1].get("ts")
-        session_rows = [_window_row(starts.get(wid, end), end, last_ts) for wid, end in ends.items()]
-        session_rows += [_window_row(start, None, last_ts, wid in running)
-                         for wid, start in starts.items() if wid not in ends]
-        _attribute_unended(session_rows, session_events)
-        _apply_amendments(session_rows, session_events, ends)
-        rest = between_cells_row(session_events, session_rows)
-        session_rows.sort(key=lambda r: r["start"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
-        rows += session_rows + ([rest] if rest else [])
-    return rows
+            table.add(event)
+    return table.rows()
 
 
-def _attribute_unended(rows: list[dict[str, Any]], events: list[Mapping[str, Any]]) -> None:
+class SpendTable:
+    """:func:`rows_from_events` built one event at a time, holding rows, not events: a window's
+    row is made when its end is read, so a log of a million windows is read without keeping
+    its millions of events (``session_rows`` streams a session's log through this).
+    ``add`` takes events that passed :func:`nbcost.logcheck.event_problem`."""
+
+    def __init__(self, running: Iterable[str] = ()) -> None:
+        self.running = set(running)
+        self._sessions: dict[str, _SessionTable] = {}
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        table = self._sessions.get(event["session_id"])
+        if table is None:
+            table = self._sessions[event["session_id"]] = _SessionTable(event)
+        table.add(event)
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for table in self._sessions.values():
+            rows += table.rows(self.running)
+        return rows
+
+
+#: Rows that take the usage the log saw inside them (``_attribute_unended``).
+_OPEN_STATUSES = ("interrupted", "running")
+
+
+class _SessionTable:
+    """One session's part of a :class:`SpendTable`."""
+
+    def __init__(self, first: Mapping[str, Any]) -> None:
+        self.first = first
+        self.last_ts = first.get("ts")
+        self.session_start: Mapping[str, Any] | None = None
+        self.totals = _Totals()
+        self.ended: dict[str, dict[str, Any]] = {}  # window id → its row, in order of ends
+        self.unended: dict[str, Mapping[str, Any]] = {}  # window id → its start event
+        # Usage seen inside a window that may turn out unended or interrupted, in log order;
+        # dropped when the window ends otherwise (nbcost never ends a window twice).
+        self.usage_in: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+        self.amendments: dict[Any, list[Mapping[str, Any]]] = defaultdict(list)  # rare
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        self.last_ts = event.get("ts")
+        kind = event["event"]
+        if kind == "session_start" and self.session_start is None:
+            self.session_start = event
+        self.totals.add(event)
+        if kind.endswith("_start") and "window_id" in event:
+            if event["window_id"] not in self.ended:
+                self.unended[event["window_id"]] = event
+        elif kind.endswith("_end") and "window_id" in event:
+            window_id = event["window_id"]
+            self.unended.pop(window_id, None)
+            self.ended[window_id] = row = _window_row(event, event, None)
+            if row["status"] not in _OPEN_STATUSES:
+                self.usage_in.pop(window_id, None)
+        elif kind == "window_amended":
+            self.amendments[event.get("window_id")].append(event)
+        if "quantities" in event and not event.get("cumulative"):
+            for window_id in event.get("window_ids") or ():
+                row = self.ended.get(window_id)
+                if row is None or row["status"] in _OPEN_STATUSES:
+                    self.usage_in[window_id].append(event)
+
+    def rows(self, running: set[str]) -> list[dict[str, Any]]:
+        rows = list(self.ended.values())
+        rows += [_window_row(start, None, self.last_ts, window_id in running)
+                 for window_id, start in self.unended.items()]
+        _attribute_unended(rows, self.usage_in)
+        _apply_amendments(self.ended, self.amendments)
+        rest = _between_cells(self.totals.result(), self.first, self.session_start,
+                              self.last_ts, rows)
+        rows.sort(key=lambda r: r["start"] or _EPOCH)
+        return rows + ([rest] if rest else [])
+
+
+_EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+
+def _attribute_unended(rows: list[dict[str, Any]],
+                       usage_in: Mapping[str, list[Mapping[str, Any]]]) -> None:
     """A window still running, or one the kernel died in, gets the LLM calls the log saw
     inside it."""
-    open_rows = {r["window_id"]: r for r in rows if r["status"] in ("interrupted", "running")}
-    if not open_rows:
-        return
-    for event in events:
-        if "quantities" not in event or event.get("cumulative"):
+    for row in rows:
+        if row["status"] not in _OPEN_STATUSES:
             continue
-        for window_id in event.get("window_ids") or ():
-            row = open_rows.get(window_id)
-            if row is None:
-                continue
+        for event in usage_in.get(row["window_id"], ()):
             meter = event["meter"]
             for q, v in event["quantities"].items():
                 row[f"{meter}_{q}"] = (row.get(f"{meter}_{q}") or 0) + v
@@ -210,31 +287,30 @@ def _attribute_unended(rows: list[dict[str, Any]], events: list[Mapping[str, Any
                 row["cost_usd"] += cost
 
 
-def _apply_amendments(rows: list[dict[str, Any]], events: list[Mapping[str, Any]],
-                      ends: Mapping[str, Mapping[str, Any]]) -> None:
+def _apply_amendments(ended: Mapping[str, dict[str, Any]],
+                      amendments: Mapping[Any, list[Mapping[str, Any]]]) -> None:
     """``window_amended``: usage that reached the kernel after its window ended (a child
     process, a Dask task still running at the cell's end) is added to that window's row.
     Only ended windows: an unended one already counts its ``llm_call`` events."""
-    rows_by_id = {r["window_id"]: r for r in rows if r["window_id"] in ends}
-    for event in events:
-        if event["event"] != "window_amended":
-            continue
-        row = rows_by_id.get(event.get("window_id"))
+    for window_id, events in amendments.items():
+        row = ended.get(window_id)
         if row is None:
             continue
-        for meter, figures in (event.get("meters") or {}).items():
-            for q, v in (figures.get("quantities") or {}).items():
-                row[f"{meter}_{q}"] = (row.get(f"{meter}_{q}") or 0) + v
-            cost = Decimal(figures.get("cost_usd") or 0)
-            row[f"{meter}_cost_usd"] = (row.get(f"{meter}_cost_usd") or ZERO) + cost
-            row["cost_usd"] += cost
-            if figures.get("unpriced"):
-                row["unpriced"] = True
-            if meter == "llm" and figures.get("by_key"):
-                row["llm_models"] = json.dumps(_merged_models(
-                    json.loads(row.get("llm_models") or "{}"), figures["by_key"]), sort_keys=True)
-        flags = set((row.get("flags") or "").split(",")) - {""}
-        row["flags"] = ",".join(sorted(flags | {"amended"}))
+        for event in events:
+            for meter, figures in (event.get("meters") or {}).items():
+                for q, v in (figures.get("quantities") or {}).items():
+                    row[f"{meter}_{q}"] = (row.get(f"{meter}_{q}") or 0) + v
+                cost = Decimal(figures.get("cost_usd") or 0)
+                row[f"{meter}_cost_usd"] = (row.get(f"{meter}_cost_usd") or ZERO) + cost
+                row["cost_usd"] += cost
+                if figures.get("unpriced"):
+                    row["unpriced"] = True
+                if meter == "llm" and figures.get("by_key"):
+                    row["llm_models"] = json.dumps(_merged_models(
+                        json.loads(row.get("llm_models") or "{}"), figures["by_key"]),
+                        sort_keys=True)
+            flags = set((row.get("flags") or "").split(",")) - {""}
+            row["flags"] = ",".join(sorted(flags | {"amended"}))
 
 
 def _merged_models(models: dict[str, Any], more: Mapping[str, Mapping[str, Any]]) -> dict:

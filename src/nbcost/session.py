@@ -1,8 +1,9 @@
 """The Session: the one place where costs add up.
 
 Meters report usage to the Session; the Session attributes it to the windows open at that moment,
-appends every event to the spend log, and keeps the finished records. Nothing here knows IPython,
-NVML or an SDK.
+appends every event to the spend log, and keeps running totals and the last finished records
+(:mod:`nbcost.recent`; the older ones are read back from the log, :mod:`nbcost.history`).
+Nothing here knows IPython, NVML or an SDK.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .config import Settings, load_settings
 from .errors import BudgetExceeded
 from .ledger import Ledger, iso_utc
 from .meters.base import Meter, Usage
+from .recent import CELLS_KEPT, Recent, RecentWindows
 from .records import ZERO, MeterTotals, Tally, WindowInfo, WindowRecord, compact_record, money
 
 __all__ = ["Session", "notebook_identity"]
@@ -76,12 +78,20 @@ class Session:
            ...:     embed(corpus)
         In [3]: t.cost_usd, s.total_usd
         Out[3]: (Decimal('0.0132'), Decimal('0.0132'))
+
+    ``records`` and ``usages`` hold the last ``recent_windows_kept`` finished windows and
+    ``recent_usages_kept`` usages (``.appended`` counts all of them): a long session must not
+    grow without bound. Every one is in the spend log, which ``to_dataframe()``, ``%cost`` and
+    :meth:`finished_windows` / :meth:`llm_calls` read back.
     """
 
     #: Session ids started in this process: an id is never used twice (a second ``%load_ext``
     #: under ``nbcost run``, which sets NBCOST_SESSION_ID, gets a new one linked to it).
     _ids_taken: set[str] = set()
     _ids_lock = threading.Lock()
+    #: How many finished windows and usages ``records`` and ``usages`` keep (the newest).
+    recent_windows_kept = 1000
+    recent_usages_kept = 1000
 
     def __init__(self, settings: Settings | None = None, meters: list[Meter] | None = None,
                  notebook: Mapping[str, str | None] | None = None,
@@ -149,8 +159,10 @@ class Session:
         # (not derived from the session id, which a later session may share a prefix with).
         self._window_prefix = uuid.uuid4().hex[:16]
         self._window_numbers = itertools.count(1)
-        self.records: list[WindowRecord] = []
-        self.usages: list[Usage] = []
+        # The last finished windows and usages only (a long session must not grow without
+        # bound); the spend log holds them all (see "finished windows" below).
+        self.records: RecentWindows = RecentWindows(self.recent_windows_kept, CELLS_KEPT)
+        self.usages: Recent[Usage] = Recent(self.recent_usages_kept)
         self._tallies: dict[str, Tally] = {}
         self.budgets.session_changed()
         self.ledger_path = spend / f"{self.id}.jsonl"
@@ -527,6 +539,31 @@ class Session:
         from .export import session_dataframe
 
         return session_dataframe(self)
+
+    # -- finished windows (memory keeps the last few; the spend log has them all) --------------
+
+    def finished_window(self, window_id: str) -> WindowRecord | None:
+        """The record of a window that ended lately (the panel's final message), else None."""
+        return self.records.find(window_id)  # a copy of the deque: no lock needed
+
+    @property
+    def cells_finished(self) -> int:
+        """How many top-level cells this session has finished (counted, not kept)."""
+        return self.records.top_cells
+
+    def finished_windows(self):
+        """Every finished top-level window of the session, oldest first, read back from the
+        spend log where memory no longer holds them: a :class:`nbcost.history.Finished`."""
+        from .history import finished_top_level
+
+        return finished_top_level(self)
+
+    def llm_calls(self):
+        """Every LLM call of the session as ``Usage``, from the spend log where memory no
+        longer holds them: a :class:`nbcost.history.Calls`."""
+        from .history import llm_calls
+
+        return llm_calls(self)
 
     # -- listeners ----------------------------------------------------------------------------
 

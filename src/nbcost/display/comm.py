@@ -167,8 +167,7 @@ class CommChannel:
             self._send(self._session_message(with_history=True))
 
     def _send_final(self, window_id: str) -> None:
-        record = next((r for r in reversed(list(self.session.records)) if r.info.id == window_id),
-                      None)
+        record = self.session.finished_window(window_id)
         if record is None:
             return
         self._send({"v": PROTOCOL_VERSION, "type": "final", "window_id": window_id,

@@ -9,11 +9,12 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from ..recent import CELLS_KEPT
 from ..records import ZERO, Budget, compact_meter, money
 
 __all__ = ["cell_history", "is_top_cell", "session_totals"]
 
-MAX_HISTORY = 200
+MAX_HISTORY = CELLS_KEPT  # the session keeps this many finished cells in memory
 
 
 def is_top_cell(kind: str | None, parent_id: str | None) -> bool:
@@ -30,7 +31,7 @@ def session_totals(session: Any, now: float | None = None) -> dict[str, Any]:
         "session_id": session.id,
         "cost_usd": money(sum((t.cost_usd for t in totals.values()), ZERO)),
         "unpriced": any(t.unpriced for t in totals.values()),
-        "cells": sum(1 for r in list(session.records) if is_top_cell(r.info.kind, r.info.parent_id)),
+        "cells": session.records.top_cells,  # a count kept as cells end, not a walk over them
         "at": now,
         "budget_usd": money(settings.budget_usd),
         "budget_hard": bool(settings.budget_hard),
@@ -50,5 +51,5 @@ def session_totals(session: Any, now: float | None = None) -> dict[str, Any]:
 
 def cell_history(session: Any, limit: int = MAX_HISTORY) -> list[dict[str, Any]]:
     """Compact records of the session's finished cells, oldest first (for a reattached panel)."""
-    records = [r for r in list(session.records) if is_top_cell(r.info.kind, r.info.parent_id)]
+    records = list(session.records.cells)  # the last MAX_HISTORY top-level cells
     return [r.compact() for r in records[-limit:]]

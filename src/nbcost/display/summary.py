@@ -393,11 +393,8 @@ def session_rows(session) -> tuple[list[SummaryRow], SummaryRow, list[str]]:
     session's total less its windows' rows. The session's elapsed time goes in the notes.
     """
     now = session.ended_at or time.time()
-    rows = []
-    for record in list(session.records):
-        if record.info.parent_id is None:
-            compact = record.compact()
-            rows.append(SummaryRow.of(_cell_name(compact, record.info.kind), compact))
+    finished = session.finished_windows()  # older ones from the spend log: memory keeps few
+    rows = [SummaryRow.of(_cell_name(w.compact, w.kind), w.compact) for w in finished.windows]
     for info in session.open_windows():  # the cell running `%cost` itself, so far
         if info.parent_id is None:
             try:
@@ -415,6 +412,8 @@ def session_rows(session) -> tuple[list[SummaryRow], SummaryRow, list[str]]:
                        sum((r.cost_usd for r in rows), ZERO), any(r.unpriced for r in rows))
     notes.insert(0, f"Session elapsed {format_seconds(elapsed)}, "
                     f"{format_seconds(in_windows)} of it in cells.")
+    if (missing := finished.note()) is not None:
+        notes.append(missing)
     return rows, total, notes
 
 
