@@ -3,13 +3,20 @@
 ``NBCOST_PARENT_SESSION`` is set for as long as the session lives; the start-up hook in a Python
 child does nothing without it. ``NBCOST_PARENT_WINDOW`` names the innermost open window: a child is
 billed to the window open when it was started, which is what a process inherits. Setting one
-``os.environ`` key costs about 0.5 µs, so a cell sets it once, at its start; a nested window's
+``os.environ`` key costs about 0.5 µs, so a window sets it once, at its start; a nested window's
 end puts back the one around it, a top-level window's end leaves it (a child started between
 cells is billed to the cell before it).
+
+The variable holds a slot number, not the window's id: glibc keeps every value ever given to
+``setenv`` (76 MiB for a million windows' ids). There are 1,024 slots, so glibc keeps at most
+1,024 values; the id is written into the slot, in a small file the kernel maps into memory
+(:class:`WindowSlots`), and a child reads its slot when it starts. One started so late that
+1,024 more windows opened meanwhile reads a later window.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +27,10 @@ __all__ = ["FOLDER", "SESSION", "WINDOW", "ParentContext"]
 SESSION = "NBCOST_PARENT_SESSION"
 FOLDER = "NBCOST_PARENT_FOLDER"  # where children write their logs (one folder per session)
 WINDOW = "NBCOST_PARENT_WINDOW"
+SLOTS_FILE = ".windows"  # in FOLDER
+SLOTS = 1024
+SLOT_BYTES = 48  # a window id is 22 characters: room to spare
+_SLOT_NAMES = [str(slot) for slot in range(SLOTS)]  # the values the variable ever takes
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,53 @@ class ParentContext:
         session_id, folder = env.get(SESSION), env.get(FOLDER)
         if not session_id or not folder:
             return None
-        return cls(session_id, Path(folder), env.get(WINDOW) or None)
+        return cls(session_id, Path(folder), read_window(Path(folder), env.get(WINDOW)))
+
+
+class WindowSlots:
+    """The kernel's side: the innermost open window, for the processes it starts."""
+
+    def __init__(self, root: Path, folder: Path) -> None:
+        from ..logfile import open_log
+
+        fd = open_log(root, folder / SLOTS_FILE)  # folders 0700 below the data dir, no symlinks
+        try:
+            os.ftruncate(fd, SLOTS * SLOT_BYTES)
+            self._map = mmap.mmap(fd, SLOTS * SLOT_BYTES)
+        finally:
+            os.close(fd)
+        self._next = 0
+
+    def window_changed(self, window_id: str) -> None:
+        """Children started from now on are billed to ``window_id`` (on every window's path:
+        a memory write and one environment key of 1,024 possible values)."""
+        slot = self._next
+        self._next = (slot + 1) % SLOTS
+        start = slot * SLOT_BYTES
+        self._map[start:start + SLOT_BYTES] = window_id.encode()[:SLOT_BYTES].ljust(SLOT_BYTES,
+                                                                                   b"\0")
+        os.environ[WINDOW] = _SLOT_NAMES[slot]
+
+    def close(self) -> None:
+        try:
+            self._map.close()
+        except (BufferError, ValueError):
+            pass
+
+
+def read_window(folder: Path, slot: str | None) -> str | None:
+    """The window id in ``slot`` of the kernel's slots file (None: no window, or unreadable)."""
+    if not slot or not slot.isdigit() or int(slot) >= SLOTS:
+        return None
+    try:
+        fd = os.open(folder / SLOTS_FILE, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            raw = os.pread(fd, SLOT_BYTES, int(slot) * SLOT_BYTES)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    return raw.rstrip(b"\0").decode("ascii", "replace") or None
 
 
 def expose(session_id: str, folder: Path, environ: MutableMapping[str, str] | None = None) -> None:
