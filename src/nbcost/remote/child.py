@@ -18,10 +18,11 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Mapping
+from typing import Any
 
 from ..ledger import iso_utc
 from .environment import ParentContext
+from .sink import RemoteSink
 
 __all__ = ["ChildSink", "after_fork", "start"]
 
@@ -31,14 +32,14 @@ _sink: ChildSink | None = None
 _meter: Any = None  # the LLM meter start() installed
 
 
-class ChildSink:
+class ChildSink(RemoteSink):
     """A :class:`nbcost.meters.MeterSink` that writes to the child log."""
 
     def __init__(self, parent: ParentContext, settings: Any = None) -> None:
         self.parent = parent
         self._settings = settings
         self.id = f"child-{uuid.uuid4().hex}"
-        self._warned: set[str] = set()
+        super().__init__()
         self.started_at = time.time()
         self._ledger: Any = None  # opened at the first call: most children make none
         self._beacon: Any = None
@@ -80,19 +81,6 @@ class ChildSink:
         self._log().append(event, {**fields, "window_ids": window_ids}, at=at)
         self._beacon.bump()  # after the line is written: the kernel reads the logs now
 
-    def log(self, event: str, fields: Mapping[str, Any]) -> None:
-        """Meters' own events (GPU checkpoints) have no place here: the kernel meters GPUs."""
-
-    def warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            print(message, file=sys.stderr, flush=True)
-
-    def check_budget(self, meter: str) -> None:
-        """Budgets are the kernel's: a child is not refused (its spend still counts)."""
-
-    def current_cell(self) -> Mapping[str, Any]:
-        return {}
 
     def close(self) -> None:
         if self._ledger is None:

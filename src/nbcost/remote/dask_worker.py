@@ -18,13 +18,14 @@ import importlib
 import os
 import queue
 import socket
-import sys
 import threading
 import time
 from decimal import Decimal
 from typing import Any, Mapping
 
 from distributed.diagnostics.plugin import WorkerPlugin
+
+from .sink import RemoteSink
 
 __all__ = ["ANNOTATION", "TOPIC", "NbcostWorkerPlugin", "annotation"]
 
@@ -37,13 +38,13 @@ def annotation(token: str, window_id: str | None) -> str:
     return f"{token} {window_id or ''}"
 
 
-class WorkerSink:
+class WorkerSink(RemoteSink):
     """A :class:`nbcost.meters.MeterSink` inside a Dask worker: each usage becomes an event."""
 
     def __init__(self, worker: Any, settings: Any) -> None:
         self.worker = worker
         self.settings = settings
-        self._warned: set[str] = set()
+        super().__init__()
         self._origin = {"kind": "dask", "worker": str(worker.address), "pid": os.getpid(),
                         "host": socket.gethostname()}
 
@@ -71,19 +72,6 @@ class WorkerSink:
             "origin": {**self._origin, "task": None if key is None else str(key)},
         })
 
-    def log(self, event: str, fields: Mapping[str, Any]) -> None:
-        """Meters' own events have no place on a worker."""
-
-    def warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            print(message, file=sys.stderr, flush=True)
-
-    def check_budget(self, meter: str) -> None:
-        """Budgets are the kernel's: a task is never refused (its spend still counts)."""
-
-    def current_cell(self) -> Mapping[str, Any]:
-        return {}
 
 
 #: The GPU figures a task reports: those that add up over tasks.

@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any, Mapping
+from typing import Any
+
+from .sink import RemoteSink
 
 __all__ = ["COLLECTOR_ENV", "Collector", "setup"]
 
@@ -33,14 +35,14 @@ class Collector:
         return items
 
 
-class RaySink:
+class RaySink(RemoteSink):
     """A :class:`nbcost.meters.MeterSink` in a Ray worker: each usage goes to the collector."""
 
     def __init__(self, collector_name: str, settings: Any = None) -> None:
         self.collector_name = collector_name
         self._settings = settings
         self._collector: Any = None
-        self._warned: set[str] = set()
+        super().__init__()
 
     @property
     def settings(self) -> Any:
@@ -65,19 +67,6 @@ class RaySink:
                        "host": socket.gethostname(), "actor": context.get_actor_id()},
         }))
 
-    def log(self, event: str, fields: Mapping[str, Any]) -> None:
-        """Meters' own events have no place on a worker."""
-
-    def warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            print(message, file=sys.stderr, flush=True)
-
-    def check_budget(self, meter: str) -> None:
-        """Budgets are the kernel's: a task is never refused (its spend still counts)."""
-
-    def current_cell(self) -> Mapping[str, Any]:
-        return {}
 
 
 def setup() -> None:
