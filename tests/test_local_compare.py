@@ -197,3 +197,13 @@ def test_focus_rows_carry_local_tokens_at_zero_and_the_gpu_at_its_cost(logged):
     assert local and {r["ServiceName"] for r in local} == {"Self-hosted model"}
     assert all(Decimal(str(r["BilledCost"])) == 0 for r in local)
     assert sum(Decimal(str(r["ConsumedQuantity"])) for r in local) == 26  # 10 in + 16 out
+
+
+def test_report_by_provider_names_self_hosted_models(logged, capsys):
+    from nbcost.cli import main
+
+    session, _ = logged
+    assert main(["report", str(session.ledger_path), "--by", "provider", "--format", "csv"]) == 0
+    rows = {line.split(",")[0] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "self-hosted" in rows and "openai" in rows
+    assert "(unknown provider)" not in rows

@@ -231,6 +231,17 @@ def _providers(models: list[str]) -> dict[str, str | None]:
     return out
 
 
+def _self_hosted(con) -> dict[str, str]:
+    """Models whose calls ran on the user's own GPUs (``provider: "self-hosted"``), whatever
+    genai-prices knows of an API model of that name."""
+    try:
+        rows = con.execute("SELECT DISTINCT model FROM llm_calls "
+                           "WHERE provider = 'self-hosted' AND model IS NOT NULL").fetchall()
+    except Exception:  # noqa: BLE001 - inputs without LLM calls (exports, notebooks)
+        return {}
+    return {model: "self-hosted" for (model,) in rows}
+
+
 def _discounts(models: list[str], settings: Any) -> dict[str, Decimal | None]:
     """Per model, what a cache-read token saves against an input token (None: unpriced)."""
     from ..pricing.llm import shared_price_book
@@ -326,8 +337,9 @@ def build(spend, by: Sequence[str] | str = "notebook", *, settings: Any = None) 
     split = any(k in ("model", "provider") for k in keys) or bool(only)
     dims = [_dimension(k) for k in keys]
     if "provider" in keys:
+        providers = {**_providers(list(spend.models)), **_self_hosted(con)}
         dims[keys.index("provider")] = dims[keys.index("provider")].replace(
-            "pr.provider", _case("p.model", _providers(list(spend.models)), "VARCHAR"))
+            "pr.provider", _case("p.model", providers, "VARCHAR"))
     group = ", ".join(f"{d} AS k{i}" for i, d in enumerate(dims))
     names_k = ", ".join(f"k{i}" for i in range(len(dims)))
     tags = "tag" in keys
