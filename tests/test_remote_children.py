@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from jupyter_client.manager import start_new_kernel
+import kernel_support
+from kernel_support import kernel  # noqa: F401 - fixture
 from llm_support import srv  # noqa: F401 - fixture
 from remote_support import CALLS, MODEL, base_urls, cost_of, tokens_of, worker_module
 
@@ -39,24 +40,8 @@ def llm_figures(end: dict) -> dict:
     return {k: q[k] for k in ("input_tokens", "output_tokens", "calls")}
 
 
-def execute(kc, code, cell_id, timeout=120):
-    content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-               "allow_stdin": False, "stop_on_error": True}
-    msg = kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
-    kc.shell_channel.send(msg)
-    reply = kc.get_shell_msg(timeout=timeout)
-    while reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
-        reply = kc.get_shell_msg(timeout=timeout)
-    assert reply["content"]["status"] == "ok", reply["content"]
-
-
-@pytest.fixture
-def kernel(nbcost_home):
-    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ})
-    yield km, kc
-    kc.stop_channels()
-    if km.is_alive():
-        km.shutdown_kernel(now=True)
+def execute(kc, code, cell_id):
+    return kernel_support.execute(kc, code, cell_id, timeout=120)
 
 
 def test_a_subprocess_and_a_spawn_pool_bill_their_llm_calls_to_the_cell_that_started_them(
