@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .calls import CallSpec
-from .recorder import INSIDE_CALL, Recorder
+from .patching import run_recorded
+from .recorder import Recorder
 from .selfhosted import LOCAL_ENGINES
 from .usage import TokenCounts
 
@@ -43,14 +44,8 @@ def local_wrapper(spec: CallSpec, model_name: Callable[[Any], str | None],
                 call.request_model = model_name(instance)
             except Exception as exc:
                 recorder.fault(f"naming a {spec.api} model", exc)
-            token = INSIDE_CALL.set(True)  # pipelines → generate, chat → generate: one record
-            try:
-                result = wrapped(*args, **kwargs)
-            except BaseException as exc:
-                recorder.fail(call, exc)
-                raise
-            finally:
-                INSIDE_CALL.reset(token)
+            # (pipelines → generate, chat → generate: one record)
+            result = run_recorded(recorder, call, wrapped, args, kwargs)
             try:
                 call.usage, call.extra = count(instance, args, kwargs, result)
             except Exception as exc:

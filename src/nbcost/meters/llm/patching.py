@@ -19,7 +19,7 @@ import wrapt
 
 from .recorder import INSIDE_CALL, CallSpec, Recorder
 
-__all__ = ["Patch", "Patcher", "async_wrapper", "sync_wrapper"]
+__all__ = ["Patch", "Patcher", "async_wrapper", "run_recorded", "sync_wrapper"]
 
 log = logging.getLogger("nbcost.llm")
 
@@ -41,19 +41,25 @@ def sync_wrapper(spec: CallSpec) -> Callable[[Recorder], Callable[..., Any]]:
             if call is None:
                 return wrapped(*args, **kwargs)
             call.is_async = False
-            token = INSIDE_CALL.set(True)
-            try:
-                result = wrapped(*args, **kwargs)
-            except BaseException as exc:
-                recorder.fail(call, exc)
-                raise
-            finally:
-                INSIDE_CALL.reset(token)
-            return recorder.complete(call, result)
+            return recorder.complete(call, run_recorded(recorder, call, wrapped, args, kwargs))
 
         return wrapper
 
     return make
+
+
+def run_recorded(recorder: Recorder, call: Any, wrapped: Any, args: tuple, kwargs: dict) -> Any:
+    """Run the wrapped sync method as the recorded ``call``: SDK calls it makes underneath are
+    not recorded again; an exception is recorded and re-raised unchanged."""
+    __tracebackhide__ = True
+    token = INSIDE_CALL.set(True)
+    try:
+        return wrapped(*args, **kwargs)
+    except BaseException as exc:
+        recorder.fail(call, exc)
+        raise
+    finally:
+        INSIDE_CALL.reset(token)
 
 
 def async_wrapper(spec: CallSpec) -> Callable[[Recorder], Callable[..., Any]]:
