@@ -29,7 +29,7 @@ BENCHMARKS = [
     ("llm", "llm_overhead.py", [], ["--blocks", "7"]),
     ("gpu-cell-end", "gpu_cell_end.py", [], ["--cells", "6"]),
     ("long-session", "long_session.py", [], ["--scale", "0.1"]),
-    ("remote", "remote_overhead.py", [], ["--tasks", "2000"]),
+    ("remote", "remote_overhead.py", ["--ray"], ["--ray", "--tasks", "2000"]),
     ("report", "report_scale.py", [], ["--records", "100000"]),
 ]
 
