@@ -2,8 +2,9 @@
 
     python benchmarks/cell_overhead.py [--cells 2000] [--rounds 7] [--load N] [--json FILE]
 
-Three long-lived subprocesses (bare, autotime, nbcost), each with its own InteractiveShell, take
-turns running ``--cells`` trivial cells, round after round, so that all three see the same
+Four long-lived subprocesses (bare; three empty cell hooks, the floor of any extension that
+hooks cells; autotime; nbcost), each with its own InteractiveShell, take turns running
+``--cells`` trivial cells, round after round, so that all four see the same
 machine load; each keeps its fastest round. The figure is wall time on the cell's thread: what a
 user waits. ``--load N`` keeps N busy-loop processes running meanwhile (both cores busy with
 other work: each handoff of the GIL to another thread then waits for a scheduler slice).
@@ -27,7 +28,11 @@ variant, cells = sys.argv[1], int(sys.argv[2])
 ip = InteractiveShell.instance()
 quiet = io.StringIO()  # autotime prints a line per cell; keep that out of the pipe
 with contextlib.redirect_stdout(quiet):
-    if variant != "bare":
+    if variant == "hooks":  # the floor: IPython calling three hooks that do nothing
+        for event in ("pre_run_cell", "post_execute", "post_run_cell"):
+            ip.events.register(event, (lambda *a: None) if event != "post_execute"
+                               else (lambda: None))
+    elif variant != "bare":
         ip.run_cell("%load_ext " + variant, store_history=True)
     for _ in range(200):  # warm up; let one-time background start-up work finish
         ip.run_cell("x = 1", store_history=True)
@@ -43,7 +48,7 @@ for _ in sys.stdin:
     print(elapsed / cells * 1e6, flush=True)
 """
 
-VARIANTS = {"bare": "bare", "autotime": "autotime", "nbcost": "nbcost"}
+VARIANTS = {"bare": "bare", "hooks": "hooks", "autotime": "autotime", "nbcost": "nbcost"}
 
 
 def main() -> None:
@@ -68,6 +73,8 @@ def main() -> None:
           f"{where}:")
     for name, us in best.items():
         print(f"  {name:<9} {us:8.1f} µs/cell")
+    print(f"added by three empty cell hooks (the floor for nbcost's hooks): "
+          f"{best['hooks'] - best['bare']:6.1f} µs/cell")
     print(f"added by autotime: {added_autotime:6.1f} µs/cell")
     goal = 100 if args.load else 50
     print(f"added by nbcost:   {added_nbcost:6.1f} µs/cell  (goal ≤ {goal}"
@@ -75,7 +82,8 @@ def main() -> None:
     write_figure(args.json, f"added per trivial cell, {where}", round(added_nbcost, 1), "µs",
                   f"≤ {goal} µs" + ("" if args.load else ", and ≤ autotime's"),
                   added_nbcost <= goal and (args.load > 0 or added_nbcost <= added_autotime),
-                  f"autotime adds {added_autotime:.1f} µs in the same run")
+                  f"autotime adds {added_autotime:.1f} µs in the same run; three empty hooks "
+                  f"{best['hooks'] - best['bare']:.1f} µs")
 
 
 def run(args) -> dict[str, float]:

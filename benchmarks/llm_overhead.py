@@ -10,6 +10,9 @@ in one process. Each figure is the median over blocks of (patched − unpatched)
 the calling thread, CPU time of the whole process (the ledger's writer thread included) and wall
 time. A block of 20-chunk streams gives the per-chunk figure.
 
+``--floor`` measures, the same way, what no design can go below: the patched call recording
+nothing, and that plus one durable write of an ``llm_call`` line.
+
 ``--all`` adds the older views, for finding where the time goes: each instrumentation's wrapper
 alone around prebuilt SDK objects (``isolated``; hot caches make it several times lower than
 what a call pays), and end to end against OpenLLMetry's instrumentation (in-memory span
@@ -312,10 +315,16 @@ def isolated(client: openai.OpenAI, configs: list[Config], chunks: int, reps: in
     return {name: (statistics.median(a), statistics.median(b)) for name, (a, b) in results.items()}
 
 
-def user_call(blocks: int, calls: int, chunks: int) -> dict[str, float]:
+def user_call(blocks: int, calls: int, chunks: int, floor: str | None = None
+              ) -> dict[str, float]:
     """The headline: patched vs unpatched blocks of real SDK calls, with a real Session and its
     spend log, in this process. Returns µs added per call (thread, process, wall) and per
-    chunk (thread)."""
+    chunk (thread).
+
+    ``floor`` measures what no recording design can go below, the same way: ``"wrapper"``, the
+    patched call reading its response but recording nothing; ``"write"``, that plus one
+    durable ``os.write`` of a typical 560-byte ``llm_call`` line (what "durable before the
+    call returns" costs by itself)."""
     import os
     import tempfile
 
@@ -324,6 +333,8 @@ def user_call(blocks: int, calls: int, chunks: int) -> dict[str, float]:
 
     session = Session(meters=[LlmMeter()])
     patcher = session.meters["llm"]._patcher
+    if floor is not None:
+        patcher.recorder.finish = _floor_finish(floor, session)
     client = in_process_client(nbcost.testing.Scenario(chunks=chunks, split_bytes=None))
 
     def call() -> None:
@@ -367,6 +378,31 @@ def user_call(blocks: int, calls: int, chunks: int) -> dict[str, float]:
     return out
 
 
+def _floor_finish(floor: str, session: Any) -> Callable[[Any], None]:
+    """A Recorder.finish that records nothing (``wrapper``) or only writes one line durably."""
+    import orjson
+    import os
+
+    fd = session._ledger._fd
+    line = orjson.dumps({
+        "schema": 1, "id": "0" * 24, "event": "llm_call", "ts": "2026-11-28T10:00:00.000000Z",
+        "session_id": "0" * 32, "notebook_path": None, "notebook_id": None, "user": "bench",
+        "team": None, "project": None, "cell_id": None, "execution_count": None,
+        "window_ids": ["0" * 22], "meter": "llm", "key": "gpt-4o",
+        "quantities": {"calls": 1, "input_tokens": 12, "output_tokens": 20},
+        "cost_usd": "0.00023", "attributes": {"provider": "openai", "api": "chat",
+                                              "base_url": "http://in-process",
+                                              "request_hash": "0" * 64, "latency_s": 0.0005},
+        "flags": []}, option=orjson.OPT_APPEND_NEWLINE)
+
+    def finish(call: Any) -> None:
+        call.done = True
+        if floor == "write":
+            os.write(fd, line)
+
+    return finish
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=40, help="calls per end-to-end block")
@@ -377,6 +413,8 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=15, help="paired blocks (headline)")
     parser.add_argument("--block-calls", type=int, default=100, help="calls per block (headline)")
     parser.add_argument("--all", action="store_true", help="also the isolated and OpenLLMetry views")
+    parser.add_argument("--floor", action="store_true",
+                        help="also what a wrapper that records nothing costs, and one durable write")
     parser.add_argument("--json", help="append the figures to this file (for make bench)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--transport", default="in-process", help=argparse.SUPPRESS)
@@ -391,10 +429,17 @@ def main() -> None:
     print(f"  added per call: {added['thread']:.1f} µs on the calling thread (goal ≤ 20), "
           f"{added['process']:.1f} µs CPU of the process, {added['wall']:.1f} µs wall")
     print(f"  added per streamed chunk: {added['stream']:.2f} µs on the calling thread")
+    floors = {name: user_call(args.blocks, args.block_calls, 20, floor=name)["thread"]
+              for name in ("wrapper", "write")} if args.floor else {}
+    for name, label in (("wrapper", "a wrapper that reads the response and records nothing"),
+                        ("write", "that wrapper plus one durable write of an llm_call line")):
+        if name in floors:
+            print(f"  floor: {label}: {floors[name]:.1f} µs on the calling thread")
     write_figure(args.json, "added per LLM call on the calling thread (durable write included)",
                   round(added["thread"], 1), "µs", "≤ 20 µs", added["thread"] <= 20,
                   f"whole process {added['process']:.1f} µs; unpatched call "
-                  f"{added['base']:.0f} µs")
+                  f"{added['base']:.0f} µs" + (f"; floor (record nothing, one durable write): "
+                                               f"{floors['write']:.1f} µs" if floors else ""))
     if not args.all:
         return
     import tempfile

@@ -98,8 +98,8 @@ def _key(key: Any) -> str:
 
 # orjson: ~15x faster than the json module on our events, which is most of what a cell's edges
 # cost. Datetimes and dataclasses go to ``_encode`` (our UTC format, text), like json's default.
-_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | \
-    orjson.OPT_APPEND_NEWLINE
+_ORJSON_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_ORJSON_OPTIONS = _ORJSON_PASSTHROUGH | orjson.OPT_APPEND_NEWLINE
 
 
 def _line(record: Mapping[str, Any]) -> bytes:
@@ -151,6 +151,16 @@ class Ledger:
         self.path = path
         self.root = root if root is not None else path.parent  # created folders start below it
         self.common = dict(common)  # fields every event carries: session, notebook, user...
+        # ...encoded once for buffered edges (see _edge_line); None: not spliceable.
+        self._common_keys = frozenset(self.common)
+        self._common_json: bytes | None = b""
+        if self.common:
+            try:
+                self._common_json = b"," + orjson.dumps(
+                    self.common, default=_encode, option=_ORJSON_PASSTHROUGH)[1:-1]
+            except (TypeError, ValueError):
+                self._common_json = None
+        self._edge_heads: dict[str, bytes] = {}
         self._edge_flush_s = edge_flush_s
         self._writer_armed = False  # the writer is awake or about to be: no need to wake it
         # Event ids: a random prefix per log and a counter, unique without a syscall per event.
@@ -233,14 +243,39 @@ class Ledger:
     def _hold_queued(self) -> None:
         while self._queue:
             item = self._queue.popleft()
-            if type(item) is tuple:  # a buffered edge
-                event_id, event, at, fields = item
-                item = {"schema": SCHEMA_VERSION, "id": event_id, "event": event, "ts": at,
-                        **self.common, **fields}
-            self._hold_line(item)
+            line = self._edge_line(*item) if type(item) is tuple else None  # a buffered edge
+            if line is not None:
+                self._hold(line)
+            else:
+                if type(item) is tuple:
+                    event_id, event, at, fields = item
+                    item = {"schema": SCHEMA_VERSION, "id": event_id, "event": event, "ts": at,
+                            **self.common, **fields}
+                self._hold_line(item)
             if len(self._held) >= _WRITE_BATCH and self._failure is None:
                 self._write_held()  # a long queue (a burst of blocks) is written as it goes:
                 # only a log that cannot be written holds lines (and drops past MAX_HELD)
+
+    def _edge_line(self, event_id: str, event: str, at: str, fields: Mapping[str, Any]
+                   ) -> bytes | None:
+        """A buffered edge's line without building its record: the head and the common fields
+        are encoded once, the edge's own fields spliced after them (the writer thread's share of
+        a cell's cost: a third less than merging dicts). The same bytes as :func:`_line` of
+        the whole record; None where splicing cannot promise that (a field that overrides a
+        common one, no fields, a value only the careful path writes)."""
+        common = self._common_json
+        if common is None or not fields or not self._common_keys.isdisjoint(fields):
+            return None
+        try:
+            body = orjson.dumps(fields, default=_encode, option=_ORJSON_OPTIONS)
+            head = self._edge_heads.get(event)
+            if head is None:
+                head = self._edge_heads[event] = orjson.dumps(event)
+            return b'{"schema":%d,"id":%s,"event":%s,"ts":%s%s,%s' % (
+                SCHEMA_VERSION, orjson.dumps(event_id), head, orjson.dumps(at),
+                common, body[1:])
+        except (TypeError, ValueError):
+            return None
 
     def _hold_line(self, record: dict) -> None:
         try:
