@@ -342,7 +342,8 @@ class Session:
                 meter.window_started(info)
             except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
                 self._fault(f"the {meter.name} meter", exc, window)
-        self._emit(_START_EVENTS.get(kind) or f"{kind}_start", _window_fields(window), at=window.started_at)
+        self._emit(_START_EVENTS.get(kind) or f"{kind}_start", _window_fields(window),
+                   at=window.started_at)
         return info
 
     def annotate_window(self, window_id: str, *, label: str | None = None,
@@ -412,8 +413,10 @@ class Session:
         """Have the window finished once every meter's figures for it are in: True if that is
         later (a meter reads on its own thread), False if they are in now. A window left
         unsettled (a stuck NVML call) is finished by the next ``flush``, reset or close."""
-        waiting = next((m for m in self._measuring_meters if m.settles_later()), None)
-        if waiting is None:
+        for waiting in self._measuring_meters:
+            if waiting.settles_later():
+                break
+        else:
             return False
 
         def settle() -> None:
@@ -450,15 +453,15 @@ class Session:
         with self._lock:
             self.records.append(record)
         ended_at = iso_utc(info.end)
-        cost = record.cost_usd
+        cost = _cost(meters)
+        unpriced = any(totals.unpriced for totals in meters.values())
         fields = _window_fields(window)
         fields.update(ended_at=ended_at, wall_s=wall_s, status=status, cost_usd=money(cost),
-                      unpriced=record.unpriced, meters=self._meters_json(meters),
-                      flags=list(flags))
+                      unpriced=unpriced, meters=self._meters_json(meters), flags=list(flags))
         # A window that cost something is a money event: on disk now, like its usage. (Most
         # cells cost nothing and are buffered: that is what keeps a cell's overhead low.)
         self._emit(_END_EVENTS.get(info.kind) or f"{info.kind}_end", fields, at=ended_at,
-                   durable=bool(cost) or record.unpriced)
+                   durable=bool(cost) or unpriced)
         if budget is not None:  # spend since the last check (a window with no ticks) counts too
             where = self._where(window)
             self.budgets.check(info.id, cost, where)
@@ -695,8 +698,10 @@ class Session:
     # -- internals ----------------------------------------------------------------------------
 
     def _measure(self, window: _Window, start: float, end: float) -> dict[str, MeterTotals]:
-        with self._lock:
-            meters = {name: tally.freeze() for name, tally in window.tallies.items()}
+        meters = {}
+        if window.tallies:  # most cells made no LLM call
+            with self._lock:
+                meters = {name: tally.freeze() for name, tally in window.tallies.items()}
         for meter in self._measuring_meters:
             try:
                 measured = meter.measure(start, end)
