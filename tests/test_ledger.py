@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -105,7 +106,7 @@ def test_a_buffered_edge_is_the_line_the_whole_record_gives(tmp_path):
                                       {"user": "bad \udcff"})):
         path = tmp_path / f"{number}.jsonl"
         ledger = Ledger(path, common)
-        spliced = ledger._edge_line("e1", "cell_start", "2026-11-28T10:00:00.000000Z", {"a": 1})
+        spliced = ledger._spliced_line("e1", "cell_start", "2026-11-28T10:00:00.000000Z", {"a": 1})
         assert (spliced is None) == (number == 2)  # the fast path, unless a common value is odd
         edges = [("cell_start", {"window_id": "w1", "label": 'a "quoted"\nlabel', "tags": {"k": "v"},
                                  "execution_count": 3, "wall_s": 0.1 + 0.2}),
@@ -122,6 +123,26 @@ def test_a_buffered_edge_is_the_line_the_whole_record_gives(tmp_path):
             expected = _line({"schema": SCHEMA_VERSION, "id": logged["id"], "event": event,
                               "ts": "2026-11-28T10:00:00.000000Z", **common, **fields})
             assert line == expected
+
+
+def test_a_written_money_event_is_the_line_append_gives(tmp_path):
+    """``write`` (a durable event spliced, no dict built: LLM calls with nobody listening)
+    writes the very line ``append`` writes, also where it must fall back to append's path."""
+    common = {"session_id": "s1", "user": "ä", "team": None}
+    events = [("llm_call", {"window_ids": ["w1"], "cost_usd": "0.0012", "quantities": {"calls": 1},
+                            "attributes": {"latency_s": 0.25, "provider": "openai"}}),
+              ("llm_call", {"session_id": "overrides"}),
+              ("budget", {"label": "bad \udcff"})]
+    lines = {}
+    for method in ("append", "write"):
+        path = tmp_path / f"{method}.jsonl"
+        ledger = Ledger(path, common)
+        for event, fields in events:
+            getattr(ledger, method)(event, fields, at=1_800_000_000.5)
+        ledger.close()
+        lines[method] = [re.sub(rb'"id":"[0-9a-f]+"', b'"id":""', line)  # ids differ per log
+                         for line in path.read_bytes().splitlines()]
+    assert lines["write"] == lines["append"] and len(lines["write"]) == len(events)
 
 
 def test_buffered_edges_wake_the_writer_once_per_burst_not_per_cell(tmp_path, wait_until):

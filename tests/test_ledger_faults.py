@@ -89,14 +89,15 @@ def test_a_full_disk_is_said_and_every_event_is_saved_when_space_returns(tmp_pat
         assert logged == session.total_usd
 
 
-def test_a_write_cut_short_starts_a_fresh_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["append", "write"])
+def test_a_write_cut_short_starts_a_fresh_line(tmp_path, monkeypatch, method):
     """Part of a line reaches the disk, then the disk is full: when space returns the next
     event must not be glued to the torn half (which would lose it to the reader)."""
     fake = FakeOs()
     monkeypatch.setattr(nbcost.ledger, "os", fake)
     path = tmp_path / "s.jsonl"
     ledger = Ledger(path, {"session_id": "s"})
-    ledger.append("llm_call", {"n": 1})
+    getattr(ledger, method)("llm_call", {"n": 1})
     state = {"calls": 0}
 
     def half_then_full(fd, data):
@@ -106,17 +107,18 @@ def test_a_write_cut_short_starts_a_fresh_line(tmp_path, monkeypatch):
         raise no_space()
 
     fake.on_write = half_then_full
-    ledger.append("llm_call", {"n": 2})
+    getattr(ledger, method)("llm_call", {"n": 2})
     assert ledger.unsaved == 1
     fake.on_write = None
-    ledger.append("llm_call", {"n": 3})
+    getattr(ledger, method)("llm_call", {"n": 3})
     ledger.close()
     contents = read_log(path)
     assert [e["n"] for e in contents.events] == [1, 2, 3]
     assert len(contents.warnings) == 1 and "line 2 is corrupt" in contents.warnings[0]
 
 
-def test_failures_are_said_again_with_a_count_not_once_only(tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["append", "write"])
+def test_failures_are_said_again_with_a_count_not_once_only(tmp_path, monkeypatch, method):
     """A first, harmless oddity (a date tag) must not hide a later full disk; a failure that
     lasts is said again (rate-limited) with the number of events not saved."""
     import datetime as dt
@@ -129,11 +131,11 @@ def test_failures_are_said_again_with_a_count_not_once_only(tmp_path, monkeypatc
     assert ledger.take_reports() == []  # written, as text
     fake.on_write = lambda fd, data: (_ for _ in ()).throw(no_space())
     for _ in range(5):
-        ledger.append("llm_call", {})
+        getattr(ledger, method)("llm_call", {})
     first = ledger.take_reports()
     assert len(first) == 1 and "1 event not saved yet" in first[0]
     now[0] = 61.0
-    ledger.append("llm_call", {})
+    getattr(ledger, method)("llm_call", {})
     again = ledger.take_reports()
     assert len(again) == 1 and "still cannot write" in again[0] and "6 events not saved" in again[0]
     ledger.close()
@@ -141,7 +143,8 @@ def test_failures_are_said_again_with_a_count_not_once_only(tmp_path, monkeypatc
     assert len(lost) == 1 and "6 events could not be written" in lost[0] and "lost" in lost[0]
 
 
-def test_too_many_held_events_drop_the_oldest_and_say_how_many(tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["append", "write"])
+def test_too_many_held_events_drop_the_oldest_and_say_how_many(tmp_path, monkeypatch, method):
     fake = FakeOs()
     monkeypatch.setattr(nbcost.ledger, "os", fake)
     monkeypatch.setattr(nbcost.ledger, "MAX_HELD", 3)
@@ -149,12 +152,12 @@ def test_too_many_held_events_drop_the_oldest_and_say_how_many(tmp_path, monkeyp
     ledger = Ledger(tmp_path / "s.jsonl", {"session_id": "s"}, report_every_s=10, clock=lambda: now[0])
     fake.on_write = lambda fd, data: (_ for _ in ()).throw(no_space())
     for n in range(5):
-        ledger.append("llm_call", {"n": n})
+        getattr(ledger, method)("llm_call", {"n": n})
     now[0] = 11.0
-    ledger.append("llm_call", {"n": 5})
+    getattr(ledger, method)("llm_call", {"n": 5})
     assert "3 lost" in ledger.take_reports()[-1]
     fake.on_write = None
-    ledger.append("llm_call", {"n": 6})
+    getattr(ledger, method)("llm_call", {"n": 6})
     assert "4 older events were lost" in ledger.take_reports()[-1]  # 0-3: only 3 are held
     ledger.close()
     assert [e["n"] for e in read_log(tmp_path / "s.jsonl").events] == [4, 5, 6]

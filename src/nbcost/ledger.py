@@ -151,7 +151,7 @@ class Ledger:
         self.path = path
         self.root = root if root is not None else path.parent  # created folders start below it
         self.common = dict(common)  # fields every event carries: session, notebook, user...
-        # ...encoded once for buffered edges (see _edge_line); None: not spliceable.
+        # ...encoded once for buffered edges (see _spliced_line); None: not spliceable.
         self._common_keys = frozenset(self.common)
         self._common_json: bytes | None = b""
         if self.common:
@@ -218,6 +218,36 @@ class Ledger:
             self._arm_writer()
         return record
 
+    def write(self, event: str, fields: Mapping[str, Any], at: float | str | None = None) -> None:
+        """Log a durable event without building the logged dict (what :meth:`append` returns):
+        an LLM call's line is spliced and written straight to the file when nothing waits
+        before it (the cheapest durable write; any other state takes ``append``'s path)."""
+        if self._closed:
+            raise LedgerError(f"the spend log {self.path} is closed")
+        event_id = f"{self._id_prefix}{next(self._sequence):08x}"
+        ts = at if isinstance(at, str) else iso_utc(time.time() if at is None else at)
+        line = self._spliced_line(event_id, event, ts, fields)
+        with self._write_lock:
+            if (line is None or self._queue or self._held or self._fd is None
+                    or self._failure is not None or self._torn or self._deleted()):
+                self._hold_queued()
+                if line is None:
+                    self._hold_line({"schema": SCHEMA_VERSION, "id": event_id, "event": event,
+                                     "ts": ts, **self.common, **fields})
+                else:
+                    self._hold(line)
+                self._write_held()
+                return
+            written = 0
+            try:
+                written = os.write(self._fd, line)
+                while written < len(line):  # a write cut short: the rest
+                    written += os.write(self._fd, memoryview(line)[written:])
+            except OSError as exc:
+                self._held.append(line)
+                self._keep_unwritten(written)
+                self._failed(exc)
+
     def buffer(self, event: str, fields: Mapping[str, Any], at: str) -> None:
         """Queue a cell or block edge for the writer thread without building the logged dict
         (what :meth:`append` returns): the cheapest way to log when nobody listens. ``fields``
@@ -243,7 +273,7 @@ class Ledger:
     def _hold_queued(self) -> None:
         while self._queue:
             item = self._queue.popleft()
-            line = self._edge_line(*item) if type(item) is tuple else None  # a buffered edge
+            line = self._spliced_line(*item) if type(item) is tuple else None  # a buffered edge
             if line is not None:
                 self._hold(line)
             else:
@@ -256,13 +286,13 @@ class Ledger:
                 self._write_held()  # a long queue (a burst of blocks) is written as it goes:
                 # only a log that cannot be written holds lines (and drops past MAX_HELD)
 
-    def _edge_line(self, event_id: str, event: str, at: str, fields: Mapping[str, Any]
+    def _spliced_line(self, event_id: str, event: str, at: str, fields: Mapping[str, Any]
                    ) -> bytes | None:
-        """A buffered edge's line without building its record: the head and the common fields
-        are encoded once, the edge's own fields spliced after them (the writer thread's share of
-        a cell's cost: a third less than merging dicts). The same bytes as :func:`_line` of
-        the whole record; None where splicing cannot promise that (a field that overrides a
-        common one, no fields, a value only the careful path writes)."""
+        """An event's line without building its record: the head and the common fields are
+        encoded once, the event's own fields spliced after them (a third less than merging
+        dicts, on every cell edge and LLM call). The same bytes as :func:`_line` of the whole
+        record; None where splicing cannot promise that (a field that overrides a common one,
+        no fields, a value only the careful path writes)."""
         common = self._common_json
         if common is None or not fields or not self._common_keys.isdisjoint(fields):
             return None

@@ -91,13 +91,18 @@ class MeterTotals:
         )
 
 
-class Tally:
-    """Running sums of one meter's discrete usage (per window and per session)."""
+#: What a key's running sums hold besides its quantities.
+_PER_KEY_MONEY = frozenset({"cost_usd", "unpriced"})
 
-    __slots__ = ("quantities", "cost_usd", "unpriced", "by_key", "flags")
+
+class Tally:
+    """Running sums of one meter's discrete usage (per window and per session): per key (model),
+    its quantities and cost; the meter's own totals are summed from them when frozen, so a
+    usage (an LLM call, on its caller's thread) is added once per tally, not twice."""
+
+    __slots__ = ("cost_usd", "unpriced", "by_key", "flags")
 
     def __init__(self) -> None:
-        self.quantities: dict[str, float] = {}
         self.cost_usd = ZERO
         self.unpriced = False
         self.by_key: dict[str, dict[str, Any]] = {}
@@ -106,21 +111,34 @@ class Tally:
     def add(self, usage: Usage) -> None:
         # A key's cost stays None until one of its calls has a price: a model none of whose
         # calls were priced costs "unpriced" (null), never $0.
-        per_key = self.by_key.setdefault(usage.key, {"cost_usd": None})
+        per_key = self.by_key.get(usage.key)
+        if per_key is None:
+            per_key = self.by_key[usage.key] = {"cost_usd": None}
+        get = per_key.get
         for name, amount in usage.quantities.items():
-            self.quantities[name] = self.quantities.get(name, 0) + amount
-            per_key[name] = per_key.get(name, 0) + amount
+            per_key[name] = get(name, 0) + amount
         if usage.cost_usd is None:
             self.unpriced = True
             per_key["unpriced"] = True
         else:
             self.cost_usd += usage.cost_usd
             per_key["cost_usd"] = (per_key["cost_usd"] or ZERO) + usage.cost_usd
-        self.flags.update(usage.flags)
+        if usage.flags:
+            self.flags.update(usage.flags)
+
+    @property
+    def quantities(self) -> dict[str, float]:
+        """Each quantity summed over the keys."""
+        totals: dict[str, float] = {}
+        for per_key in self.by_key.values():
+            for name, amount in per_key.items():
+                if name not in _PER_KEY_MONEY:
+                    totals[name] = totals.get(name, 0) + amount
+        return totals
 
     def freeze(self) -> MeterTotals:
         return MeterTotals(
-            quantities=dict(self.quantities),
+            quantities=self.quantities,
             cost_usd=self.cost_usd,
             unpriced=self.unpriced,
             by_key={k: dict(v) for k, v in self.by_key.items()},

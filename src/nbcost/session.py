@@ -263,18 +263,19 @@ class Session:
 
     def record(self, usage: Usage) -> None:
         """Attribute one piece of usage to every open window and log it at once."""
+        meter = usage.meter
         with self._lock:
             self.usages.append(usage)
-            self._tallies.setdefault(usage.meter, Tally()).add(usage)
+            _tally(self._tallies, meter).add(usage)
             window_ids = []
             for window in self._open.values():
-                window.tallies.setdefault(usage.meter, Tally()).add(usage)
+                _tally(window.tallies, meter).add(usage)
                 window_ids.append(window.info.id)
             # (A Usage is frozen and its mappings are never changed: logged as they are.)
             self._emit(usage.event, {
                 **self._cell_fields,
                 "window_ids": window_ids,
-                "meter": usage.meter,
+                "meter": meter,
                 "key": usage.key,
                 "quantities": _as_dict(usage.quantities),
                 "cost_usd": money(usage.cost_usd),
@@ -592,14 +593,14 @@ class Session:
         (``late: true``) and a ``window_amended`` event with what it adds to the record."""
         with self._lock:
             self.usages.append(usage)
-            self._tallies.setdefault(usage.meter, Tally()).add(usage)
+            _tally(self._tallies, usage.meter).add(usage)
             chain: list[_Window] = []
             window = self._open.get(window_id) if window_id else None
             while window is not None:
                 chain.append(window)
                 window = self._open.get(window.info.parent_id) if window.info.parent_id else None
             for window in chain:
-                window.tallies.setdefault(usage.meter, Tally()).add(usage)
+                _tally(window.tallies, usage.meter).add(usage)
             late = window_id is not None and not chain
             cell = next((w.info for w in chain if w.info.kind == "cell"), None)
             fields: dict[str, Any] = {
@@ -772,17 +773,21 @@ class Session:
         if durable is None:
             durable = event not in WINDOW_EDGE_EVENTS
         try:
-            if not durable and not self._listeners:  # nobody needs the logged dict
-                self._ledger.buffer(event, fields, at)
-                return
-            payload = self._ledger.append(event, fields, at=at, durable=durable)
+            if not self._listeners:  # nobody needs the logged dict
+                if not durable:
+                    self._ledger.buffer(event, fields, at)
+                    return
+                self._ledger.write(event, fields, at)
+                payload = None
+            else:
+                payload = self._ledger.append(event, fields, at=at, durable=durable)
         except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's cell
             self.warn_once(f"ledger:{type(exc).__name__}",
                            f"nbcost: could not log a {event} event ({exc}); costs are still shown.")
             return
         if self._ledger.has_reports:  # a write failed or recovered: say so (outside its lock)
             self._say_ledger_reports()
-        if self._listeners:
+        if payload is not None:
             for listener in list(self._listeners):
                 self.run_safely("a display listener", lambda fn=listener: fn(payload))
 
@@ -820,6 +825,13 @@ class Session:
         self.warn_once(f"internal:{what}:{type(exc).__name__}",
                        f"nbcost: {what} failed ({type(exc).__name__}: {exc}); "
                        f"your code is unaffected, this record is flagged.")
+
+
+def _tally(tallies: dict[str, Tally], meter: str) -> Tally:
+    tally = tallies.get(meter)
+    if tally is None:  # (not setdefault: that would build a Tally at every call)
+        tally = tallies[meter] = Tally()
+    return tally
 
 
 def _as_dict(mapping: Mapping[str, Any]) -> dict[str, Any]:
