@@ -99,8 +99,20 @@ def row_of(session, window_id: str) -> dict:
     return next(r for r in rows if r["window_id"] == window_id)
 
 
-def test_gpu_time_of_tasks_and_actor_methods_adds_up_in_the_submitting_cell(session,
+@pytest.fixture
+def priced_session(cluster, nbcost_home):
+    """A session whose GPU rate is its own: $36 an hour, a cent a second."""
+    session = Session(meters=[LlmMeter()])
+    session.settings.gpu_rate_usd_per_hour = Decimal("36")
+    detach = nbcost.ray.attach(session)  # (workers price with the settings given at attach)
+    yield session
+    detach()
+    session.close()
+
+
+def test_gpu_time_of_tasks_and_actor_methods_adds_up_in_the_submitting_cell(priced_session,
                                                                              wait_until):
+    session = priced_session
     # Worker processes of their own (a runtime_env of their own), each holding a fake GPU of
     # its own for its whole life, as a CUDA context does; other tests' tasks never run there.
     on_gpus = {"env_vars": nbcost.ray.runtime_env(nvml="remote_tasks:worker_nvml")["env_vars"]}
@@ -125,9 +137,10 @@ def test_gpu_time_of_tasks_and_actor_methods_adds_up_in_the_submitting_cell(sess
         assert event["key"] == (f"{event['origin']['host']}:{event['origin']['pid']} "
                                 f"(NVIDIA H200)")
         assert event["attributes"]["mem_peak_bytes"] == remote_tasks.WORKER_GPU_MEMORY
-        (rate,) = event["attributes"]["rates"].values()  # the remote GPU's model and rate
-        assert rate["model"] and rate["usd_per_hour"]
-        assert Decimal(event["cost_usd"]) > 0
+        (rate,) = event["attributes"]["rates"].values()  # the remote GPU's rate: the kernel's
+        assert Decimal(rate["usd_per_hour"]) == Decimal("36")
+        held = Decimal(repr(event["quantities"]["held_s"]))
+        assert Decimal(event["cost_usd"]) == pytest.approx(held / 100, abs=Decimal("1e-6"))
     row = row_of(session, window.id)
     assert row["remote_gpu_busy_s"] == pytest.approx(sum(e["quantities"]["busy_s"]
                                                          for e in events))

@@ -107,6 +107,8 @@ class _Attachment:
         self.session = session
         self.collector = ray.remote(num_cpus=0)(Collector).options(
             name=name, get_if_exists=True).remote()
+        # Workers price with this kernel's prices and GPU rates (as set now), as Dask's do.
+        self.collector.configure.remote(session.settings)
         # Ready before any task can look it up (a worker that found no collector would lose
         # its calls): the first drain returns once the actor runs.
         self.pending = ray.get(self.collector.drain.remote(), timeout=120)

@@ -56,10 +56,23 @@ class Collector:
 
     def __init__(self) -> None:
         self.items: list[dict] = []
+        self._settings: Any = None  # the attached kernel's (its prices and GPU rates)
+        self._generation = 0  # one more at each attach: workers then fetch the settings again
         stand_down()  # the collector's own calls would report to it for ever
 
-    def record(self, item: dict) -> None:
+    def record(self, item: dict) -> int:
         self.items.append(item)
+        return self._generation
+
+    def configure(self, settings: Any) -> None:
+        self._settings = settings
+        self._generation += 1
+
+    def settings(self) -> tuple[int, Any]:
+        return self._generation, self._settings
+
+    def generation(self) -> int:
+        return self._generation
 
     def link(self, task_ids: list[str], parent: str) -> None:
         self.items.append({"task_ids": task_ids, "parent": parent})
@@ -72,9 +85,10 @@ class Collector:
 class RaySink(RemoteSink):
     """A :class:`nbcost.meters.MeterSink` in a Ray worker: each usage goes to the collector."""
 
-    def __init__(self, collector_name: str, settings: Any = None) -> None:
+    def __init__(self, collector_name: str) -> None:
         self.collector_name = collector_name
-        self._settings = settings
+        self._settings: Any = None
+        self._generation = -1  # of the collector's settings this worker holds
         self._collector: Any = None
         super().__init__()
 
@@ -87,13 +101,35 @@ class RaySink(RemoteSink):
 
     @property
     def settings(self) -> Any:
-        """The worker machine's own settings (its nbcost config and ``NBCOST_*`` environment:
-        prices, GPU rates)."""
+        """The attached kernel's settings (its prices and GPU rates, as Dask's plugin carries
+        them); this machine's own while no kernel gave any."""
         if self._settings is None:
-            from ..config import load_settings
+            settings = None
+            try:
+                import ray
 
-            self._settings = load_settings()
+                with _own_calls():
+                    self._generation, settings = ray.get(self.collector().settings.remote(),
+                                                         timeout=60)
+            except Exception:  # noqa: BLE001 - no collector (yet): this machine's settings
+                self._generation = -1
+            if settings is None:
+                from ..config import load_settings
+
+                settings = load_settings()
+            self._settings = settings
         return self._settings
+
+    def _heard(self, generation: int) -> None:
+        if generation != self._generation:  # a kernel attached since: its settings next time
+            self._settings = None
+
+    def refresh(self) -> None:
+        """Before pricing a task's GPU figures: the settings of the kernel attached now."""
+        import ray
+
+        with _own_calls():
+            self._heard(ray.get(self.collector().generation.remote(), timeout=60))
 
     def record(self, usage) -> None:
         import ray
@@ -113,7 +149,7 @@ class RaySink(RemoteSink):
                        "pid": os.getpid(), "host": socket.gethostname(), "actor": actor_id},
         }
         with _own_calls():
-            ray.get(self.collector().record.remote(item))
+            self._heard(ray.get(self.collector().record.remote(item)))
 
     def link(self, task_ids: list[str], parent: str) -> None:
         # Not awaited: actor calls from one caller run in order, so the link is with the
@@ -179,7 +215,7 @@ def _start_gpu(sink: RaySink) -> None:
     from .task_gpu import TaskGpu, load_nvml
 
     gpu = TaskGpu(sink, f"{socket.gethostname()}:{os.getpid()}", sink.send,
-                  load_nvml(os.environ.get(NVML_ENV)))
+                  load_nvml(os.environ.get(NVML_ENV)), before_measure=sink.refresh)
     if not gpu.on:
         gpu.stop()
         return

@@ -42,15 +42,18 @@ class TaskGpu:
         send: ``send(usage, key, context)``: hands one task's usage on, with what ``ended`` got.
         nvml: a pynvml-like module instead of ``pynvml``.
         options: the worker's ``GpuMeter`` options.
+        before_measure: called (on the reporter thread) before each task is measured and priced.
     """
 
     def __init__(self, sink: Any, where: str, send: Callable[[Any, Any, Any], None],
-                 nvml: Any = None, options: Mapping[str, Any] = ()) -> None:
+                 nvml: Any = None, options: Mapping[str, Any] = (),
+                 before_measure: Callable[[], None] | None = None) -> None:
         from ..meters.gpu import GpuMeter
 
         self.sink = sink
         self.where = where
         self._send = send
+        self._before_measure = before_measure
         self.meter = GpuMeter(nvml=nvml, notice=lambda line: None, **dict(options))
         self.meter.start(sink)
         self._spans: dict[Any, float] = {}
@@ -84,6 +87,8 @@ class TaskGpu:
             key, begin, end, context = item
             try:
                 self.meter.sampler.edge_done.wait(0.5)
+                if self._before_measure is not None:
+                    self._before_measure()
                 measured = self.meter.measure(begin, end)
                 if measured is None or not measured.quantities.get("held_s"):
                     continue  # the task never held a GPU
