@@ -16,7 +16,9 @@ window each task was submitted from (by the task id of the ``ObjectRef`` that ``
 returns) and fetches the collector's usage when a window ends, on live updates and once a second
 in the background: a task gathered in a later cell amends the window that submitted it. A task
 submitted by a task (nested, any depth) bills the window of the outermost one: workers tell the
-collector which task submitted which.
+collector which task submitted which. An actor's ``__init__`` bills the window that created it.
+Workers price with the kernel's settings as they were at ``attach``. What a thread that a task
+started itself does (an LLM call, a ``.remote()``) has no task id: it bills the session.
 """
 
 from __future__ import annotations
