@@ -57,6 +57,8 @@ class Asker:
 
 # --- a fake GPU per worker process (the test-only NVML hook of nbcost.dask.attach) ---------------
 GPU = None
+#: What a worker process holds on its (fake) GPU.
+WORKER_GPU_MEMORY = 3 << 30
 
 
 def worker_nvml():
@@ -64,7 +66,7 @@ def worker_nvml():
     global GPU
     from fake_nvml import FakeGpu, FakeNvml
 
-    GPU = FakeGpu(f"GPU-{os.getpid()}").process(os.getpid(), 0.0)
+    GPU = FakeGpu(f"GPU-{os.getpid()}").process(os.getpid(), 0.0, mem_bytes=WORKER_GPU_MEMORY)
     return FakeNvml([GPU], time.time)
 
 
@@ -74,3 +76,42 @@ def gpu_busy(seconds: float) -> bool:
     GPU.busy(start, start + seconds, util=100, sm=50)
     time.sleep(seconds)
     return True
+
+
+
+class GpuUser:
+    """An actor whose method uses the GPU."""
+
+    def work(self, seconds: float) -> bool:
+        return gpu_busy(seconds)
+
+
+# --- tasks that submit tasks ---------------------------------------------------------------------
+def ask_in_dask_subtasks(base_urls: list[str]) -> bool:
+    """Fan the calls out from inside a task, through ``worker_client``."""
+    from distributed import worker_client
+
+    with worker_client() as client:
+        return all(client.gather(client.map(ask, base_urls, pure=False)))
+
+
+def ask_in_a_dask_subtask(base_url: str) -> bool:
+    """One call from a task the task submits through ``get_client`` (waiting seceded)."""
+    from distributed import get_client, rejoin, secede
+
+    future = get_client().submit(ask, base_url, pure=False)
+    secede()
+    try:
+        return future.result()
+    finally:
+        rejoin()
+
+
+def ask_in_ray_subtasks(base_urls: list[str], depth: int) -> bool:
+    """Ask through tasks ``depth`` levels below this one (each level a Ray task)."""
+    import ray
+
+    if depth == 0:
+        return all(ask(url) for url in base_urls)
+    inner = ray.remote(ask_in_ray_subtasks)
+    return all(ray.get([inner.remote([url], depth - 1) for url in base_urls]))

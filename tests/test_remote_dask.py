@@ -102,6 +102,58 @@ def test_two_cells_are_kept_apart_and_a_task_still_running_amends_its_cell(
     assert rows[second.id]["cost_usd"] == cost_of(second_calls)
 
 
+def test_tasks_submitted_by_tasks_bill_the_cell_of_the_outer_task(attached, session, srv,  # noqa: F811
+                                                                   wait_until):
+    fanned, single = CALLS[:2], CALLS[2:3]
+    first = session.open_window("cell", execution_count=1)
+    assert attached.submit(remote_tasks.ask_in_dask_subtasks, base_urls(srv, fanned),
+                           pure=False).result()
+    assert attached.submit(remote_tasks.ask_in_a_dask_subtask, base_urls(srv, single)[0],
+                           pure=False).result()
+    session.close_window(first.id)
+    second = session.open_window("cell", execution_count=2)
+    session.close_window(second.id)
+
+    def rows():
+        session.flush()
+        return {r["window_id"]: r for r in rows_from_events(read_log(session.ledger_path).events)}
+
+    # In the cell's record, whether the calls came in time or amended it.
+    assert wait_until(lambda: rows()[first.id]["cost_usd"] == cost_of(fanned + single),
+                      timeout=60)
+    made = [e for e in read_log(session.ledger_path).events if e["event"] == "llm_call"]
+    assert len(made) == 3 and all(e["window_ids"] == [first.id] for e in made)
+    assert rows()[second.id]["cost_usd"] == 0
+
+
+def test_a_cell_budget_counts_its_tasks_spend_as_it_arrives(attached, session, srv,  # noqa: F811
+                                                             capsys, wait_until):
+    from nbcost.errors import BudgetExceeded
+
+    calls = CALLS[:2]
+    budget = cost_of(calls[:1])  # the cheaper call alone spends all of it
+    window = session.open_window("cell", execution_count=1)
+    session.annotate_window(window.id, budget_usd=budget, budget_hard=True)
+    assert all(attached.gather(attached.map(remote_tasks.ask, base_urls(srv, calls), pure=False)))
+
+    def warnings():
+        session.flush()
+        return [e for e in read_log(session.ledger_path).events
+                if e["event"] == "budget" and e["action"] == "warning"]
+
+    # Warned as the tasks' calls reach the kernel, while the cell still runs...
+    assert wait_until(lambda: any(w["threshold"] == "1" for w in warnings()), timeout=60)
+    assert session.is_open(window.id)
+    (crossed,) = [w for w in warnings() if w["threshold"] == "1"]
+    assert (crossed["scope"], crossed["window_id"]) == ("cell", window.id)
+    assert Decimal(crossed["spent_usd"]) >= budget
+    assert "cell budget" in capsys.readouterr().err
+    # ...and the hard budget refuses the kernel's own next call (workers are never stopped).
+    with pytest.raises(BudgetExceeded):
+        remote_tasks.ask(base_urls(srv, CALLS[2:3])[0])
+    session.close_window(window.id)
+
+
 def test_a_killed_worker_keeps_what_it_sent(attached, session, srv, tmp_path, wait_until):  # noqa: F811
     url = base_urls(srv, CALLS[:1])[0]
     window = session.open_window("cell", execution_count=1)

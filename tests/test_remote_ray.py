@@ -88,6 +88,85 @@ def test_a_task_gathered_in_a_later_cell_amends_the_cell_that_submitted_it(
     assert rows[first.id]["cost_usd"] == cost_of(CALLS[:1])
 
 
+def logged(session, event: str) -> list[dict]:
+    session.flush()
+    return [e for e in read_log(session.ledger_path).events if e["event"] == event]
+
+
+def row_of(session, window_id: str) -> dict:
+    session.flush()
+    rows = rows_from_events(read_log(session.ledger_path).events)
+    return next(r for r in rows if r["window_id"] == window_id)
+
+
+@pytest.fixture
+def priced_session(cluster, nbcost_home):
+    """A session whose GPU rate is its own: $36 an hour, a cent a second."""
+    session = Session(meters=[LlmMeter()])
+    session.settings.gpu_rate_usd_per_hour = Decimal("36")
+    detach = nbcost.ray.attach(session)  # (workers price with the settings given at attach)
+    yield session
+    detach()
+    session.close()
+
+
+def test_gpu_time_of_tasks_and_actor_methods_adds_up_in_the_submitting_cell(priced_session,
+                                                                             wait_until):
+    session = priced_session
+    # Worker processes of their own (a runtime_env of their own), each holding a fake GPU of
+    # its own for its whole life, as a CUDA context does; other tests' tasks never run there.
+    on_gpus = {"env_vars": nbcost.ray.runtime_env(nvml="remote_tasks:worker_nvml")["env_vars"]}
+    gpu_task = ray.remote(remote_tasks.gpu_busy).options(runtime_env=on_gpus)
+    user = ray.remote(remote_tasks.GpuUser).options(runtime_env=on_gpus).remote()
+    # (The actor's __init__ holds its GPU too, before the cell: that bills the session.)
+    window = session.open_window("cell", execution_count=1)
+    assert all(ray.get([gpu_task.remote(1.0), gpu_task.remote(1.0), user.work.remote(1.0)]))
+    session.close_window(window.id)
+
+    def in_the_cell():
+        return [e for e in logged(session, "gpu_usage") if e["window_ids"] == [window.id]]
+
+    # The figures are sent once each task ended: with the cell's record, or amending it.
+    assert wait_until(lambda: len(in_the_cell()) == 3, timeout=60)
+    events = in_the_cell()
+    assert {e["origin"]["kind"] for e in events} == {"ray"}
+    assert sum(1 for e in events if e["origin"]["actor"]) == 1
+    for event in events:  # each task: about its second of busy GPU, on its worker's GPU
+        assert event["quantities"]["busy_s"] == pytest.approx(1.0, abs=0.45), event
+        assert event["quantities"]["held_s"] >= event["quantities"]["busy_s"] - 0.05
+        assert event["key"] == (f"{event['origin']['host']}:{event['origin']['pid']} "
+                                f"(NVIDIA H200)")
+        assert event["attributes"]["mem_peak_bytes"] == remote_tasks.WORKER_GPU_MEMORY
+        (rate,) = event["attributes"]["rates"].values()  # the remote GPU's rate: the kernel's
+        assert Decimal(rate["usd_per_hour"]) == Decimal("36")
+        held = Decimal(repr(event["quantities"]["held_s"]))
+        assert Decimal(event["cost_usd"]) == pytest.approx(held / 100, abs=Decimal("1e-6"))
+    row = row_of(session, window.id)
+    assert row["remote_gpu_busy_s"] == pytest.approx(sum(e["quantities"]["busy_s"]
+                                                         for e in events))
+    assert row["remote_gpu_cost_usd"] == sum(Decimal(e["cost_usd"]) for e in events)
+    # Split per worker process, as the window's figures keep them by key.
+    by_key = session.totals()["remote_gpu"].by_key
+    assert set(by_key) == {e["key"] for e in events}
+    assert sum(k["busy_s"] for k in by_key.values()) == pytest.approx(row["remote_gpu_busy_s"],
+                                                                     abs=0.05)
+
+
+def test_tasks_submitted_by_tasks_bill_the_cell_of_the_outer_task(session, srv, wait_until):  # noqa: F811
+    calls = CALLS[:2]
+    outer = ray.remote(remote_tasks.ask_in_ray_subtasks)
+    first = session.open_window("cell", execution_count=1)
+    assert ray.get(outer.remote(base_urls(srv, calls), 2))  # two levels down
+    session.close_window(first.id)
+    second = session.open_window("cell", execution_count=2)
+    session.close_window(second.id)
+    assert wait_until(lambda: row_of(session, first.id)["cost_usd"] == cost_of(calls),
+                      timeout=60)
+    made = logged(session, "llm_call")
+    assert len(made) == 2 and all(e["window_ids"] == [first.id] for e in made)
+    assert row_of(session, second.id)["cost_usd"] == 0
+
+
 def test_load_ext_with_ray_running_offers_attach(cluster, capsys):
     from IPython.core.interactiveshell import InteractiveShell
 

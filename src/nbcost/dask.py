@@ -16,7 +16,8 @@ Example::
 How: a worker plugin (``Client.register_plugin``) patches the LLM SDKs in every worker; tasks
 submitted while a window is open carry its id as a Dask annotation; each call a task makes comes
 back through distributed's event channel (``Worker.log_event``, ``Client.subscribe_topic``) and
-is folded into that window. Usage that arrives after its window ended (futures gathered in a
+is folded into that window; a task that submits tasks (``worker_client()``, ``get_client()``)
+passes its annotation on to them. Usage that arrives after its window ended (futures gathered in a
 later cell) amends the window it was submitted from (``window_amended`` in the spend log). A
 worker that dies loses nothing already sent: each call is sent the moment it completes.
 """

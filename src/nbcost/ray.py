@@ -10,16 +10,21 @@ Example::
 
 How: the job's runtime environment runs a worker set-up hook that patches the LLM SDKs in each
 worker process; each call is handed, with the id of the task that made it, to a named collector
-actor before the task returns. The kernel notes the window each task was submitted from (by the
-task id of the ``ObjectRef`` that ``.remote()`` returns) and fetches the collector's usage when a
-window ends, on live updates and once a second in the background: a task gathered in a later
-cell amends the window that submitted it. Tasks submitted by other tasks (nested) are billed to
-the session, not to a window.
+actor before the task returns. A worker process that holds a GPU also reports each task's GPU
+figures over its span (the ``remote_gpu`` meter, as Dask workers do). The kernel notes the
+window each task was submitted from (by the task id of the ``ObjectRef`` that ``.remote()``
+returns) and fetches the collector's usage when a window ends, on live updates and once a second
+in the background: a task gathered in a later cell amends the window that submitted it. A task
+submitted by a task (nested, any depth) bills the window of the outermost one: workers tell the
+collector which task submitted which. An actor's ``__init__`` bills the window that created it.
+Workers price with the kernel's settings as they were at ``attach``. What a thread that a task
+started itself does (an LLM call, a ``.remote()``) has no task id: it bills the session.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from typing import Any, Callable
@@ -45,20 +50,32 @@ def attach_hint() -> str | None:
 
 #: How many submitted tasks' windows are remembered (the oldest are forgotten first).
 MAX_TASKS = 200_000
+#: How long usage of a task the kernel does not know waits for the link that names the task
+#: which submitted it (links are not awaited by the workers) before it bills the session.
+LINK_WAIT_S = 10.0
 
 _collector_name: str | None = None
 
 
-def runtime_env(base: dict | None = None) -> dict:
-    """The runtime environment to pass to ``ray.init`` (``base``: your own, kept)."""
+def runtime_env(base: dict | None = None, *, gpu: bool = True, nvml: str | None = None) -> dict:
+    """The runtime environment to pass to ``ray.init`` (``base``: your own, kept).
+
+    ``gpu``: workers that hold a GPU report each task's GPU figures; ``nvml``:
+    ``"module:function"`` returning a pynvml-like module for the workers' GPU meters (tests
+    inject a fake NVML this way)."""
     global _collector_name
-    from .remote.ray_worker import COLLECTOR_ENV
+    from .remote.ray_worker import COLLECTOR_ENV, GPU_ENV, NVML_ENV
 
     if _collector_name is None:
         _collector_name = f"nbcost-collector-{uuid.uuid4().hex}"
     env = dict(base or {})
     env["worker_process_setup_hook"] = "nbcost.remote.ray_worker.setup"
-    env["env_vars"] = {**(env.get("env_vars") or {}), COLLECTOR_ENV: _collector_name}
+    env_vars = {**(env.get("env_vars") or {}), COLLECTOR_ENV: _collector_name}
+    if not gpu:
+        env_vars[GPU_ENV] = "0"
+    if nvml:
+        env_vars[NVML_ENV] = nvml
+    env["env_vars"] = env_vars
     return env
 
 
@@ -92,17 +109,21 @@ class _Attachment:
         self.session = session
         self.collector = ray.remote(num_cpus=0)(Collector).options(
             name=name, get_if_exists=True).remote()
+        # Workers price with this kernel's prices and GPU rates (as set now), as Dask's do.
+        self.collector.configure.remote(session.settings)
         # Ready before any task can look it up (a worker that found no collector would lose
         # its calls): the first drain returns once the actor runs.
         self.pending = ray.get(self.collector.drain.remote(), timeout=120)
         self.windows: OrderedDict[str, str | None] = OrderedDict()  # task id -> window id
+        self.parents: OrderedDict[str, str] = OrderedDict()  # nested task id -> its submitter
+        self.waiting: list[tuple[float, dict]] = []  # usage of tasks not known yet
         self._windows_lock = threading.Lock()
         self._fetch_lock = threading.Lock()
         self._detached = False
         open_windows = session.open_windows()
         self.current: str | None = open_windows[-1].id if open_windows else None
         self._undo = [session.watch_windows(self._follow), session.add_collector(self.fetch),
-                      *_patch_submissions(self._submitted)]
+                      *patch_submissions(self._submitted)]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, args=(poll_s,), daemon=True,
                                         name="nbcost-ray")
@@ -111,19 +132,17 @@ class _Attachment:
     def _follow(self, window_id: str | None) -> None:
         self.current = window_id
 
-    def _submitted(self, result: Any) -> None:
+    def _submitted(self, task_ids: list[str]) -> None:
         """Note the window of each task a ``.remote()`` call submitted."""
-        refs = result if isinstance(result, list) else [result]
         with self._windows_lock:
-            for ref in refs:
-                task_id = getattr(ref, "task_id", None)
-                if task_id is not None:
-                    self.windows[task_id().hex()] = self.current
+            for task_id in task_ids:
+                self.windows[task_id] = self.current
             while len(self.windows) > MAX_TASKS:
                 self.windows.popitem(last=False)
 
-    def fetch(self) -> None:
-        """Fold what the collector holds into the windows that submitted its tasks."""
+    def fetch(self, final: bool = False) -> None:
+        """Fold what the collector holds into the windows that submitted its tasks (``final``:
+        usage still waiting for its link bills the session now)."""
         import ray
 
         from .remote.wire import usage_from_fields
@@ -132,14 +151,45 @@ class _Attachment:
             if self._detached:  # the collector's items are the next attachment's now
                 return
             items, self.pending = self.pending + ray.get(self.collector.drain.remote()), []
-        for item in items:
+            now = time.monotonic()
+            usages = [(now, item) for item in items if "usage" in item]
             with self._windows_lock:
-                window_id = self.windows.get(item.get("task_id") or "")
+                for item in items:
+                    if "parent" in item:
+                        for task_id in item.get("task_ids") or ():
+                            self.parents[str(task_id)] = str(item["parent"])
+                while len(self.parents) > MAX_TASKS:
+                    self.parents.popitem(last=False)
+            usages, self.waiting = self.waiting + usages, []
+            ready = []
+            for seen, item in usages:
+                known, window_id = self._window_of(item.get("task_id"))
+                if not known and now - seen < LINK_WAIT_S and not final:
+                    self.waiting.append((seen, item))
+                else:
+                    ready.append((item, window_id))
+            while len(self.waiting) > MAX_TASKS:  # (oldest first) never held without bound
+                ready.append((self.waiting.pop(0)[1], None))
+        for item, window_id in ready:
             try:
                 usage = usage_from_fields(item["usage"])
             except (KeyError, TypeError, ValueError):
                 continue
             self.session.fold_remote(usage, window_id, dict(item.get("origin") or {}))
+
+    def _window_of(self, task_id: str | None) -> tuple[bool, str | None]:
+        """``(known, window id)`` of a task: its own, or that of the task that submitted it
+        (nested tasks, any depth). Not known: none of its submitters is known yet."""
+        if not task_id:
+            return True, None  # not made by a task (a thread of the worker's own): the session
+        with self._windows_lock:
+            for _ in range(1000):  # a chain of submitters, never a cycle
+                if task_id in self.windows:
+                    return True, self.windows[task_id]
+                task_id = self.parents.get(task_id)
+                if task_id is None:
+                    break
+        return False, None
 
     def _poll(self, every_s: float) -> None:
         while not self._stop.wait(every_s):
@@ -148,31 +198,46 @@ class _Attachment:
     def detach(self) -> None:
         self._stop.set()
         self._thread.join(5)
-        self.session.run_safely("fetching Ray usage", self.fetch)
+        self.session.run_safely("fetching Ray usage", lambda: self.fetch(final=True))
         with self._fetch_lock:  # a poll still under way (a slow cluster) drains no more
             self._detached = True
         for undo in self._undo:
             undo()
 
 
-def _patch_submissions(note: Callable[[Any], None]) -> list[Callable[[], None]]:
-    """Wrap ``RemoteFunction._remote`` and ``ActorMethod._remote`` (what ``.remote()`` calls)
-    so each submitted task's id is noted; returns the undos."""
+def patch_submissions(note: Callable[[list[str]], None]) -> list[Callable[[], None]]:
+    """Wrap what ``.remote()`` calls (``RemoteFunction._remote``, ``ActorMethod._remote``,
+    ``ActorClass._remote``) so the ids of the tasks each submission made are noted (an actor's
+    creation task too: its ``__init__`` is work of the window that created it); returns the
+    undos."""
     import wrapt
-    from ray.actor import ActorMethod
+    from ray.actor import ActorClass, ActorMethod
     from ray.remote_function import RemoteFunction
 
     def wrapper(wrapped, instance, args, kwargs):
         result = wrapped(*args, **kwargs)
         try:
-            note(result)
+            task_ids = submitted_task_ids(result)
+            if task_ids:
+                note(task_ids)
         except Exception:  # noqa: BLE001 - never break a submission
             pass
         return result
 
     undos = []
-    for owner in (RemoteFunction, ActorMethod):
+    for owner in (RemoteFunction, ActorMethod, ActorClass):
         original = owner.__dict__["_remote"]
         wrapt.wrap_function_wrapper(owner, "_remote", wrapper)
         undos.append(lambda owner=owner, original=original: setattr(owner, "_remote", original))
     return undos
+
+
+def submitted_task_ids(result: Any) -> list[str]:
+    """The ids (hex) of the tasks behind what a ``.remote()`` returned: object refs (one or a
+    list), or an actor handle (its creation task)."""
+    import ray
+
+    if isinstance(result, ray.actor.ActorHandle):
+        return [ray.TaskID.for_actor_creation_task(result._actor_id).hex()]
+    refs = result if isinstance(result, list) else [result]
+    return [ref.task_id().hex() for ref in refs if hasattr(ref, "task_id")]

@@ -93,7 +93,7 @@ def meter_lines(name: str, figures: Mapping[str, Any]) -> list[Line]:
         return _llm_lines(figures)
     if name == "local":
         return local_lines(figures)
-    if name == "remote_gpu":  # Dask workers' GPUs (nbcost.dask): the GPU's figures, apart
+    if name == "remote_gpu":  # Dask and Ray workers' GPUs: the GPU's figures, apart
         return [("Remote GPU" if label == "GPU" else label, text)
                 for label, text in _gpu_lines(figures)]
     shown = ", ".join(f"{_label(name, k)} {v:g}" for k, v in figures.items()

@@ -14,18 +14,14 @@ the worker, so clocks of different machines are never compared.
 
 from __future__ import annotations
 
-import importlib
 import os
-import queue
 import socket
-import threading
-import time
-from decimal import Decimal
 from typing import Any, Mapping
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .sink import RemoteSink
+from .task_gpu import TaskGpu, load_nvml
 
 __all__ = ["ANNOTATION", "TOPIC", "NbcostWorkerPlugin", "annotation"]
 
@@ -74,76 +70,6 @@ class WorkerSink(RemoteSink):
 
 
 
-#: The GPU figures a task reports: those that add up over tasks.
-TASK_GPU_QUANTITIES = ("held_s", "busy_s", "sm_s", "energy_j")
-
-
-class TaskGpu:
-    """Each task's GPU figures on this worker: the worker's GPU meter over the task's span.
-
-    The span's edges ask the sampler thread for a read; a reporter thread waits for it (not
-    the worker's event loop) and sends what the task used, if it held a GPU at all.
-    """
-
-    def __init__(self, sink: WorkerSink, nvml: Any = None, options: Mapping[str, Any] = ()):
-        from ..meters.gpu import GpuMeter
-
-        self.sink = sink
-        self.meter = GpuMeter(nvml=nvml, notice=lambda line: None, **dict(options))
-        self.meter.start(sink)
-        self._spans: dict[Any, float] = {}
-        self._finished: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._report, name="nbcost-dask-gpu", daemon=True)
-        self._thread.start()
-
-    @property
-    def on(self) -> bool:
-        return self.meter.sampler is not None
-
-    def started(self, key: Any) -> None:
-        self._spans[key] = time.time()
-        self.meter.sampler.request_edge()
-
-    def ended(self, key: Any) -> None:
-        begin = self._spans.pop(key, None)
-        if begin is None:
-            return
-        self.meter.sampler.request_edge()
-        self._finished.put((key, begin, time.time(), self.sink.annotation_of(key)))
-
-    def _report(self) -> None:
-        while (item := self._finished.get()) is not None:
-            key, begin, end, annotation = item
-            try:
-                self.meter.sampler.edge_done.wait(0.5)
-                measured = self.meter.measure(begin, end)
-                if measured is None or not measured.quantities.get("held_s"):
-                    continue  # the task never held a GPU
-                self.sink.send(self._usage(measured), key, annotation)
-            except Exception as exc:  # noqa: BLE001 - never break the worker
-                self.sink.warn_once("dask-gpu", f"nbcost: a task's GPU figures could not be "
-                                    f"sent ({type(exc).__name__}: {exc}).")
-
-    def _usage(self, measured) -> Any:
-        from ..meters.base import Usage
-
-        devices = list(measured.detail.get("devices") or [])
-        return Usage(
-            meter="remote_gpu", event="gpu_usage",
-            key=f"{self.sink.worker.address} ({', '.join(devices) or 'GPU'})",
-            quantities={q: round(measured.quantities[q], 6) for q in TASK_GPU_QUANTITIES
-                        if q in measured.quantities},
-            cost_usd=None if measured.cost_usd is None else Decimal(measured.cost_usd),
-            attributes={"devices": devices, "rates": measured.detail.get("rates") or {}},
-            flags=tuple(measured.flags),
-        )
-
-    def stop(self) -> None:
-        self._finished.put(None)
-        self._thread.join(2)
-        self.meter.stop()
-
-
 class NbcostWorkerPlugin(WorkerPlugin):
     """Installed on every worker (and on workers that join later) by ``Client.register_plugin``."""
 
@@ -164,15 +90,13 @@ class NbcostWorkerPlugin(WorkerPlugin):
         from . import child
 
         child.yield_to_session()  # a worker the kernel's environment reached: this plugin meters
+        _pass_windows_on(True)
         sink = WorkerSink(worker, self.settings)
         self._meter = LlmMeter(preload_tokenizer=False)
         self._meter.start(sink)
         if self.gpu:
-            nvml = None
-            if self.nvml:
-                module, _, function = self.nvml.partition(":")
-                nvml = getattr(importlib.import_module(module), function)()
-            gpu = TaskGpu(sink, nvml, self.gpu_options)
+            gpu = TaskGpu(sink, str(worker.address), sink.send, load_nvml(self.nvml),
+                          self.gpu_options)
             self._gpu = gpu if gpu.on else None
             if self._gpu is None:
                 gpu.stop()
@@ -184,12 +108,59 @@ class NbcostWorkerPlugin(WorkerPlugin):
         if finish == "executing":
             gpu.started(key)
         elif start == "executing":
-            gpu.ended(key)
+            gpu.ended(key, gpu.sink.annotation_of(key))
 
     def teardown(self, worker: Any) -> None:
+        _pass_windows_on(False)
         if self._meter is not None:
             self._meter.stop()
             self._meter = None
         if self._gpu is not None:
             self._gpu.stop()
             self._gpu = None
+
+
+_passing = 0  # plugins in this process that pass windows on (the patch is process-wide)
+_undo_passing: Any = None
+
+
+def _pass_windows_on(on: bool) -> None:
+    """Tasks submitted by a task (``worker_client()``, ``get_client()``) carry the submitting
+    task's annotation, so they bill the window the outer task was submitted from.
+
+    Every submission goes through ``Client._graph_to_futures``, which reads the annotations of
+    the calling context (``dask.get_annotations()``) and the submitting task from
+    ``thread_state.key``, as distributed itself does for its ``submitting_task``.
+    """
+    global _passing, _undo_passing
+    import wrapt
+    from distributed.client import Client
+
+    _passing += 1 if on else -1
+    if on and _undo_passing is None:
+        original = Client.__dict__["_graph_to_futures"]
+        wrapt.wrap_function_wrapper(Client, "_graph_to_futures", _with_submitter_annotation)
+        _undo_passing = lambda: setattr(Client, "_graph_to_futures", original)  # noqa: E731
+    elif _passing <= 0 and _undo_passing is not None:
+        _undo_passing()
+        _passing, _undo_passing = 0, None
+
+
+def _with_submitter_annotation(wrapped, instance, args, kwargs):
+    import dask
+    from distributed.worker import thread_state
+
+    key = getattr(thread_state, "key", None)
+    value = None
+    if key is not None and ANNOTATION not in dask.get_annotations():
+        try:
+            from distributed import get_worker
+
+            task = get_worker().state.tasks.get(key)
+            value = (getattr(task, "annotations", None) or {}).get(ANNOTATION)
+        except Exception:  # noqa: BLE001 - not in a worker's task: nothing to pass on
+            value = None
+    if not value:
+        return wrapped(*args, **kwargs)
+    with dask.annotate(**{ANNOTATION: value}):
+        return wrapped(*args, **kwargs)
