@@ -145,7 +145,9 @@ def test_nbcost_report_local_reads_the_same_from_the_logs(logged, tmp_path, caps
     assert main(["report", str(session.ledger_path), "--local", "-o", str(written)]) == 0
     assert written.read_text().strip() == expected.strip()
     assert main(["report", str(session.ledger_path), "--local", "--since", "2999-01-01"]) == 0
-    assert "No self-hosted generation recorded" in capsys.readouterr().out
+    assert capsys.readouterr().out.strip() == ("No self-hosted generation in these spend logs "
+                                               "matches --since 2999-01-01; without those "
+                                               "filters: gpt2.")
 
 
 def test_a_log_line_with_bad_local_money_is_skipped_not_read(logged):

@@ -31,6 +31,7 @@ __all__ = [
     "cheapest_api",
     "local_compare_report",
     "local_summary",
+    "summary_compare_report",
 ]
 
 #: The utilisation a well-fed inference server reaches; the price is also shown there.
@@ -79,16 +80,20 @@ def _dec(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def local_summary(events: Iterable[dict[str, Any]]) -> LocalSummary:
+def local_summary(events: Iterable[dict[str, Any]],
+                  models: Iterable[str] | None = None) -> LocalSummary:
     """The self-hosted models (from window ends' ``meters.local``) and the API calls
-    (``llm_call`` events of other providers) of a spend log."""
+    (``llm_call`` events of other providers) of a spend log; ``models``: only these (a
+    report's ``--model``), on either side."""
+    wanted = set(models or ())
     summary = LocalSummary()
     for event in events:
         kind = event.get("event")
         if kind == "llm_call":
             attributes = event.get("attributes") or {}
             quantities = event.get("quantities") or {}
-            if attributes.get("provider") != "self-hosted" and not quantities.get("errors"):
+            if (attributes.get("provider") != "self-hosted" and not quantities.get("errors")
+                    and (not wanted or event.get("key") in wanted)):
                 summary.api_calls.append(event)
             continue
         if kind not in _WINDOW_ENDS or event.get("parent_id"):
@@ -96,12 +101,16 @@ def local_summary(events: Iterable[dict[str, Any]]) -> LocalSummary:
         local = (event.get("meters") or {}).get("local")
         if not local:
             continue
+        rows = {name: row for name, row in (local.get("by_key") or {}).items()
+                if not wanted or name in wanted}
+        if not rows:  # only other models generated in this window
+            continue
         q = local.get("quantities") or {}
         if q.get("gpu_held_s"):
             summary.busy_s += float(q.get("gpu_busy_s") or 0.0)
             summary.held_s += float(q["gpu_held_s"])
         shared = "shared" in (local.get("flags") or ())
-        for name, row in (local.get("by_key") or {}).items():
+        for name, row in rows.items():
             model = summary.models.setdefault(name, LocalModel(name))
             model.calls += int(row.get("calls") or 0)
             model.input_tokens += int(row.get("input_tokens") or 0)
@@ -131,14 +140,25 @@ def _percent(share: float | None) -> str:
     return "–" if share is None else f"{share * 100:.0f} %"
 
 
+NOTHING_LOCAL = ("No self-hosted generation recorded in this session (transformers generate(), "
+                 "vLLM, or a local OpenAI-compatible server): nothing to compare.")
+
+
 def local_compare_report(events: Iterable[dict[str, Any]], api_models: list[str] | None,
-                         local_model: str | None, settings: Any) -> tuple[str, str]:
-    """The text and HTML of ``%cost compare --local``."""
-    summary = local_summary(events)
+                         local_model: str | None, settings: Any,
+                         nothing: str = NOTHING_LOCAL) -> tuple[str, str]:
+    """The text and HTML of ``%cost compare --local``; ``nothing``: what to say when no
+    self-hosted generation is among ``events``."""
+    return summary_compare_report(local_summary(events), api_models, local_model, settings,
+                                  nothing)
+
+
+def summary_compare_report(summary: LocalSummary, api_models: list[str] | None,
+                           local_model: str | None, settings: Any,
+                           nothing: str = NOTHING_LOCAL) -> tuple[str, str]:
+    """:func:`local_compare_report` of a summary already made (``nbcost report --local``)."""
     if not summary.models:
-        text = ("No self-hosted generation recorded in this session (transformers generate(), "
-                "vLLM, or a local OpenAI-compatible server): nothing to compare.")
-        return text, f"<p>{html_lib.escape(text)}</p>"
+        return nothing, f"<p>{html_lib.escape(nothing)}</p>"
     targets = list(api_models or DEFAULT_API_MODELS)
     busy = summary.busy_share
     lines: list[str] = []
