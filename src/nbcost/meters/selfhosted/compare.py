@@ -8,7 +8,8 @@ Two directions, both from counts only (never text):
   share at which the local model would cost what each API charges;
 * the session's **API** calls: what their tokens would cost at the measured local price.
 
-Only top-level windows are summed (a ``track()`` block inside a cell is part of the cell).
+Windows are summed once: a ``track()`` block inside a cell is part of the cell (it counts on its
+own only when the cell is not among the events, as when a filter kept the block alone).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "local_compare_report",
     "local_summary",
     "summary_compare_report",
+    "tagged_events",
 ]
 
 #: The utilisation a well-fed inference server reaches; the price is also shown there.
@@ -86,6 +88,11 @@ def local_summary(events: Iterable[dict[str, Any]],
     (``llm_call`` events of other providers) of a spend log; ``models``: only these (a
     report's ``--model``), on either side."""
     wanted = set(models or ())
+    events = list(events)
+    # A nested window (a track() block) is part of its parent's figures: it counts only where
+    # its parent is not among the events (a filter kept the block but not its cell).
+    windows = {e["window_id"] for e in events
+               if e.get("event") in _WINDOW_ENDS and e.get("window_id")}
     summary = LocalSummary()
     for event in events:
         kind = event.get("event")
@@ -96,7 +103,7 @@ def local_summary(events: Iterable[dict[str, Any]],
                     and (not wanted or event.get("key") in wanted)):
                 summary.api_calls.append(event)
             continue
-        if kind not in _WINDOW_ENDS or event.get("parent_id"):
+        if kind not in _WINDOW_ENDS or event.get("parent_id") in windows:
             continue
         local = (event.get("meters") or {}).get("local")
         if not local:
@@ -125,6 +132,18 @@ def local_summary(events: Iterable[dict[str, Any]],
                 setattr(model, timing, None if value is None or current is None
                         else current + float(value))
     return summary
+
+
+def tagged_events(events: Iterable[dict[str, Any]], tags: dict[str, str]) -> list[dict[str, Any]]:
+    """The window ends carrying every one of ``tags`` and the LLM calls made in those windows
+    (``%cost compare --local --tag``)."""
+    events = list(events)
+    kept = {e["window_id"] for e in events
+            if e.get("event") in _WINDOW_ENDS and e.get("window_id")
+            and all((e.get("tags") or {}).get(key) == value for key, value in tags.items())}
+    return [e for e in events
+            if (e.get("event") in _WINDOW_ENDS and e.get("window_id") in kept)
+            or (e.get("event") == "llm_call" and kept.intersection(e.get("window_ids") or ()))]
 
 
 def api_cost(model: str, input_tokens: int, output_tokens: int, settings: Any) -> Decimal | None:
