@@ -10,6 +10,7 @@ import os
 import re
 import time
 from decimal import Decimal
+from functools import partial
 
 import openai
 import pytest
@@ -70,8 +71,8 @@ def logs(tmp_path_factory, srv):  # noqa: F811
                                                              output_tokens=1000),
                                        api_key=FAKE_KEY, max_retries=0)
                 _cell(session, gpu, 2, {"experiment": "x"},
-                      lambda: client.chat.completions.create(model="gpt-4o-mini",
-                                                             messages=messages()))
+                      partial(client.chat.completions.create, model="gpt-4o-mini",
+                              messages=messages()))
             else:
                 def twice():
                     for _ in range(2):
@@ -132,10 +133,10 @@ def test_a_filter_that_matches_nothing_says_so_and_what_there_is(logs, capsys):
 
 def _local_rows(spend) -> dict[str, list[str]]:
     page = render_audit(spend, AuditOptions(compare_models=["gpt-4o-mini"]))
-    found = re.search(r'<section id="local">(.*?)</section>', page, re.S)
+    found = re.search(r'<section id="local">(.*?)</section>', page, re.DOTALL)
     if found is None:
         return {}
-    rows = re.findall(r"<tr><td>([^<]*)</td>(.*?)</tr>", found.group(1), re.S)
+    rows = re.findall(r"<tr><td>([^<]*)</td>(.*?)</tr>", found.group(1), re.DOTALL)
     return {name: re.findall(r"<td[^>]*>(.*?)</td>", cells) for name, cells in rows}
 
 

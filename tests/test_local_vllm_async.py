@@ -29,7 +29,6 @@ from nbcost.meters.llm.recorder import Recorder
 from nbcost.meters.llm.vllm_async import PATCHES, count_request_stream, is_delta
 from nbcost.session import Session
 
-
 # --- vLLM's shapes (fields as vLLM's dataclasses declare them) --------------------------------
 
 class RequestOutputKind(Enum):  # vllm.sampling_params.RequestOutputKind

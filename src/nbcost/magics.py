@@ -401,7 +401,11 @@ class CostMagics(Magics):
         """``%cost compare --local``: read from the spend log (every window, not just the
         recent ones the session keeps in memory)."""
         from .ledger import read_log
-        from .meters.selfhosted.compare import NOTHING_LOCAL, local_compare_report, tagged_events
+        from .meters.selfhosted.compare import (
+            NOTHING_LOCAL,
+            local_compare_report,
+            tagged_events,
+        )
 
         self.session.flush()
         events = read_log(self.session.ledger_path).events

@@ -21,8 +21,9 @@ then (and ``interrupted`` when cancelled); prefill/decode seconds come from the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .calls import CallSpec
 from .patching import Patch, run_recorded
