@@ -218,9 +218,6 @@ def run(args) -> int:
         if args.format != "table":
             raise NbcostError("--local writes a text comparison; leave out --format (or use "
                               "--format table)")
-        if any(str(p).startswith("s3://") for p in paths):
-            raise NbcostError("--local reads local spend logs only; copy the logs from s3:// "
-                              "first")
     import duckdb
 
     try:
