@@ -308,3 +308,26 @@ def test_an_engine_error_reaches_the_user_unchanged_and_is_recorded(session):
     assert call.attributes["error_type"] == "EngineDead" and "error" in call.flags
     assert call.quantities["output_tokens"] == 1  # what it produced before failing
 
+
+
+async def _serve(engine):
+    return [output async for output in engine.generate("hi", SamplingParams(), "r1")]
+
+
+def _caller_in(module_name: str):
+    """:func:`_serve` as if defined in a module named ``module_name`` (the way vLLM's server
+    modules call ``engine_client.generate``)."""
+    import types
+
+    return types.FunctionType(_serve.__code__, {**globals(), "__name__": module_name})
+
+
+def test_requests_of_vllms_api_server_are_left_to_its_client(session):
+    # The openai SDK that called the server records the request from the server's usage.
+    engine = ShapedAsyncEngine(stream(STEPS, delta=False))
+    served = asyncio.run(_caller_in("vllm.entrypoints.openai.serving_chat")(engine))
+    assert len(served) == 3 and calls(session) == []
+    # The demo api_server's /generate returns no usage: the engine's count is the only one.
+    asyncio.run(_caller_in("vllm.entrypoints.api_server")(engine))
+    [call] = calls(session)
+    assert call.quantities["output_tokens"] == 4

@@ -12,7 +12,8 @@ only the tokens new since the previous output (``DELTA``). Completions are told 
 input tokens are ``len(prompt_token_ids)`` and its output tokens, per completion, the latest
 length (cumulative) or the sum of the lengths (delta); :func:`count_request_stream` is that rule.
 
-The call is recorded once: when the generator is exhausted or raises, when it is closed
+A request made by vLLM's own API server is not recorded here: its client records it from the
+server's usage (:func:`served_request`). The call is recorded once: when the generator is exhausted or raises, when it is closed
 (``aclose()``, or garbage-collected after a ``break``), or when its task is cancelled. A request
 whose final output (``finished``) never came is flagged ``partial`` with the tokens produced by
 then (and ``interrupted`` when cancelled); prefill/decode seconds come from the final output's
@@ -21,6 +22,7 @@ then (and ``interrupted`` when cancelled); prefill/decode seconds come from the 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +34,8 @@ from .stream import AsyncStreamProxy
 from .usage import TokenCounts
 from .vllm_offline import request_timings
 
-__all__ = ["PATCHES", "RequestTally", "async_engine_model", "count_request_stream", "is_delta"]
+__all__ = ["PATCHES", "RequestTally", "async_engine_model", "count_request_stream", "is_delta",
+           "served_request"]
 
 
 def is_delta(sampling_params: Any) -> bool:
@@ -100,6 +103,25 @@ def async_engine_model(engine: Any) -> str | None:
     return None
 
 
+#: Modules of vLLM's API servers whose clients get the request's usage (OpenAI-, Anthropic-
+#: compatible...): everything under ``vllm.entrypoints`` but the offline ``LLM`` and the demo
+#: ``api_server``, whose ``/generate`` answers without usage.
+_SERVERS, _NOT_SERVERS = "vllm.entrypoints.", ("vllm.entrypoints.llm", "vllm.entrypoints.api_server")
+
+
+def served_request(frame: Any) -> bool:
+    """Whether the code that called ``generate`` (``frame`` and up, past wrapt's) is one of
+    vLLM's API servers. Its client — the openai SDK in a notebook — records the request from the
+    usage the server returns, so the engine must not record it too: that would count it twice
+    (a server started from a notebook runs with nbcost's child hook, or inside the kernel)."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__") or ""
+        if not module.startswith("wrapt"):
+            return module.startswith(_SERVERS) and not module.startswith(_NOT_SERVERS)
+        frame = frame.f_back
+    return False
+
+
 def _sampling_params(args: tuple, kwargs: dict) -> Any:
     return kwargs["sampling_params"] if "sampling_params" in kwargs else (
         args[1] if len(args) > 1 else None)
@@ -123,6 +145,8 @@ GENERATE = CallSpec(
 def _wrapper(recorder: Recorder) -> Any:
     def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         __tracebackhide__ = True  # IPython shows the user's and the engine's frames
+        if served_request(sys._getframe(1)):
+            return wrapped(*args, **kwargs)
         call = recorder.begin(GENERATE, instance, {})  # a prompt is data, not a request to hash
         if call is None:
             return wrapped(*args, **kwargs)
