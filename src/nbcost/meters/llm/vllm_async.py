@@ -12,12 +12,12 @@ only the tokens new since the previous output (``DELTA``). Completions are told 
 input tokens are ``len(prompt_token_ids)`` and its output tokens, per completion, the latest
 length (cumulative) or the sum of the lengths (delta); :func:`count_request_stream` is that rule.
 
-A request made by vLLM's own API server is not recorded here: its client records it from the
-server's usage (:func:`served_request`). The call is recorded once: when the generator is exhausted or raises, when it is closed
+The call is recorded once: when the generator is exhausted or raises, when it is closed
 (``aclose()``, or garbage-collected after a ``break``), or when its task is cancelled. A request
 whose final output (``finished``) never came is flagged ``partial`` with the tokens produced by
 then (and ``interrupted`` when cancelled); prefill/decode seconds come from the final output's
-``metrics`` where vLLM reports them.
+``metrics`` where vLLM reports them. A request made by vLLM's own API server is not recorded
+here: its client records it from the server's usage (:func:`served_request`).
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ def async_engine_model(engine: Any) -> str | None:
 #: Modules of vLLM's API servers whose clients get the request's usage (OpenAI-, Anthropic-
 #: compatible...): everything under ``vllm.entrypoints`` but the offline ``LLM`` and the demo
 #: ``api_server``, whose ``/generate`` answers without usage.
-_SERVERS, _NOT_SERVERS = "vllm.entrypoints.", ("vllm.entrypoints.llm", "vllm.entrypoints.api_server")
+_SERVERS = "vllm.entrypoints."
+_NOT_SERVERS = ("vllm.entrypoints.llm", "vllm.entrypoints.api_server")
 
 
 def served_request(frame: Any) -> bool:
