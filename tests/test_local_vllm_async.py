@@ -266,6 +266,18 @@ def test_aclose_records_at_once(session):
     assert engine.closed  # the engine's generator was closed too
 
 
+def test_a_generator_never_iterated_sent_no_request_and_is_not_recorded(session):
+    engine = ShapedAsyncEngine(stream(STEPS, delta=False))
+
+    async def consume():
+        dropped = engine.generate("hi", SamplingParams(), "r1")
+        del dropped
+        closed = engine.generate("hi", SamplingParams(), "r2")
+        await closed.aclose()
+
+    asyncio.run(consume())
+    assert calls(session) == []
+
 def test_a_cancelled_request_is_recorded_as_interrupted(session):
     engine, _ = _delta_engine(wait_after=2)
 

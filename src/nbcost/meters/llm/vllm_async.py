@@ -1,7 +1,7 @@
 """vLLM's async engine: ``AsyncLLM.generate`` (V1, ``vllm.v1.engine.async_llm``) and
 ``AsyncLLMEngine.generate`` (``vllm.engine.async_llm_engine``: V0's engine, or an alias of
 ``AsyncLLM`` in later versions). One call is one request; it returns an async generator of
-``RequestOutput``, which the user gets back proxied (:class:`~.stream.AsyncStreamProxy`): the
+``RequestOutput``, which the user gets back proxied (:class:`RequestStream`): the
 same outputs, the same exceptions, every other attribute passed through.
 
 Counting follows the request's ``SamplingParams.output_kind`` (vLLM's output processor):
@@ -23,6 +23,7 @@ here: its client records it from the server's usage (:func:`served_request`).
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +35,8 @@ from .stream import AsyncStreamProxy
 from .usage import TokenCounts
 from .vllm_offline import request_timings
 
-__all__ = ["PATCHES", "RequestTally", "async_engine_model", "count_request_stream", "is_delta",
-           "served_request"]
+__all__ = ["PATCHES", "RequestStream", "RequestTally", "async_engine_model",
+           "count_request_stream", "is_delta", "served_request"]
 
 
 def is_delta(sampling_params: Any) -> bool:
@@ -49,6 +50,7 @@ class RequestTally:
     """One request's tokens so far, from the ``RequestOutput``s it yielded (no text kept)."""
 
     delta: bool = False
+    started: bool = False  # iterated at least once: the request was sent
     prompt_tokens: int = 0
     completion_tokens: dict[int, int] = field(default_factory=dict)
     finished: bool = False
@@ -137,9 +139,28 @@ def _note(call: Any, output: Any) -> None:
         call.extra = tally.extra()
 
 
+class RequestStream(AsyncStreamProxy):
+    """The proxy of one request's generator. vLLM sends the request on the first ``__anext__``:
+    a generator dropped or closed before it made no request, and nothing is recorded."""
+
+    def __init__(self, generator: Any, recorder: Recorder, call: Any) -> None:
+        super().__init__(generator, recorder, call)
+        self._self_finalizer.detach()
+        self._self_finalizer = weakref.finalize(self, _finish_if_sent, recorder, call)
+
+    async def __anext__(self) -> Any:
+        self._self_call.usage.started = True
+        return await AsyncStreamProxy.__anext__(self)
+
+
+def _finish_if_sent(recorder: Recorder, call: Any) -> None:
+    if call.usage.started:
+        recorder.finish(call)
+
+
 GENERATE = CallSpec(
     "vllm", "generate", lambda instance, kwargs: None, lambda kwargs: True,
-    lambda recorder, call, generator: AsyncStreamProxy(generator, recorder, call), _note,
+    lambda recorder, call, generator: RequestStream(generator, recorder, call), _note,
     lambda tally: tally.counts())
 
 
