@@ -145,7 +145,9 @@ def test_nbcost_report_local_reads_the_same_from_the_logs(logged, tmp_path, caps
     assert main(["report", str(session.ledger_path), "--local", "-o", str(written)]) == 0
     assert written.read_text().strip() == expected.strip()
     assert main(["report", str(session.ledger_path), "--local", "--since", "2999-01-01"]) == 0
-    assert "No self-hosted generation recorded" in capsys.readouterr().out
+    assert capsys.readouterr().out.strip() == ("No self-hosted generation in these spend logs "
+                                               "matches --since 2999-01-01; without those "
+                                               "filters: gpt2.")
 
 
 def test_a_log_line_with_bad_local_money_is_skipped_not_read(logged):
@@ -207,3 +209,72 @@ def test_report_by_provider_names_self_hosted_models(logged, capsys):
     rows = {line.split(",")[0] for line in capsys.readouterr().out.splitlines()[1:]}
     assert "self-hosted" in rows and "openai" in rows
     assert "(unknown provider)" not in rows
+
+
+def test_a_tagged_block_counts_alone_when_only_it_is_kept_and_once_with_its_cell(tmp_path,
+                                                                                 model):
+    from nbcost.meters.selfhosted.compare import tagged_events
+
+    session = Session(settings=Settings(data_dir=tmp_path, user="t"), meters=[LlmMeter()])
+    try:
+        cell = session.open_window("cell", cell_id="c1", execution_count=1)
+        model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, min_new_tokens=4)
+        block = session.open_window("track", label="sweep", tags={"sweep": "a"})
+        model.generate(torch.tensor([[1, 2, 3, 4, 5]]), max_new_tokens=6, min_new_tokens=6)
+        session.close_window(block.id)
+        session.close_window(cell.id)
+        session.flush()
+        events = read_log(session.ledger_path).events
+    finally:
+        session.close()
+        gc.collect()
+    [track_end] = [e for e in events if e["event"] == "track_end"]
+    assert track_end["parent_id"] == cell.id  # nested in the cell
+    whole = local_summary(events).models["gpt2"]  # the cell, with its block inside, once
+    assert (whole.calls, whole.input_tokens, whole.output_tokens) == (2, 8, 10)
+    kept = tagged_events(events, {"sweep": "a"})
+    assert {e["event"] for e in kept} == {"track_end", "llm_call"}
+    alone = local_summary(kept).models["gpt2"]
+    assert (alone.calls, alone.input_tokens, alone.output_tokens) == (1, 5, 6)
+    assert tagged_events(events, {"sweep": "b"}) == []
+
+
+def test_the_magic_compares_only_the_tagged_cells(nbcost_home):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    ip = InteractiveShell.instance()
+    ip.run_cell("%load_ext nbcost", store_history=True)
+    try:
+        ip.run_cell("import torch\nfrom transformers import GPT2Config, GPT2LMHeadModel\n"
+                    "def tiny(name):\n"
+                    "    m = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, "
+                    "vocab_size=100, n_positions=64, eos_token_id=99)).eval()\n"
+                    "    m.config._name_or_path = name\n"
+                    "    return m\n"
+                    "a, b = tiny('tiny-a'), tiny('tiny-b')", store_history=True)
+        ip.run_cell("%%cost --tag run=1 --quiet\n"
+                    "a.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, min_new_tokens=4)",
+                    store_history=True)
+        ip.run_cell("%%cost --tag run=2 --quiet\n"
+                    "b.generate(torch.tensor([[1, 2]]), max_new_tokens=5, min_new_tokens=5)",
+                    store_history=True)
+        outputs = {}
+        for tag in ("run=1", "run=2", "run=9"):
+            with capture_output() as captured:
+                ip.run_cell(f"%cost compare --local --models gpt-4o-mini --tag {tag}",
+                            store_history=True)
+            outputs[tag] = captured.outputs[0].data["text/plain"]
+        with capture_output():
+            plain = ip.run_cell("%cost compare --tag run=1", store_history=True)
+    finally:
+        ip.run_cell("%unload_ext nbcost", store_history=True)
+    assert "tiny-a (self-hosted): 1 generation, 3 input and 4 output tokens" in outputs["run=1"]
+    assert "tiny-b" not in outputs["run=1"]
+    assert "tiny-b (self-hosted): 1 generation, 2 input and 5 output tokens" in outputs["run=2"]
+    assert "tiny-a" not in outputs["run=2"]
+    assert outputs["run=9"] == ("No self-hosted generation in this session's windows with "
+                                "--tag run=9: nothing to compare.")
+    assert isinstance(plain.error_in_exec, UsageError)
+    assert "--tag works with --local" in str(plain.error_in_exec)

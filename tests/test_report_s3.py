@@ -28,16 +28,17 @@ def bucket(monkeypatch):
     for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
                         ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", endpoint)):
         monkeypatch.setenv(name, value)
-    import fsspec
+    import s3fs
 
-    fsspec.AbstractFileSystem.clear_instance_cache()  # no s3fs from another endpoint
+    # No s3fs instance from another test's endpoint (each fsspec class caches its own).
+    s3fs.S3FileSystem.clear_instance_cache()
     client = boto3.client("s3", endpoint_url=endpoint)
     client.create_bucket(Bucket="team-spend")
     try:
         yield client
     finally:
         server.stop()
-        fsspec.AbstractFileSystem.clear_instance_cache()
+        s3fs.S3FileSystem.clear_instance_cache()
 
 
 def test_a_shared_bucket_of_logs_and_exports(bucket, tmp_path, capsys):
@@ -62,3 +63,37 @@ def test_a_shared_bucket_of_logs_and_exports(bucket, tmp_path, capsys):
     shutil.rmtree(tmp_path / "a")
     code, out, err = report_json("s3://team-spend/nothing-here/", capsys=capsys)
     assert code == 2 and "nothing at s3://team-spend/nothing-here/" in err
+
+
+def test_report_local_reads_a_bucket_with_its_filters(bucket, tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from nbcost.cli import main
+    from nbcost.config import Settings
+    from nbcost.meters.llm import LlmMeter
+    from nbcost.session import Session
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100,
+                                       n_positions=64, eos_token_id=99)).eval()
+    for notebook, new_tokens in (("a.ipynb", 4), ("b.ipynb", 6)):
+        session = Session(settings=Settings(data_dir=tmp_path / notebook, user="ann"),
+                          meters=[LlmMeter()],
+                          notebook={"notebook_path": notebook, "notebook_id": None})
+        try:
+            info = session.open_window("cell", cell_id="c1", execution_count=1)
+            model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=new_tokens,
+                           min_new_tokens=new_tokens)
+            session.close_window(info.id)
+            session.flush()
+        finally:
+            session.close()
+        bucket.upload_file(str(session.ledger_path), "team-spend",
+                           f"spend/{session.ledger_path.name}")
+    capsys.readouterr()
+    assert main(["report", "s3://team-spend/", "--local", "--notebook", "b.ipynb"]) == 0
+    out = capsys.readouterr().out
+    assert "gpt2 (self-hosted): 1 generation, 3 input and 6 output tokens" in out
+    assert main(["report", "s3://team-spend/", "--local"]) == 0
+    assert "gpt2 (self-hosted): 2 generations, 6 input and 10 output tokens" in (
+        capsys.readouterr().out)

@@ -22,7 +22,8 @@ Examples
     In [4]: %cost budget 20 --hard     # refuse LLM calls once $20 is spent
     In [5]: %cost llm-price my-model --input 0.5 --output 1.5
     In [6]: %cost compare --local          # local models' measured $/Mtok against API prices
-    In [7]: %cost export spend.parquet
+    In [7]: %cost compare --local --tag run=7   # only the cells run with %%cost --tag run=7
+    In [8]: %cost export spend.parquet
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ def _build_parser() -> _Parser:
     compare.add_argument("--local", nargs="?", const="", metavar="MODEL",
                          help="self-hosted generation against API prices, at the measured GPU "
                               "cost; MODEL: the local model that prices the API calls")
+    compare.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                         help="with --local: only windows run with this tag (%%%%cost --tag); "
+                              "repeat to need several")
     estimate = command("estimate", "Estimate a prompt's tokens and cost.")
     estimate.add_argument("text", metavar="TEXT", help="the prompt text (quoted)")
     estimate.add_argument("--model", required=True, help="the model to price it as")
@@ -374,6 +378,9 @@ class CostMagics(Magics):
         models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
         if args.local is not None:
             return self._compare_local(args, models)
+        if args.tag:
+            raise UsageError("%cost compare: --tag works with --local (the spend log knows each "
+                             "window's tags); use --cell N to compare one cell's calls")
         calls = self.session.llm_calls()  # every call: older ones from the spend log
         usages = calls.usages
         if args.cell is not None:
@@ -394,7 +401,11 @@ class CostMagics(Magics):
         """``%cost compare --local``: read from the spend log (every window, not just the
         recent ones the session keeps in memory)."""
         from .ledger import read_log
-        from .meters.selfhosted.compare import local_compare_report
+        from .meters.selfhosted.compare import (
+            NOTHING_LOCAL,
+            local_compare_report,
+            tagged_events,
+        )
 
         self.session.flush()
         events = read_log(self.session.ledger_path).events
@@ -402,8 +413,18 @@ class CostMagics(Magics):
             events = [e for e in events if e.get("execution_count") == args.cell]
             if not events:
                 raise UsageError(f"%cost compare: no recorded cell [{args.cell}] in this session")
+        nothing = NOTHING_LOCAL
+        if args.tag:
+            try:
+                tags = parse_tags(args.tag, "--tag")
+            except ConfigError as exc:
+                raise UsageError(str(exc)) from None
+            events = tagged_events(events, tags)
+            wanted = " ".join(f"--tag {key}={value}" for key, value in tags.items())
+            nothing = (f"No self-hosted generation in this session's windows with {wanted}: "
+                       "nothing to compare.")
         text, html = local_compare_report(events, models, args.local or None,
-                                          self.session.settings)
+                                          self.session.settings, nothing)
         display({"text/plain": text, "text/html": html}, raw=True)
 
     def _estimate(self, args):

@@ -116,7 +116,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="self-hosted models (transformers, vLLM, local servers) at their "
                         "measured GPU price per million tokens, against API prices, with the "
                         "break-even GPU utilisation; MODEL: the local model that prices the "
-                        "API calls (spend logs only), e.g. nbcost report logs/ --local")
+                        "API calls (spend logs only); the filters apply (--model: those "
+                        "models, local or API), e.g. nbcost report logs/ --local --tag "
+                        "experiment=ablation")
     p.add_argument("--no-cache", action="store_true",
                    help="read every log afresh and keep no digest of it (digests of unchanged "
                         "logs make the next report fast; NBCOST_CACHE_DIR says where), e.g. "
@@ -158,28 +160,33 @@ def _default_paths() -> list[str]:
     return [str(folder)]
 
 
-def _run_local(args, paths: list[str], output: Path | None) -> int:
-    """``nbcost report --local``: the spend logs' self-hosted generation against API prices
-    (docs/local-models.md), filtered by --since/--until and --user/--team/--project."""
-    from ..config import load_settings, profile_config
-    from ..ledger import read_logs
-    from ..meters.selfhosted.compare import local_compare_report
+def _filter_words(args) -> list[str]:
+    """The filters given, as typed: ``--notebook a.ipynb --model gpt2``."""
+    words = [f"--{name} {value}" for name in ("since", "until")
+             if (value := getattr(args, name)) is not None]
+    for name in ("user", "team", "project", "notebook", "tag", "model"):
+        words += [f"--{name} {value}" for value in getattr(args, name) or ()]
+    return words
 
-    if args.format != "table":
-        raise NbcostError("--local writes a text comparison; leave out --format (or use "
-                          "--format table)")
-    if any(str(p).startswith("s3://") for p in paths):
-        raise NbcostError("--local reads local spend logs only; copy the logs from s3:// first")
-    contents = read_logs([Path(p) for p in paths])
-    for warning in contents.warnings:
-        print(f"nbcost report: {warning}", file=sys.stderr)
-    since, until = args.since or "", args.until or "9999"
-    wanted = {name: set(_listed(getattr(args, name))) for name in ("user", "team", "project")}
-    events = [e for e in contents.events
-              if since <= str(e.get("started_at") or e.get("ts") or "") < until
-              and all(not values or e.get(name) in values for name, values in wanted.items())]
-    text, _ = local_compare_report(events, None, args.local or None,
-                                   load_settings(profile_config(), problems=[]))
+
+def _run_local(args, spend, output: Path | None) -> int:
+    """``nbcost report --local``: the spend logs' self-hosted generation against API prices
+    (docs/local-models.md), filtered as every report is."""
+    from ..config import load_settings, profile_config
+    from ..meters.selfhosted.compare import local_summary, summary_compare_report
+    from .local_models import local_window_events, spend_local_summary
+
+    summary = spend_local_summary(spend, args.local or None)
+    filters = _filter_words(args)
+    nothing = ("No self-hosted generation in these spend logs (transformers generate(), vLLM, "
+               "or a local OpenAI-compatible server): nothing to compare.")
+    if not summary.models and filters:
+        everywhere = sorted(local_summary(local_window_events(spend, filtered=False)).models)
+        nothing = (f"No self-hosted generation in these spend logs matches {' '.join(filters)}"
+                   + (f"; without those filters: {', '.join(everywhere)}." if everywhere else
+                      " (there is none without them either)."))
+    text, _ = summary_compare_report(summary, None, args.local or None,
+                                     load_settings(profile_config(), problems=[]), nothing)
     with writing(output or Path(os.devnull)):
         if output is not None:
             output.write_text(text + "\n", encoding="utf-8")
@@ -197,15 +204,20 @@ def run(args) -> int:
     columns = parse_columns(args.columns)
     if args.top is not None and args.top < 1:
         raise NbcostError(f"--top takes a positive number; got {args.top}")
+    models = _listed(args.model)
+    if models and args.local:  # the local model that prices the API calls is read too
+        models.append(args.local)
     filters = Filters(users=_listed(args.user), teams=_listed(args.team),
                       projects=_listed(args.project), notebooks=args.notebook or (),
-                      tags=_tags(args.tag), models=_listed(args.model))
+                      tags=_tags(args.tag), models=models)
     paths = args.paths or _default_paths()
     output = Path(args.output) if args.output else None
     if output is not None:
         check_output(output)
     if args.local is not None:
-        return _run_local(args, paths, output)
+        if args.format != "table":
+            raise NbcostError("--local writes a text comparison; leave out --format (or use "
+                              "--format table)")
     import duckdb
 
     try:
@@ -220,6 +232,8 @@ def run(args) -> int:
         if not spend.readable:
             raise NbcostError(f"nothing readable in {', '.join(map(str, paths))}: give spend "
                               f"logs (.jsonl), exports (.csv, .jsonl, .parquet) or notebooks")
+        if args.local is not None:
+            return _run_local(args, spend, output)
         if args.top is not None:
             sheet = sheet_of_top(spend, args.top)
         else:

@@ -3,12 +3,13 @@
 The engine's tables carry the GPU and LLM meters; the local meter's figures (docs/local-models.md)
 are read here from the window ends that have them, found by DuckDB's text scan of the logs (only
 those lines are parsed), and checked by the same rules as every reader (:mod:`nbcost.logcheck`).
-Period and ``--user/--team/--project`` filters apply; the other filters do not.
+The report's filters apply as they do to every view: a window end counts when the report's
+``windows`` view kept its window (period, people, notebook, tags, models), and under a model
+filter only those models' rows count.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
@@ -26,46 +27,62 @@ from ..meters.selfhosted.price import at_busy_share, break_even_busy_share
 from .logs import _lines
 from .sources import LOG
 
-__all__ = ["local_models_table", "local_window_events"]
+__all__ = ["api_call_events", "local_models_table", "local_window_events",
+           "spend_local_summary"]
 
 _LOCAL_ENDS = ("contains(line, '\"local\":') AND (contains(line, 'cell_end\"') "
                "OR contains(line, 'track_end\"'))")
 
 
-def _moment(text: Any) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def local_window_events(spend) -> list[dict[str, Any]]:
-    """The window ends with ``meters.local`` in the report's spend logs, filtered as it is."""
+def local_window_events(spend, filtered: bool = True) -> list[dict[str, Any]]:
+    """The window ends with ``meters.local`` in the report's spend logs. ``filtered``: only the
+    windows the report kept (its ``windows`` view: period, people, notebook, tags, models);
+    else every one, whatever the filters."""
     logs = [i.url for i in spend.inputs if i.kind == LOG]
     if not logs:
         return []
     lines = spend.con.execute(f"SELECT line FROM {_lines(logs)} WHERE {_LOCAL_ENDS}").fetchall()
-    filters = spend.filters
-    wanted = {"user": set(filters.users), "team": set(filters.teams),
-              "project": set(filters.projects)}
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     events = []
     for (line,) in lines:
         try:
             event = json.loads(line)
         except ValueError:
             continue
-        if event_problem(event) is not None or event.get("window_id") in seen:
+        if event_problem(event) is not None:
             continue
-        start = _moment(event.get("started_at"))
-        if start is None or (spend.since is not None and start < spend.since) or (
-                spend.until is not None and start >= spend.until):
-            continue
-        if any(values and event.get(name) not in values for name, values in wanted.items()):
-            continue
-        seen.add(event["window_id"])  # a log copied twice counts once
-        events.append(event)
+        key = (event.get("session_id"), event.get("window_id"))
+        if key not in seen:  # a log copied twice counts once
+            seen.add(key)
+            events.append(event)
+    if filtered and events:
+        kept = set(spend.con.execute(
+            "SELECT session_id, window_id FROM windows "
+            "WHERE window_id IN (SELECT unnest(?::VARCHAR[]))",
+            [[e["window_id"] for e in events]]).fetchall())
+        events = [e for e in events if (e.get("session_id"), e["window_id"]) in kept]
     return events
+
+
+def api_call_events(spend) -> list[dict[str, Any]]:
+    """The report's API calls (its ``llm_calls`` view, filtered as the report is), shaped as
+    the ``llm_call`` events :func:`~nbcost.meters.selfhosted.compare.local_summary` reads."""
+    rows = spend.con.execute(
+        "SELECT model, input_tokens, output_tokens, cost_usd FROM llm_calls "
+        "WHERE provider IS DISTINCT FROM 'self-hosted' AND error IS NULL").fetchall()
+    return [{"event": "llm_call", "key": model, "attributes": {},
+             "quantities": {"input_tokens": inp or 0, "output_tokens": out or 0},
+             "cost_usd": None if cost is None else str(cost)} for model, inp, out, cost in rows]
+
+
+def spend_local_summary(spend, local_model: str | None = None) -> LocalSummary:
+    """The self-hosted models and API calls of what the report kept. Under ``--model``, only
+    those models count on either side, and ``local_model`` too (it prices the API calls)."""
+    models = list(spend.filters.models)
+    if models and local_model:
+        models.append(local_model)
+    events = local_window_events(spend) + api_call_events(spend)
+    return local_summary(events, models or None)
 
 
 def _percent(share: float | None) -> str:
@@ -109,7 +126,7 @@ def local_models_table(summary: LocalSummary, settings: Any,
 def local_section(spend, settings: Any, api_models: list[str] | None = None
                   ) -> dict[str, Any] | None:
     """The audit's section data, or None when no window generated locally."""
-    summary = local_summary(local_window_events(spend))
+    summary = spend_local_summary(spend)
     if not summary.models:
         return None
     headers, rows = local_models_table(summary, settings, api_models)

@@ -22,7 +22,8 @@ log = logging.getLogger("nbcost.llm")
 
 
 def _tables() -> dict[str, list]:
-    from . import anthropic, google_genai, hf_transformers, litellm, mistral, openai, vllm_offline
+    from . import (anthropic, google_genai, hf_transformers, litellm, mistral, openai, vllm_async,
+                   vllm_offline)
 
     return {
         "openai": openai.PATCHES,
@@ -31,7 +32,7 @@ def _tables() -> dict[str, list]:
         "mistralai": mistral.PATCHES,
         "litellm": litellm.PATCHES,
         "transformers": hf_transformers.PATCHES,  # local generation: self-hosted
-        "vllm": vllm_offline.PATCHES,
+        "vllm": [*vllm_offline.PATCHES, *vllm_async.PATCHES],
     }
 
 

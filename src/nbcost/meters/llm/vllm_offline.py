@@ -16,7 +16,7 @@ from .local_call import local_spec, local_wrapper
 from .patching import Patch
 from .usage import TokenCounts
 
-__all__ = ["PATCHES", "count_request_outputs", "engine_model"]
+__all__ = ["PATCHES", "count_request_outputs", "engine_model", "request_timings"]
 
 _LLM = "vllm.entrypoints.llm"
 
@@ -36,7 +36,7 @@ def _first(metrics: Any, *names: str) -> float | None:
     return None
 
 
-def _timings(metrics: Any) -> tuple[float, float] | None:
+def request_timings(metrics: Any) -> tuple[float, float] | None:
     """(prefill_s, decode_s) of one request, from vLLM's ``RequestMetrics`` (V0) or
     ``RequestStateStats`` (V1) where present."""
     if metrics is None:
@@ -59,7 +59,7 @@ def count_request_outputs(outputs: Iterable[Any]) -> tuple[TokenCounts, dict | N
         input_tokens += len(getattr(request, "prompt_token_ids", None) or ())
         for completion in getattr(request, "outputs", None) or ():
             output_tokens += len(getattr(completion, "token_ids", None) or ())
-        timing = _timings(getattr(request, "metrics", None))
+        timing = request_timings(getattr(request, "metrics", None))
         if timing is None:
             timed = False
         else:

@@ -8,7 +8,8 @@ Two directions, both from counts only (never text):
   share at which the local model would cost what each API charges;
 * the session's **API** calls: what their tokens would cost at the measured local price.
 
-Only top-level windows are summed (a ``track()`` block inside a cell is part of the cell).
+Windows are summed once: a ``track()`` block inside a cell is part of the cell (it counts on its
+own only when the cell is not among the events, as when a filter kept the block alone).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ __all__ = [
     "cheapest_api",
     "local_compare_report",
     "local_summary",
+    "summary_compare_report",
+    "tagged_events",
 ]
 
 #: The utilisation a well-fed inference server reaches; the price is also shown there.
@@ -79,29 +82,42 @@ def _dec(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def local_summary(events: Iterable[dict[str, Any]]) -> LocalSummary:
+def local_summary(events: Iterable[dict[str, Any]],
+                  models: Iterable[str] | None = None) -> LocalSummary:
     """The self-hosted models (from window ends' ``meters.local``) and the API calls
-    (``llm_call`` events of other providers) of a spend log."""
+    (``llm_call`` events of other providers) of a spend log; ``models``: only these (a
+    report's ``--model``), on either side."""
+    wanted = set(models or ())
+    events = list(events)
+    # A nested window (a track() block) is part of its parent's figures: it counts only where
+    # its parent is not among the events (a filter kept the block but not its cell).
+    windows = {e["window_id"] for e in events
+               if e.get("event") in _WINDOW_ENDS and e.get("window_id")}
     summary = LocalSummary()
     for event in events:
         kind = event.get("event")
         if kind == "llm_call":
             attributes = event.get("attributes") or {}
             quantities = event.get("quantities") or {}
-            if attributes.get("provider") != "self-hosted" and not quantities.get("errors"):
+            if (attributes.get("provider") != "self-hosted" and not quantities.get("errors")
+                    and (not wanted or event.get("key") in wanted)):
                 summary.api_calls.append(event)
             continue
-        if kind not in _WINDOW_ENDS or event.get("parent_id"):
+        if kind not in _WINDOW_ENDS or event.get("parent_id") in windows:
             continue
         local = (event.get("meters") or {}).get("local")
         if not local:
+            continue
+        rows = {name: row for name, row in (local.get("by_key") or {}).items()
+                if not wanted or name in wanted}
+        if not rows:  # only other models generated in this window
             continue
         q = local.get("quantities") or {}
         if q.get("gpu_held_s"):
             summary.busy_s += float(q.get("gpu_busy_s") or 0.0)
             summary.held_s += float(q["gpu_held_s"])
         shared = "shared" in (local.get("flags") or ())
-        for name, row in (local.get("by_key") or {}).items():
+        for name, row in rows.items():
             model = summary.models.setdefault(name, LocalModel(name))
             model.calls += int(row.get("calls") or 0)
             model.input_tokens += int(row.get("input_tokens") or 0)
@@ -118,6 +134,18 @@ def local_summary(events: Iterable[dict[str, Any]]) -> LocalSummary:
     return summary
 
 
+def tagged_events(events: Iterable[dict[str, Any]], tags: dict[str, str]) -> list[dict[str, Any]]:
+    """The window ends carrying every one of ``tags`` and the LLM calls made in those windows
+    (``%cost compare --local --tag``)."""
+    events = list(events)
+    kept = {e["window_id"] for e in events
+            if e.get("event") in _WINDOW_ENDS and e.get("window_id")
+            and all((e.get("tags") or {}).get(key) == value for key, value in tags.items())}
+    return [e for e in events
+            if (e.get("event") in _WINDOW_ENDS and e.get("window_id") in kept)
+            or (e.get("event") == "llm_call" and kept.intersection(e.get("window_ids") or ()))]
+
+
 def api_cost(model: str, input_tokens: int, output_tokens: int, settings: Any) -> Decimal | None:
     counts = {"input_tokens": input_tokens, "output_tokens": output_tokens}
     return shared_price_book().price(counts, [model], None, None, settings).cost_usd
@@ -131,14 +159,25 @@ def _percent(share: float | None) -> str:
     return "–" if share is None else f"{share * 100:.0f} %"
 
 
+NOTHING_LOCAL = ("No self-hosted generation recorded in this session (transformers generate(), "
+                 "vLLM, or a local OpenAI-compatible server): nothing to compare.")
+
+
 def local_compare_report(events: Iterable[dict[str, Any]], api_models: list[str] | None,
-                         local_model: str | None, settings: Any) -> tuple[str, str]:
-    """The text and HTML of ``%cost compare --local``."""
-    summary = local_summary(events)
+                         local_model: str | None, settings: Any,
+                         nothing: str = NOTHING_LOCAL) -> tuple[str, str]:
+    """The text and HTML of ``%cost compare --local``; ``nothing``: what to say when no
+    self-hosted generation is among ``events``."""
+    return summary_compare_report(local_summary(events), api_models, local_model, settings,
+                                  nothing)
+
+
+def summary_compare_report(summary: LocalSummary, api_models: list[str] | None,
+                           local_model: str | None, settings: Any,
+                           nothing: str = NOTHING_LOCAL) -> tuple[str, str]:
+    """:func:`local_compare_report` of a summary already made (``nbcost report --local``)."""
     if not summary.models:
-        text = ("No self-hosted generation recorded in this session (transformers generate(), "
-                "vLLM, or a local OpenAI-compatible server): nothing to compare.")
-        return text, f"<p>{html_lib.escape(text)}</p>"
+        return nothing, f"<p>{html_lib.escape(nothing)}</p>"
     targets = list(api_models or DEFAULT_API_MODELS)
     busy = summary.busy_share
     lines: list[str] = []
