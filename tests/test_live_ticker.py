@@ -70,6 +70,31 @@ def test_ticker_thread_starts_on_demand_sleeps_when_idle_and_stops(session):
     session.close_window(window.id)
 
 
+def test_a_burst_of_short_cells_wakes_the_ticker_once_per_interval_not_per_cell(session):
+    """"Run all" of short cells: each cell is watched and unwatched, but the ticker's thread is
+    woken by time (once per interval at most), never by each cell: a wake per cell would hand
+    it the GIL on every cell."""
+    ticker = Ticker(session)
+    first = session.open_window("cell")
+    ticker.watch(first.id, lambda wid, live: None)  # starts the thread
+    ticker.unwatch(first.id)
+    session.close_window(first.id)
+    wakes = []
+    wait = ticker._cond.wait
+    ticker._cond.wait = lambda timeout=None: wakes.append(wait(timeout)) or wakes[-1]
+    started = time.monotonic()
+    for number in range(300):
+        window = session.open_window("cell", cell_id=f"c{number}", execution_count=number)
+        ticker.watch(window.id, lambda wid, live: None)
+        ticker.unwatch(window.id)
+        session.close_window(window.id)
+    elapsed = time.monotonic() - started
+    ticker.stop()
+    notified = sum(1 for woke in wakes if woke)  # wait() is True when notified, not timed out
+    assert notified <= 2  # (stop's own notify, and at most one before the thread first slept)
+    assert len(wakes) <= elapsed / ticker.interval_s + 3
+
+
 def test_a_closed_window_and_a_failing_view_stop_quietly(session, wait_until, capsys):
     ticker = Ticker(session)
     window = session.open_window("cell")

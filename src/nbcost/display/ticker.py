@@ -35,6 +35,7 @@ class Ticker:
         self._due: dict[str, float] = {}
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._wakes_at = float("inf")  # when the ticker's thread wakes by itself next
 
     def watch(self, window_id: str, subscriber: Subscriber) -> None:
         """Send ``window_id``'s running totals to ``subscriber`` until :meth:`unwatch`."""
@@ -44,11 +45,12 @@ class Ticker:
             subscribers = self._watched.setdefault(window_id, [])
             if subscriber not in subscribers:
                 subscribers.append(subscriber)
-            self._due.setdefault(window_id, time.monotonic() + self.interval_s)
+            due = self._due.setdefault(window_id, time.monotonic() + self.interval_s)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="nbcost-ticker", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if due < self._wakes_at:  # else the ticker wakes in time anyway: a burst of short
+                self._cond.notify()  # cells ("run all") wakes it once per interval, not per cell
 
     def unwatch(self, window_id: str, subscriber: Subscriber | None = None) -> None:
         """Stop sending ``window_id`` to ``subscriber`` (to every subscriber when None)."""
@@ -84,8 +86,9 @@ class Ticker:
                     due = [w for w, at in self._due.items() if at <= now]
                     if due:
                         break
-                    wait = min(self._due.values(), default=now + 3600) - now
-                    self._cond.wait(timeout=wait)
+                    self._wakes_at = min(self._due.values(), default=float("inf"))
+                    self._cond.wait(timeout=min(self._wakes_at - now, 3600))
+                    self._wakes_at = float("inf")  # awake: a watch now is seen before it waits
                 if self._stopped:
                     return
                 for window_id in due:
