@@ -337,6 +337,37 @@ def test_an_open_cell_counts_as_a_cell_for_the_session():
     assert s.quantities["idle_between_s"] == pytest.approx(2.0)
 
 
+def test_session_figures_sum_each_ended_window_once_and_equal_a_fresh_sum():
+    """A long session's totals (asked at every cell's end) must not walk every window again:
+    an ended window the device is known past is summed once. The figures equal a fresh sum."""
+    gpu = h200()
+    for n in range(40):  # busy in every other cell
+        if n % 2:
+            gpu = gpu.busy(1001.0 + n, 1001.6 + n, util=70)
+    meter, clock, _, _ = start_meter([gpu])
+    series = meter.sampler.series[0]
+    reads = []
+    busy_between = series.busy_between
+    series.busy_between = lambda a, b: reads.append((a, b)) or busy_between(a, b)
+    figures = []
+    for n in range(40):
+        start = 1001.0 + n
+        drive(meter, clock, start)
+        meter.window_started(Window(f"c{n}", "cell", start))
+        drive(meter, clock, start + 0.8)
+        meter.window_ended(Window(f"c{n}", "cell", start, start + 0.8))
+        drive(meter, clock, start + 1.0)
+        reads.clear()
+        figures.append(meter.session_measurement(1000.0, start + 1.0).quantities)
+        assert len(reads) <= 3  # the newest window or two (and the session), not all of them
+    incremental = figures[-1]
+    meter._inside.clear()  # the same question, every window summed afresh
+    fresh = meter.session_measurement(1000.0, 1041.0).quantities
+    assert incremental == fresh
+    assert incremental["idle_between_s"] == pytest.approx(41.0 - 40 * 0.8, abs=0.05)
+    assert incremental["stall_s"] == pytest.approx(40 * 0.8 - 20 * 0.6 * 0.7, abs=0.3)
+
+
 def test_a_just_closed_window_extends_held_and_energy_to_its_end():
     gpu = h200().busy(1001.0, 1010.0, power_w=600)
     meter, clock, _, _ = start_meter([gpu])

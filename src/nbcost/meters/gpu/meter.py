@@ -21,6 +21,7 @@ from ..base import Measurement, Meter, MeterSink
 from .backend import GpuError, NullBackend, load_backend
 from .devices import visible_devices
 from .figures import device_figures, measurement
+from .inside import InsideWindows, union
 from .sampler import Sampler
 
 __all__ = ["GpuMeter"]
@@ -85,6 +86,7 @@ class GpuMeter(Meter):
         # any length (a list of tuples is ~100).
         self._windows = array("d")
         self._windows_lock = threading.Lock()
+        self._inside: dict[int, InsideWindows] = {}  # per device series: see _inside_windows
         self._last_checkpoint = 0.0
         self._was_held = False
         self._stopped = False
@@ -94,6 +96,7 @@ class GpuMeter(Meter):
         if self.sampler is not None and not self._stopped:
             self.stop()  # started again: begin afresh
         self.sampler, self._stopped, self._was_held, self.reason_off = None, False, False, None
+        self._inside = {}
         self._sink = sink
         self._session_start = self._clock()
         backend = load_backend(self._nvml)
@@ -169,13 +172,6 @@ class GpuMeter(Meter):
             with self._windows_lock:
                 self._windows.extend((start, end))
 
-    def _window_spans(self, now: float) -> list[tuple[float, float]]:
-        """The top-level windows' spans so far (the open ones up to ``now``)."""
-        with self._windows_lock:
-            flat = self._windows.tolist()
-        spans = list(zip(flat[::2], flat[1::2]))
-        return spans + [(start, now) for start in list(self._open_windows.values())]
-
     # --- figures ------------------------------------------------------------------------------
     def measure(self, start: float, end: float) -> Measurement | None:
         if self.sampler is None:
@@ -191,18 +187,45 @@ class GpuMeter(Meter):
         # (held − busy there), outside them into busy (kernels still running after a cell) and
         # idle between (held − busy there); busy splits into SM-weighted and underfill. So the
         # three wastes never add up to more than the held time.
-        windows = _union([(max(a, start), min(b, end)) for a, b in self._window_spans(end)])
         figures = []
         for s in self.sampler.series:
             f = device_figures(s, start, end)
-            held_in = float(sum(s.held.between(a, b) for a, b in windows))
+            held_in, busy_in = self._inside_windows(s, start, end)
             idle, stall = max(f.held_s - held_in, 0.0), f.stall_s
             if f.busy_s is not None:
-                busy_in = min(sum(s.busy_between(a, b) for a, b in windows), f.busy_s)
+                busy_in = min(busy_in, f.busy_s)
                 stall = max(held_in - busy_in, 0.0)
                 idle = max(idle - (f.busy_s - busy_in), 0.0)
             figures.append((s, replace(f, idle_between_s=idle, stall_s=stall)))
         return measurement(figures, start, end, self._settings())
+
+    def _inside_windows(self, s: Any, start: float, end: float) -> tuple[float, float]:
+        """Held and busy seconds of ``s`` inside the top-level windows between ``start`` and
+        ``end`` (the open ones up to ``end``): each ended window summed once (see
+        :mod:`.inside`); afresh only when windows overlap out of order or ``end`` is earlier
+        than one of them."""
+        inside = self._inside.get(id(s))
+        if inside is None or inside.series is not s or inside.start != start:
+            inside = self._inside[id(s)] = InsideWindows(s, start)
+        with self._windows_lock:
+            ended = self._windows[2 * inside.taken:].tolist()
+            open_starts = list(self._open_windows.values())
+        open_spans = [(max(a, start), end) for a in open_starts]
+        sums = None
+        if inside.take(ended) and end >= inside.latest_end:
+            sums = inside.sums(open_spans)
+        if sums is not None:
+            return sums
+        self._inside.pop(id(s), None)  # out of order: sum every window afresh, now and next time
+        with self._windows_lock:
+            flat = self._windows.tolist()
+        spans = union([(max(a, start), min(b, end)) for a, b in zip(flat[::2], flat[1::2])]
+                      + open_spans)
+        held = busy = 0.0
+        for a, b in spans:
+            held += s.held.between(a, b)
+            busy += s.busy_between(a, b)
+        return held, busy
 
     def settles_later(self) -> bool:
         sampler = self.sampler
@@ -268,14 +291,3 @@ class GpuMeter(Meter):
             "held_now": not final,
             "sampler_cpu_s": round(self.sampler.cpu_s, 6),
         })
-
-
-def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Overlapping spans merged (two threads' top-level blocks may overlap), empty ones dropped."""
-    merged: list[tuple[float, float]] = []
-    for a, b in sorted(s for s in spans if s[1] > s[0]):
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
