@@ -92,6 +92,12 @@ class RecentWindows(Recent):
 
     def find(self, window_id: str):
         """The record of window ``window_id`` if it is among the last few, else None."""
+        try:
+            newest = self._items[-1]  # the usual question: the cell that just ended
+        except IndexError:
+            return None
+        if newest.info.id == window_id:
+            return newest
         for record in reversed(list(self._items)):
             if record.info.id == window_id:
                 return record
