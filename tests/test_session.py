@@ -93,6 +93,26 @@ def test_session_total_includes_usage_outside_windows(session):
     assert session.total_usd >= Decimal("0.002")
 
 
+def test_session_totals_are_reused_until_usage_or_a_reset_changes_them():
+    """The status bar asks for the session's totals at every cell's end: with no usage since
+    and meters that measured the same figures, the last ones are reused; never stale."""
+    tokens = TokenMeter()
+    session = Session(load_settings(), meters=[tokens])
+    try:
+        tokens.call("m", 1000)
+        first = session.totals()
+        assert session.totals()["tokens"] is first["tokens"]  # reused, not frozen again
+        tokens.call("m", 500)
+        assert session.totals()["tokens"].quantities == {"calls": 2, "tokens": 1500}
+        assert session.total_usd == TokenMeter.PRICE_PER_TOKEN * 1500
+        session.reset()
+        assert session.totals() == {}
+        tokens.call("m", 10)
+        assert session.totals()["tokens"].quantities == {"calls": 1, "tokens": 10}
+    finally:
+        session.close()
+
+
 def test_soft_budget_warns_once_at_80_and_100_percent(session, capsys):
     session.settings.budget_usd = Decimal("0.01")
     tokens = session.meters["tokens"]

@@ -164,6 +164,8 @@ class Session:
         self.records: RecentWindows = RecentWindows(self.recent_windows_kept, CELLS_KEPT)
         self.usages: Recent[Usage] = Recent(self.recent_usages_kept)
         self._tallies: dict[str, Tally] = {}
+        self._usage_version = 0  # one more at each usage tallied: what `totals` may reuse
+        self._last_totals: tuple | None = None
         self.budgets.session_changed()
         self.ledger_path = spend / f"{self.id}.jsonl"
         self._ledger = Ledger(self.ledger_path, {
@@ -267,6 +269,7 @@ class Session:
         with self._lock:
             self.usages.append(usage)
             _tally(self._tallies, meter).add(usage)
+            self._usage_version += 1
             window_ids = []
             for window in self._open.values():
                 _tally(window.tallies, meter).add(usage)
@@ -523,11 +526,18 @@ class Session:
     def totals(self, end: float | None = None) -> dict[str, MeterTotals]:
         """Session-wide figures per meter, including what no window saw (GPU idle between cells)."""
         end = end or self.ended_at or time.time()
-        with self._lock:
-            totals = {name: tally.freeze() for name, tally in self._tallies.items()}
         measured = self._each_meter(lambda meter: meter.session_measurement(self.started_at, end))
+        with self._lock:
+            tallies, version = self._tallies, self._usage_version
+            last = self._last_totals
+            if (last is not None and last[0] is tallies and last[1] == version
+                    and last[2].keys() == measured.keys()
+                    and all(last[2][name] is m for name, m in measured.items())):
+                return dict(last[3])  # no usage since, and the meters measured the same (no GPU)
+            totals = {name: tally.freeze() for name, tally in tallies.items()}
         totals.update({name: MeterTotals.from_measurement(m) for name, m in measured.items() if m})
-        return totals
+        self._last_totals = (tallies, version, measured, totals)
+        return dict(totals)
 
     @property
     def total_usd(self) -> Decimal:
@@ -594,6 +604,7 @@ class Session:
         with self._lock:
             self.usages.append(usage)
             _tally(self._tallies, usage.meter).add(usage)
+            self._usage_version += 1
             chain: list[_Window] = []
             window = self._open.get(window_id) if window_id else None
             while window is not None:

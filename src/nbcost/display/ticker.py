@@ -79,6 +79,7 @@ class Ticker:
             return list(self._watched)
 
     def _run(self) -> None:
+        linger_until = None  # with nothing watched: wake by time until then, not by each watch
         while True:
             with self._cond:
                 while not self._stopped:
@@ -86,8 +87,15 @@ class Ticker:
                     due = [w for w, at in self._due.items() if at <= now]
                     if due:
                         break
-                    self._wakes_at = min(self._due.values(), default=float("inf"))
-                    self._cond.wait(timeout=min(self._wakes_at - now, 3600))
+                    if self._due:
+                        linger_until = None
+                        self._wakes_at = min(self._due.values())
+                    else:  # a burst of short cells: the next comes before the interval is out
+                        if linger_until is None:
+                            linger_until = now + self.interval_s
+                        self._wakes_at = linger_until if now < linger_until else float("inf")
+                    if self._cond.wait(timeout=min(self._wakes_at - now, 3600)):
+                        linger_until = None  # woken by a watch: linger anew after it
                     self._wakes_at = float("inf")  # awake: a watch now is seen before it waits
                 if self._stopped:
                     return
