@@ -204,6 +204,20 @@ def test_hostile_strings_appear_only_escaped(page):
     assert "&lt;img src=x onerror=alert(1)&gt;" in figures  # plotly shows entities as typed
 
 
+def test_logs_without_local_generation_never_read_every_llm_call(logs, monkeypatch):
+    """The Local models section compares self-hosted generation with the API calls: where no
+    window generated locally there is nothing to compare, and the API calls (every llm_call
+    line of every log: seconds at a million cells) are not read for it."""
+    from nbcost.report import local_models
+
+    def refuse(spend):
+        raise AssertionError("the API calls were read with no local generation to compare")
+
+    monkeypatch.setattr(local_models, "api_call_events", refuse)
+    page = render_audit(load_spend([logs]), AuditOptions(sources=[str(logs)]))
+    assert _data(page)["total_usd"]
+
+
 def test_the_page_loads_nothing_from_a_network(page):
     tags = _parse(page)
     for tag, attrs in tags.tags:

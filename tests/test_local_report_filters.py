@@ -152,3 +152,25 @@ def test_the_audits_local_section_follows_the_spends_filters(logs):
         assert set(_local_rows(spend)) == {"tiny-b"}
     with load_spend([logs], filters=Filters(notebooks=["c.ipynb"]), cache=False) as spend:
         assert _local_rows(spend) == {}
+
+
+def test_only_logs_with_self_hosted_calls_are_searched_for_local_figures(logs, tmp_path):
+    """Finding window ends with local figures means reading the logs' text again: only logs
+    whose digest saw a self-hosted call are read (an API-only log has none to find)."""
+    import shutil
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(logs, folder)
+    api_only = Session(settings=Settings(data_dir=folder, user="t"), meters=[],
+                       notebook={"notebook_path": "/work/c.ipynb", "notebook_id": None})
+    window = api_only.open_window("cell", execution_count=1)
+    api_only.close_window(window.id)
+    api_only.close()
+    spend = load_spend([str(folder)], cache=False)
+    try:
+        logs_read = {i.url for i in spend.inputs if i.url.endswith(".jsonl")}
+        assert str(api_only.ledger_path) in logs_read
+        assert spend.local_logs == logs_read - {str(api_only.ledger_path)}
+        assert len(spend.local_logs) == 2
+    finally:
+        spend.close()

@@ -56,6 +56,7 @@ class Digest:
     notebooks: list[list[Any]] = field(default_factory=list)  # [id, path, user, latest start]
     unrecorded: bool = True  # some LLM spend without its model (unknown: assume so)
     parquet: list[str] = field(default_factory=list)
+    local: bool = True  # some self-hosted generation, whose window ends to read (unknown: so)
 
     def to_json(self) -> dict[str, Any]:
         return {"version": VERSION, "url": self.url, "stamp": self.stamp, "lines": self.lines,
@@ -63,7 +64,7 @@ class Digest:
                 "budgets": [{k: (str(v) if k in ("budget_usd", "spent_usd") and v is not None
                                  else v) for k, v in b.items()} for b in self.budgets],
                 "sessions": self.sessions, "models": self.models, "notebooks": self.notebooks,
-                "unrecorded": self.unrecorded}
+                "unrecorded": self.unrecorded, "local": self.local}
 
 
 class DigestStore:
@@ -118,7 +119,7 @@ class DigestStore:
         return Digest(source.url, key, stamp, meta.get("lines", 0), meta.get("counts", {}),
                       meta.get("examples", []), budgets, meta.get("sessions", []),
                       meta.get("models", []), meta.get("notebooks", []),
-                      meta.get("unrecorded", True), parquet)
+                      meta.get("unrecorded", True), parquet, meta.get("local", True))
 
     def clear(self, key: str) -> None:
         shutil.rmtree(self.folder(key), ignore_errors=True)

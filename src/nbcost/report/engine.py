@@ -176,6 +176,7 @@ class Spend:
         self.since, self.until, self.filters = since, until, filters
         self.models: list[str] = []  # every LLM model any window called
         self.unrecorded_spend = True  # any LLM spend whose model was not recorded
+        self.local_logs: set[str] | None = None  # logs with self-hosted generation (None: any)
 
     def sql(self, query: str, params: Sequence[Any] | None = None):
         """Run ``query`` on the connection; returns DuckDB's cursor (``.fetchall()``,
@@ -557,4 +558,5 @@ def load_spend(paths: Iterable[str], *, since: str | dt.datetime | None = None,
     spend = Spend(con, skipped, inputs, since, until, filters, store)
     spend.models = _models(con, digests)
     spend.unrecorded_spend = _unrecorded(con, digests)
+    spend.local_logs = {d.url for d in digests if d.local}
     return spend

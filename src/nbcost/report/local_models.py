@@ -38,7 +38,8 @@ def local_window_events(spend, filtered: bool = True) -> list[dict[str, Any]]:
     """The window ends with ``meters.local`` in the report's spend logs. ``filtered``: only the
     windows the report kept (its ``windows`` view: period, people, notebook, tags, models);
     else every one, whatever the filters."""
-    logs = [i.url for i in spend.inputs if i.kind == LOG]
+    logs = [i.url for i in spend.inputs if i.kind == LOG
+            and (spend.local_logs is None or i.url in spend.local_logs)]  # (their digests say)
     if not logs:
         return []
     lines = spend.con.execute(f"SELECT line FROM {_lines(logs)} WHERE {_LOCAL_ENDS}").fetchall()
@@ -81,8 +82,10 @@ def spend_local_summary(spend, local_model: str | None = None) -> LocalSummary:
     models = list(spend.filters.models)
     if models and local_model:
         models.append(local_model)
-    events = local_window_events(spend) + api_call_events(spend)
-    return local_summary(events, models or None)
+    local = local_window_events(spend)
+    if not local:  # nothing to compare: the API calls (every llm_call line) are not read
+        return local_summary([], models or None)
+    return local_summary(local + api_call_events(spend), models or None)
 
 
 def _percent(share: float | None) -> str:

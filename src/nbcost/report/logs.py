@@ -163,7 +163,8 @@ def _scan(con, store: DigestStore, files: list[str]) -> None:
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _other AS
         SELECT source_file, session_id, event, count(*) AS lines, bool_or(suspect) AS suspect,
-               list(line) FILTER (WHERE event IN {_RICH}) AS rich
+               list(line) FILTER (WHERE event IN {_RICH}) AS rich,
+               bool_or(contains(line, '"self-hosted"')) AS self_hosted
         FROM (SELECT filename AS source_file, line, {_jstr('t.session_id')} AS session_id,
                      {_jstr('t.event')} AS event,
                      {_suspect('t', starts)} OR NOT money_ok(t.budget_usd)
@@ -424,6 +425,9 @@ def _digest(con, store: DigestStore, todo: list[tuple[Input, dict]]) -> list[Dig
         return [str(p) for url in urls for p in store.folder(store.key(url)).glob("ends_*.parquet")]
 
     lines, flagged = _verdicts(con, ends_of(files))
+    for url, self_hosted in con.execute(
+            "SELECT source_file, bool_or(self_hosted) FROM _other GROUP BY 1").fetchall():
+        digests[url].local = bool(self_hosted)  # no self-hosted call: no local figures to find
     clean = [url for url in files if url not in flagged]
     for url in clean:
         digests[url].lines = lines.get(url, 0)
