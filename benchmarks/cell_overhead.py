@@ -2,10 +2,11 @@
 
     python benchmarks/cell_overhead.py [--cells 2000] [--rounds 7] [--load N] [--json FILE]
 
-Four long-lived subprocesses (bare; three empty cell hooks, the floor of any extension that
-hooks cells; autotime; nbcost), each with its own InteractiveShell, take turns running
-``--cells`` trivial cells, round after round, so that all four see the same
-machine load; each keeps its fastest round. The figure is wall time on the cell's thread: what a
+Long-lived subprocesses (bare; three empty cell hooks, the floor of any extension that hooks
+cells; autotime; nbcost; and bare and nbcost in ipykernel's shell in process, where nbcost's
+display channel to the lab extension is open and each cell sends its final message), each with
+its own shell, take turns running ``--cells`` trivial cells, round after round, so that all see
+the same machine load; each keeps its fastest round. The figure is wall time on the cell's thread: what a
 user waits. ``--load N`` keeps N busy-loop processes running meanwhile (both cores busy with
 other work: each handoff of the GIL to another thread then waits for a scheduler slice).
 Goals: idle, ≤ 50 µs added per cell and no more than autotime adds; loaded, ≤ 100 µs.
@@ -25,7 +26,14 @@ CHILD = r"""
 import contextlib, io, sys, time
 from IPython.core.interactiveshell import InteractiveShell
 variant, cells = sys.argv[1], int(sys.argv[2])
-ip = InteractiveShell.instance()
+if variant.startswith("kernel-"):  # ipykernel's shell, in process: nbcost's display channel
+    from ipykernel.inprocess.manager import InProcessKernelManager  # (the comm) is open
+
+    manager = InProcessKernelManager()
+    manager.start_kernel()
+    ip, variant = manager.kernel.shell, variant[len("kernel-"):]
+else:
+    ip = InteractiveShell.instance()
 quiet = io.StringIO()  # autotime prints a line per cell; keep that out of the pipe
 with contextlib.redirect_stdout(quiet):
     if variant == "hooks":  # the floor: IPython calling three hooks that do nothing
@@ -48,7 +56,8 @@ for _ in sys.stdin:
     print(elapsed / cells * 1e6, flush=True)
 """
 
-VARIANTS = {"bare": "bare", "hooks": "hooks", "autotime": "autotime", "nbcost": "nbcost"}
+VARIANTS = {"bare": "bare", "hooks": "hooks", "autotime": "autotime", "nbcost": "nbcost",
+            "kernel bare": "kernel-bare", "kernel nbcost": "kernel-nbcost"}
 
 
 def main() -> None:
@@ -72,13 +81,19 @@ def main() -> None:
     print(f"{args.cells} trivial cells per round, best of {args.rounds} interleaved rounds, "
           f"{where}:")
     for name, us in best.items():
-        print(f"  {name:<9} {us:8.1f} µs/cell")
+        print(f"  {name:<13} {us:8.1f} µs/cell")
     print(f"added by three empty cell hooks (the floor for nbcost's hooks): "
           f"{best['hooks'] - best['bare']:6.1f} µs/cell")
     print(f"added by autotime: {added_autotime:6.1f} µs/cell")
     goal = 100 if args.load else 50
     print(f"added by nbcost:   {added_nbcost:6.1f} µs/cell  (goal ≤ {goal}"
           f"{'' if args.load else ', and ≤ autotime'})")
+    in_kernel = best["kernel nbcost"] - best["kernel bare"]
+    print(f"added by nbcost in ipykernel's shell, its display channel open (what a cell pays "
+          f"with the lab extension: the live badge's final message): {in_kernel:6.1f} µs/cell")
+    write_figure(args.json, f"added per trivial cell in a kernel with the display channel, "
+                 f"{where}", round(in_kernel, 1), "µs", "—", True,
+                 "ipykernel's shell in process; each cell's final message to the lab extension")
     write_figure(args.json, f"added per trivial cell, {where}", round(added_nbcost, 1), "µs",
                   f"≤ {goal} µs" + ("" if args.load else ", and ≤ autotime's"),
                   added_nbcost <= goal and (args.load > 0 or added_nbcost <= added_autotime),

@@ -44,6 +44,7 @@ class CommChannel:
         self._lock = threading.Lock()  # guards the comms and orders ticks before finals
         self._comms: dict[str, Any] = {}
         self._finished: deque[str] = deque(maxlen=64)
+        self._meter_figures: dict = {}  # session_totals' memo: most cells change no total
         self._remove_listener = lambda: None
         self._registered = False
 
@@ -142,7 +143,7 @@ class CommChannel:
 
     def _session_message(self, with_history: bool) -> dict:
         return {"v": PROTOCOL_VERSION, "type": "session",
-                "session": session_totals(self.session),
+                "session": session_totals(self.session, memo=self._meter_figures),
                 "cells": cell_history(self.session) if with_history else []}
 
     def _tick(self, window_id: str, live: dict) -> None:
@@ -150,7 +151,7 @@ class CommChannel:
             return
         self._send({"v": PROTOCOL_VERSION, "type": "tick", "window_id": window_id,
                     "elapsed_s": live.get("wall_s"), "record": live,
-                    "session": session_totals(self.session)}, window_id=window_id)
+                    "session": session_totals(self.session, memo=self._meter_figures)}, window_id=window_id)
 
     def _on_event(self, event: dict) -> None:
         """Session listener: watch running cells, send finals; runs on the thread that logged."""
@@ -171,5 +172,5 @@ class CommChannel:
         if record is None:
             return
         self._send({"v": PROTOCOL_VERSION, "type": "final", "window_id": window_id,
-                    "record": record.compact(), "session": session_totals(self.session)},
+                    "record": record.compact(), "session": session_totals(self.session, memo=self._meter_figures)},
                    window_id=window_id, final=True)

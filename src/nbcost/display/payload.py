@@ -22,8 +22,12 @@ def is_top_cell(kind: str | None, parent_id: str | None) -> bool:
     return kind == "cell" and parent_id is None
 
 
-def session_totals(session: Any, now: float | None = None) -> dict[str, Any]:
-    """What the status bar and the panel header show: the session's running totals."""
+def session_totals(session: Any, now: float | None = None,
+                   memo: dict[str, tuple[Any, dict]] | None = None) -> dict[str, Any]:
+    """What the status bar and the panel header show: the session's running totals.
+
+    ``memo`` (a caller's own dict) keeps each meter's compact figures for the totals they came
+    from: the status bar gets the totals at every cell's end, mostly unchanged (no GPU, no call)."""
     now = now or time.time()
     totals = session.totals(now)
     settings = session.settings
@@ -39,13 +43,22 @@ def session_totals(session: Any, now: float | None = None) -> dict[str, Any]:
     if settings.budget_usd is not None:  # the shape records carry (``records.Budget``)
         out["budget"] = Budget(settings.budget_usd, bool(settings.budget_hard), "session").to_json()
     for name, meter_totals in totals.items():
-        out[name] = compact_meter(name, meter_totals)
-    gpu = totals.get("gpu")
-    if gpu is not None and "idle_between_s" in gpu.quantities:
-        out["gpu"]["idle_between_s"] = round(gpu.quantities["idle_between_s"], 6)
-        idle_usd = (gpu.detail.get("waste_usd") or {}).get("idle_between")
+        last = memo.get(name) if memo is not None else None
+        if last is None or last[0] is not meter_totals:
+            last = (meter_totals, _session_meter(name, meter_totals))
+            if memo is not None:
+                memo[name] = last
+        out[name] = dict(last[1])
+    return out
+
+
+def _session_meter(name: str, totals: Any) -> dict[str, Any]:
+    out = compact_meter(name, totals)
+    if name == "gpu" and "idle_between_s" in totals.quantities:
+        out["idle_between_s"] = round(totals.quantities["idle_between_s"], 6)
+        idle_usd = (totals.detail.get("waste_usd") or {}).get("idle_between")
         if idle_usd is not None:
-            out["gpu"]["idle_cost_usd"] = money(Decimal(idle_usd))
+            out["idle_cost_usd"] = money(Decimal(idle_usd))
     return out
 
 
