@@ -17,10 +17,10 @@ from typing import Any, Iterable, Mapping
 from .errors import ConfigError
 from .ledger import iter_log, read_log
 from .rows import SpendTable
-from .schema import arrow_schema, columns_for, from_text, to_plain, typed
+from .schema import arrow_schema, column_array, columns_for, from_text, to_plain
 
 __all__ = ["FORMATS", "dataframe", "export_rows", "export_session", "read_export",
-           "session_dataframe", "to_arrow"]
+           "session_dataframe", "session_table", "to_arrow"]
 
 FORMATS = ("csv", "jsonl", "parquet", "focus")  # focus: FOCUS 1.2, .csv or .parquet
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
@@ -51,7 +51,7 @@ def to_arrow(rows: list[Mapping[str, Any]]):
 
     columns = columns_for(rows)
     schema = arrow_schema(columns)
-    arrays = [pa.array([typed(row.get(c.name), c.type) for row in rows], type=field.type)
+    arrays = [column_array([row.get(c.name) for row in rows], c.type, field.type)
               for c, field in zip(columns, schema)]
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -86,10 +86,32 @@ def session_rows(session) -> list[dict[str, Any]]:
     """The session's table now: a window still open (the cell running ``%cost export``) is
     ``running``, not ``interrupted``."""
     session.flush()
-    table = SpendTable(running={w.id for w in session.open_windows()})
+    return _rows(session, {w.id for w in session.open_windows()})
+
+
+def _rows(session, running: set[str]) -> list[dict[str, Any]]:
+    table = SpendTable(running)
     for event in iter_log(session.ledger_path):  # streamed: a long session's log is large
         table.add(event)
     return table.rows()
+
+
+def session_table(session):
+    """:func:`session_rows` as an Arrow table (:func:`to_arrow`), built in record batches as
+    the log is read, so a session of a million windows never holds a million row dicts; a log
+    only the row-by-row table handles (:mod:`nbcost.table_batches`) is read that way."""
+    from .table_batches import BatchedSpendTable, NotStreamable
+
+    session.flush()
+    running = {w.id for w in session.open_windows()}
+    table = BatchedSpendTable(running)
+    try:
+        for event in iter_log(session.ledger_path):
+            table.add(event)
+        return table.table()
+    except NotStreamable:
+        del table
+        return to_arrow(_rows(session, running))
 
 
 def export_session(session, path: Path, fmt: str | None = None) -> tuple[Path, int]:
@@ -109,7 +131,7 @@ def export_session(session, path: Path, fmt: str | None = None) -> tuple[Path, i
 
 def session_dataframe(session):
     """The session's flat table as a pandas DataFrame (Decimal money, UTC timestamps)."""
-    return dataframe(session_rows(session))
+    return frame_of(session_table(session))
 
 
 def dataframe(rows: Iterable[Mapping[str, Any]]):
