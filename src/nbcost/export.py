@@ -19,8 +19,8 @@ from .ledger import iter_log, read_log
 from .rows import SpendTable
 from .schema import arrow_schema, column_array, columns_for, from_text, to_plain
 
-__all__ = ["FORMATS", "dataframe", "export_rows", "export_session", "read_export",
-           "session_dataframe", "session_table", "to_arrow"]
+__all__ = ["FORMATS", "dataframe", "export_rows", "export_session", "log_table",
+           "read_export", "session_dataframe", "session_table", "to_arrow"]
 
 FORMATS = ("csv", "jsonl", "parquet", "focus")  # focus: FOCUS 1.2, .csv or .parquet
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
@@ -86,32 +86,38 @@ def session_rows(session) -> list[dict[str, Any]]:
     """The session's table now: a window still open (the cell running ``%cost export``) is
     ``running``, not ``interrupted``."""
     session.flush()
-    return _rows(session, {w.id for w in session.open_windows()})
-
-
-def _rows(session, running: set[str]) -> list[dict[str, Any]]:
-    table = SpendTable(running)
+    table = SpendTable(running={w.id for w in session.open_windows()})
     for event in iter_log(session.ledger_path):  # streamed: a long session's log is large
         table.add(event)
     return table.rows()
 
 
 def session_table(session):
-    """:func:`session_rows` as an Arrow table (:func:`to_arrow`), built in record batches as
-    the log is read, so a session of a million windows never holds a million row dicts; a log
-    only the row-by-row table handles (:mod:`nbcost.table_batches`) is read that way."""
+    """:func:`session_rows` as an Arrow table (:func:`to_arrow` of them), built as the log is
+    read: see :func:`log_table`."""
+    session.flush()
+    return log_table(session.ledger_path, {w.id for w in session.open_windows()})
+
+
+def log_table(path: Path, running: Iterable[str] = ()):
+    """The flat table of the spend log at ``path`` as Arrow: exactly ``to_arrow`` of its rows
+    (``running``: as in :func:`nbcost.rows.rows_from_events`), built in record batches as the
+    log is read, so a session of a million windows never holds a million row dicts. A log only
+    the row-by-row table handles (:mod:`nbcost.table_batches`) is read again that way."""
     from .table_batches import BatchedSpendTable, NotStreamable
 
-    session.flush()
-    running = {w.id for w in session.open_windows()}
+    running = set(running)
     table = BatchedSpendTable(running)
     try:
-        for event in iter_log(session.ledger_path):
+        for event in iter_log(path):
             table.add(event)
         return table.table()
     except NotStreamable:
         del table
-        return to_arrow(_rows(session, running))
+    rows = SpendTable(running)
+    for event in iter_log(path):
+        rows.add(event)
+    return to_arrow(rows.rows())
 
 
 def export_session(session, path: Path, fmt: str | None = None) -> tuple[Path, int]:
