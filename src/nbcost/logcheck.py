@@ -24,8 +24,8 @@ import orjson
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any, Iterator
 
-__all__ = ["MAX_LINE_BYTES", "event_problem", "iter_lines", "money_or_none", "parse_line",
-           "parse_ts", "ts_problem"]
+__all__ = ["MAX_LINE_BYTES", "event_problem", "iter_lines", "lines_holding", "money_or_none",
+           "parse_line", "parse_ts", "ts_problem"]
 
 #: A longer line is skipped unread: an event is a few KB, so this is damage (or /dev/zero).
 MAX_LINE_BYTES = 4 << 20
@@ -157,6 +157,38 @@ def iter_lines(src: IO[bytes]) -> Iterator[tuple[int, bytes | None, bool]]:
             continue
         ended = line.endswith(b"\n")
         yield number, line.rstrip(b"\n").rstrip(b"\r"), ended
+
+
+#: How much of a log :func:`lines_holding` reads at a time.
+BLOCK_BYTES = 16 << 20
+
+
+def lines_holding(src: IO[bytes], marker: bytes) -> Iterator[bytes]:
+    """The lines of a binary file that hold ``marker``, as :func:`iter_lines` gives them (a
+    line longer than :data:`MAX_LINE_BYTES` never), found by searching blocks of the file: a
+    reader that wants one line in ten (``%cost``'s window ends) skips the rest unsplit."""
+    carry = b""
+    skipping = False  # inside a line too long to keep, until its newline
+    while block := src.read(BLOCK_BYTES):
+        if skipping:
+            newline = block.find(b"\n")
+            if newline == -1:
+                continue
+            block, skipping = block[newline + 1:], False
+        data = carry + block if carry else block
+        complete = data.rfind(b"\n") + 1
+        position = 0
+        while (hit := data.find(marker, position, complete)) != -1:
+            start = data.rfind(b"\n", 0, hit) + 1
+            stop = data.find(b"\n", hit)
+            if stop - start <= MAX_LINE_BYTES:
+                yield data[start:stop].rstrip(b"\r")
+            position = stop + 1
+        carry = data[complete:]
+        if len(carry) > MAX_LINE_BYTES:
+            carry, skipping = b"", True
+    if carry and marker in carry:  # a last line without its newline (torn, or being written)
+        yield carry.rstrip(b"\r")
 
 
 def _count_problem(name: str, value: Any) -> str | None:

@@ -17,6 +17,7 @@ raises :class:`NotStreamable`, and the caller builds the table the usual way.
 from __future__ import annotations
 
 from decimal import Decimal
+from operator import methodcaller
 from typing import Any, Mapping
 
 import pyarrow as pa
@@ -148,8 +149,13 @@ class _Chunks:
         return chunks
 
     def add(self, rows: list[Mapping[str, Any]]) -> None:
+        present = set().union(*rows)  # a column no row has is nulls: most meters' columns
         for column, field, chunks in zip(COLUMNS, _SCHEMA, self.columns):
-            array = column_array([row.get(column.name) for row in rows], column.type, field.type)
+            if column.name not in present:
+                chunks.append(None)
+                continue
+            array = column_array(list(map(methodcaller("get", column.name), rows)),
+                                 column.type, field.type)
             chunks.append(None if array.null_count == len(array) else array)
         self.lengths.append(len(rows))
 
