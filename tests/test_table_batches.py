@@ -11,6 +11,7 @@ import time
 from decimal import Decimal
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from export_support import chat, openai_client
 from fake_nvml import FakeGpu, live_meter
@@ -20,8 +21,8 @@ import nbcost
 from nbcost import table_batches
 from nbcost.api import set_session
 from nbcost.config import Settings
-from nbcost.export import (dataframe, log_table, session_dataframe, session_rows, session_table,
-                           to_arrow)
+from nbcost.export import (dataframe, export_session, log_table, session_dataframe, session_rows,
+                           session_table, to_arrow)
 from nbcost.ledger import iter_log, read_log
 from nbcost.meters.base import Usage
 from nbcost.meters.llm import LlmMeter
@@ -77,6 +78,7 @@ def live(srv, tmp_path):  # noqa: F811 - the fixture from llm_support
             chat(client, "gpt-4o-mini")
         chat(client, "gpt-4o-mini")  # the running cell's own, so far
         time.sleep(0.3)  # a GPU checkpoint or two
+        session.meters["gpu"].stop()  # its last checkpoint: the log stays as it is from here
         yield session, running
     finally:
         set_session(old)
@@ -104,7 +106,7 @@ def assert_same_table(new, old):
         assert new.column(name).equals(old.column(name)), name
 
 
-def test_a_running_sessions_table_in_batches_is_the_row_by_row_table(live):
+def test_a_running_sessions_table_in_batches_is_the_row_by_row_table(live, tmp_path):
     session, running = live
     session.flush()
     old = row_by_row(session.ledger_path, {running.id})
@@ -120,6 +122,8 @@ def test_a_running_sessions_table_in_batches_is_the_row_by_row_table(live):
     # What a user gets: the DataFrame, equal to what the rows give, column for column.
     pd.testing.assert_frame_equal(session_dataframe(session), dataframe(session_rows(session)),
                                   check_exact=True)
+    path, count = export_session(session, tmp_path / "live.parquet")  # Arrow all the way too
+    assert count == old.num_rows and pq.read_table(path).equals(old)
 
 
 def test_an_amended_window_and_an_interrupted_one_give_the_row_by_row_table(live):

@@ -76,10 +76,14 @@ def export_rows(rows: list[Mapping[str, Any]], path: Path, fmt: str | None = Non
                           "use export_session() or `nbcost export --format focus`")
     if fmt not in WRITERS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if path.parent and not path.parent.exists():
-        raise ConfigError(f"the folder {path.parent} does not exist")
+    _check_folder(path)
     WRITERS[fmt](list(rows), path)
     return path
+
+
+def _check_folder(path: Path) -> None:
+    if path.parent and not path.parent.exists():
+        raise ConfigError(f"the folder {path.parent} does not exist")
 
 
 def session_rows(session) -> list[dict[str, Any]]:
@@ -131,6 +135,13 @@ def export_session(session, path: Path, fmt: str | None = None) -> tuple[Path, i
         for warning in focus.warnings:
             session.warn_once(f"focus:{warning}", f"nbcost: {warning}")
         return write_focus(focus, path), len(focus.rows)
+    if (fmt or _EXTENSIONS.get(path.suffix.lower())) == "parquet":  # Arrow all the way
+        import pyarrow.parquet as pq
+
+        _check_folder(path)
+        table = session_table(session)
+        pq.write_table(table, path)
+        return path, table.num_rows
     rows = session_rows(session)
     return export_rows(rows, path, fmt), len(rows)
 

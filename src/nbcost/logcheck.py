@@ -16,6 +16,7 @@ least zero, ids and names are strings, tags an object of plain values.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import re
@@ -63,6 +64,19 @@ def parse_ts(text: str | None) -> dt.datetime | None:
     which ``fromisoformat`` of Python 3.10 does not take)."""
     if not text:
         return None
+    if type(text) is str:
+        return _parse_ts_text(text)
+    return _parse_ts(text)
+
+
+# A window's start and end times are each read several times (its lines' ``ts``,
+# ``started_at``, ``ended_at``, then its row): the latest few are remembered.
+@functools.lru_cache(maxsize=256)
+def _parse_ts_text(text: str) -> dt.datetime:
+    return _parse_ts(text)
+
+
+def _parse_ts(text: str) -> dt.datetime:
     if _CANONICAL_TS.fullmatch(text):  # the same moment the general path gives, faster
         return dt.datetime.fromisoformat(text[:26] + "+00:00")
     text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
@@ -87,6 +101,17 @@ def money_or_none(value: Any) -> Decimal | None:
 def ts_problem(value: Any) -> str | None:
     if value is None:
         return None
+    if type(value) is str:
+        return _text_ts_problem(value)
+    return _ts_problem(value)
+
+
+@functools.lru_cache(maxsize=256)  # see _parse_ts_text
+def _text_ts_problem(value: str) -> str | None:
+    return _ts_problem(value)
+
+
+def _ts_problem(value: Any) -> str | None:
     if type(value) is str and _CANONICAL_TS.fullmatch(value):  # as nbcost writes them
         try:
             dt.datetime.fromisoformat(value[:26] + "+00:00")
