@@ -65,20 +65,39 @@ def parse_ts(text: str | None) -> dt.datetime | None:
     if not text:
         return None
     if type(text) is str:
-        return _parse_ts_text(text)
+        moment, _problem = _read_ts(text)
+        if isinstance(moment, str):
+            raise ValueError(moment)
+        return moment
     return _parse_ts(text)
+
+
+def ts_problem(value: Any) -> str | None:
+    if value is None:
+        return None
+    if type(value) is str:
+        return _read_ts(value)[1]
+    return _ts_problem(value)
 
 
 # A window's start and end times are each read several times (its lines' ``ts``,
 # ``started_at``, ``ended_at``, then its row): the latest few are remembered.
 @functools.lru_cache(maxsize=256)
-def _parse_ts_text(text: str) -> dt.datetime:
-    return _parse_ts(text)
+def _read_ts(text: str) -> tuple[dt.datetime | str, str | None]:
+    """``text`` parsed (or why not, in ``ValueError``'s words) and :func:`ts_problem`'s answer."""
+    if _CANONICAL_TS.fullmatch(text):  # as nbcost writes them: the same moment, faster
+        try:
+            return dt.datetime.fromisoformat(text[:26] + "+00:00"), None
+        except ValueError as exc:
+            return str(exc), f"timestamp {_shown(text)} is not a real date and time"
+    try:
+        moment: dt.datetime | str = _parse_ts(text)
+    except ValueError as exc:
+        moment = str(exc)
+    return moment, _ts_problem(text)
 
 
 def _parse_ts(text: str) -> dt.datetime:
-    if _CANONICAL_TS.fullmatch(text):  # the same moment the general path gives, faster
-        return dt.datetime.fromisoformat(text[:26] + "+00:00")
     text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -98,29 +117,10 @@ def money_or_none(value: Any) -> Decimal | None:
     return amount
 
 
-def ts_problem(value: Any) -> str | None:
-    if value is None:
-        return None
-    if type(value) is str:
-        return _text_ts_problem(value)
-    return _ts_problem(value)
-
-
-@functools.lru_cache(maxsize=256)  # see _parse_ts_text
-def _text_ts_problem(value: str) -> str | None:
-    return _ts_problem(value)
-
-
 def _ts_problem(value: Any) -> str | None:
-    if type(value) is str and _CANONICAL_TS.fullmatch(value):  # as nbcost writes them
-        try:
-            dt.datetime.fromisoformat(value[:26] + "+00:00")
-            return None
-        except ValueError:
-            return f"timestamp {_shown(value)} is not a real date and time"
     if isinstance(value, str) and _TS.fullmatch(value):
         try:
-            parse_ts(value)
+            _parse_ts(value)
             return None
         except ValueError:
             return f"timestamp {_shown(value)} is not a real date and time"
