@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from .rows import (_EPOCH, _OPEN_STATUSES, SpendTable, _attribute_unended, _between_cells,
                    _SessionTable, _window_row)
-from .schema import COLUMNS, DECIMAL, arrow_schema, column_array
+from .schema import BASE_COLUMNS, COLUMNS, DECIMAL, arrow_schema, column_array
 
 __all__ = ["BATCH_ROWS", "BatchedSpendTable", "NotStreamable"]
 
@@ -32,13 +32,9 @@ __all__ = ["BATCH_ROWS", "BatchedSpendTable", "NotStreamable"]
 #: that the rows waiting for it stay a few MB.
 BATCH_ROWS = 16_384
 _DECLARED = frozenset(c.name for c in COLUMNS)
-_BASE = frozenset(("session_id", "window_id", "parent_id", "kind", "notebook_path",
-                   "notebook_id", "cell_id", "execution_count", "label", "tags", "user", "team",
-                   "project", "start", "end", "wall_s", "status", "cost_usd", "unpriced",
-                   "flags", "llm_models"))
 #: The meter columns the between-cells row subtracts, each with the zero its sum starts from.
 _SUMMED = tuple((c.name, Decimal(0) if c.type == DECIMAL else 0) for c in COLUMNS
-                if c.name not in _BASE)
+                if c not in BASE_COLUMNS and c.name != "llm_models")
 
 
 class NotStreamable(Exception):
