@@ -14,8 +14,8 @@ from testmeters import TokenMeter
 import nbcost.ledger
 from nbcost import history
 from nbcost.config import load_settings
-from nbcost.display.payload import MAX_HISTORY, cell_history, session_totals
 from nbcost.display import summary
+from nbcost.display.payload import MAX_HISTORY, cell_history, session_totals
 from nbcost.display.summary import SessionSummary, session_rows
 from nbcost.meters.base import Usage
 from nbcost.session import Session

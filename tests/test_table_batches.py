@@ -5,6 +5,7 @@ window ended interrupted) it is the row-by-row table that is built."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -62,9 +63,8 @@ def live(srv, tmp_path):  # noqa: F811 - the fixture from llm_support
             chat(client, "gpt-4o-mini")
             with nbcost.track("outer", tags={"part": "a"}):
                 chat(client, "gpt-4o-mini")
-                with nbcost.track("inner"):
-                    with nbcost.track("innermost"):
-                        chat(client, "no-such-model-xyz")  # unpriced
+                with nbcost.track("inner"), nbcost.track("innermost"):
+                    chat(client, "no-such-model-xyz")  # unpriced
             for _ in range(4):
                 with nbcost.track("loop"):
                     pass
@@ -160,7 +160,7 @@ def test_a_kernel_that_died_mid_cell_leaves_the_same_table_both_ways(live, tmp_p
 def test_windows_that_start_alike_keep_the_row_by_row_order(live, tmp_path):
     """Rows are sorted by start, a stable sort: windows with one start (a coarse clock, a log
     written by hand) stay in the order they ended, and a missing start comes first."""
-    session, running = live
+    session, _running = live
     session.flush()
     events = read_log(session.ledger_path).events
     shared = next(e["started_at"] for e in events if e["event"] == "cell_start")
@@ -170,8 +170,6 @@ def test_windows_that_start_alike_keep_the_row_by_row_order(live, tmp_path):
         if event.get("label") == "inner":
             event.pop("started_at")
     path = tmp_path / "alike.jsonl"
-    import json
-
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
     assert_same_table(batched(path), row_by_row(path))
     labels = [r["label"] for r in batched(path).to_pylist()]

@@ -20,10 +20,10 @@ import functools
 import json
 import math
 import re
-
-import orjson
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any, Iterator
+
+import orjson
 
 __all__ = ["MAX_LINE_BYTES", "event_problem", "iter_lines", "lines_holding", "money_or_none",
            "parse_line", "parse_ts", "ts_problem"]

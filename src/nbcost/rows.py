@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from .logcheck import event_problem, parse_ts
 
-__all__ = ["SpendTable", "between_cells_row", "rows_from_events", "session_totals"]
+__all__ = ["SpendTable", "between_cells_row", "rows_from_events", "session_totals", "top_level_sum"]
 
 ZERO = Decimal(0)
 # GPU figures that do not add up over windows: a between-cells row leaves them out.
