@@ -14,6 +14,7 @@ from testmeters import TokenMeter
 import nbcost.ledger
 from nbcost import history
 from nbcost.config import load_settings
+from nbcost.display import summary
 from nbcost.display.payload import MAX_HISTORY, cell_history, session_totals
 from nbcost.display.summary import SessionSummary, session_rows
 from nbcost.meters.base import Usage
@@ -228,3 +229,26 @@ def test_percent_cost_compare_prices_every_call_of_a_long_session(srv, small_mem
         shell.user_ns.pop("n", None)
     finally:
         shell.run_cell("%unload_ext nbcost", store_history=True)
+
+
+def test_a_long_sessions_table_sums_its_older_windows_in_one_row(session, monkeypatch):
+    """``%cost`` lists the latest windows; the older ones are one row that adds them up, so
+    the rows still add up to the total (100,000 cells are not 100,000 lines of output)."""
+    monkeypatch.setattr(summary, "SHOWN_WINDOWS", 6)
+    run_cells(session, 10)  # 20 top-level windows, most of them only in the log
+    rows, total, _ = session_rows(session)
+    windows, earlier = window_rows(rows), window_rows(rows)[:14]
+    table = SessionSummary(session)
+    assert [cells[0] for cells in table.rows] == ["14 earlier windows",
+                                                   *(r.name for r in windows[-6:]),
+                                                   "between cells"]
+    assert all(r.calls is None and r.held_s is None for r in earlier)  # "-": no LLM, no GPU
+    assert table.rows[0][1:] == summary.SummaryRow(
+        "", sum(r.wall_s for r in earlier), None, None, None,
+        sum((r.cost_usd for r in earlier), Decimal(0)), any(r.unpriced for r in earlier)
+    ).cells()[1:]
+    assert any(r.unpriced for r in earlier)  # so the cost says "unpriced" too
+    # The total is every window's, as before (its wall time grows with the live session's).
+    assert table.footer[2:] == total.cells()[2:]
+    assert any("first 14 windows are summed" in note for note in table.notes)
+    assert "14 earlier windows" in table._repr_html_()

@@ -17,10 +17,10 @@ from typing import Any, Iterable, Mapping
 from .errors import ConfigError
 from .ledger import iter_log, read_log
 from .rows import SpendTable
-from .schema import arrow_schema, columns_for, from_text, to_plain, typed
+from .schema import arrow_schema, column_array, columns_for, from_text, to_plain
 
-__all__ = ["FORMATS", "dataframe", "export_rows", "export_session", "read_export",
-           "session_dataframe", "to_arrow"]
+__all__ = ["FORMATS", "dataframe", "export_rows", "export_session", "log_table",
+           "read_export", "session_dataframe", "session_table", "to_arrow"]
 
 FORMATS = ("csv", "jsonl", "parquet", "focus")  # focus: FOCUS 1.2, .csv or .parquet
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
@@ -51,7 +51,7 @@ def to_arrow(rows: list[Mapping[str, Any]]):
 
     columns = columns_for(rows)
     schema = arrow_schema(columns)
-    arrays = [pa.array([typed(row.get(c.name), c.type) for row in rows], type=field.type)
+    arrays = [column_array([row.get(c.name) for row in rows], c.type, field.type)
               for c, field in zip(columns, schema)]
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -76,10 +76,14 @@ def export_rows(rows: list[Mapping[str, Any]], path: Path, fmt: str | None = Non
                           "use export_session() or `nbcost export --format focus`")
     if fmt not in WRITERS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if path.parent and not path.parent.exists():
-        raise ConfigError(f"the folder {path.parent} does not exist")
+    _check_folder(path)
     WRITERS[fmt](list(rows), path)
     return path
+
+
+def _check_folder(path: Path) -> None:
+    if path.parent and not path.parent.exists():
+        raise ConfigError(f"the folder {path.parent} does not exist")
 
 
 def session_rows(session) -> list[dict[str, Any]]:
@@ -90,6 +94,34 @@ def session_rows(session) -> list[dict[str, Any]]:
     for event in iter_log(session.ledger_path):  # streamed: a long session's log is large
         table.add(event)
     return table.rows()
+
+
+def session_table(session):
+    """:func:`session_rows` as an Arrow table (:func:`to_arrow` of them), built as the log is
+    read: see :func:`log_table`."""
+    session.flush()
+    return log_table(session.ledger_path, {w.id for w in session.open_windows()})
+
+
+def log_table(path: Path, running: Iterable[str] = ()):
+    """The flat table of the spend log at ``path`` as Arrow: exactly ``to_arrow`` of its rows
+    (``running``: as in :func:`nbcost.rows.rows_from_events`), built in record batches as the
+    log is read, so a session of a million windows never holds a million row dicts. A log only
+    the row-by-row table handles (:mod:`nbcost.table_batches`) is read again that way."""
+    from .table_batches import BatchedSpendTable, NotStreamable
+
+    running = set(running)
+    table = BatchedSpendTable(running)
+    try:
+        for event in iter_log(path):
+            table.add(event)
+        return table.table()
+    except NotStreamable:
+        del table
+    rows = SpendTable(running)
+    for event in iter_log(path):
+        rows.add(event)
+    return to_arrow(rows.rows())
 
 
 def export_session(session, path: Path, fmt: str | None = None) -> tuple[Path, int]:
@@ -103,13 +135,20 @@ def export_session(session, path: Path, fmt: str | None = None) -> tuple[Path, i
         for warning in focus.warnings:
             session.warn_once(f"focus:{warning}", f"nbcost: {warning}")
         return write_focus(focus, path), len(focus.rows)
+    if (fmt or _EXTENSIONS.get(path.suffix.lower())) == "parquet":  # Arrow all the way
+        import pyarrow.parquet as pq
+
+        _check_folder(path)
+        table = session_table(session)
+        pq.write_table(table, path)
+        return path, table.num_rows
     rows = session_rows(session)
     return export_rows(rows, path, fmt), len(rows)
 
 
 def session_dataframe(session):
     """The session's flat table as a pandas DataFrame (Decimal money, UTC timestamps)."""
-    return dataframe(session_rows(session))
+    return frame_of(session_table(session))
 
 
 def dataframe(rows: Iterable[Mapping[str, Any]]):

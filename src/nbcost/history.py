@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from .errors import LedgerError
 from .ledger import iso_utc
-from .logcheck import event_problem, iter_lines, parse_line, parse_ts
+from .logcheck import event_problem, lines_holding, parse_line, parse_ts
 from .meters.base import Usage
 
 __all__ = ["Calls", "Finished", "FinishedWindow", "finished_top_level", "llm_calls",
@@ -142,8 +142,8 @@ def _scan(path, marker: bytes, keep) -> Iterator[dict[str, Any]]:
     reader does (:mod:`nbcost.logcheck`); an unreadable log is a :class:`LedgerError`."""
     try:
         with open(path, "rb") as src:
-            for _number, raw, _ended in iter_lines(src):
-                if raw is None or marker not in raw or (keep is not None and not keep(raw)):
+            for raw in lines_holding(src, marker):
+                if keep is not None and not keep(raw):
                     continue
                 event, problem = parse_line(raw)
                 if problem is None and event_problem(event) is None:

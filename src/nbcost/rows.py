@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from .logcheck import event_problem, parse_ts
 
-__all__ = ["SpendTable", "between_cells_row", "rows_from_events", "session_totals"]
+__all__ = ["SpendTable", "between_cells_row", "rows_from_events", "session_totals", "top_level_sum"]
 
 ZERO = Decimal(0)
 # GPU figures that do not add up over windows: a between-cells row leaves them out.
@@ -40,6 +40,10 @@ def _base(event: Mapping[str, Any]) -> dict[str, Any]:
                                             "team", "project")}
 
 
+def _tags_text(tags: Mapping[str, Any] | None) -> str:
+    return json.dumps(tags, sort_keys=True) if tags else "{}"  # most windows have none
+
+
 def _window_row(start: Mapping[str, Any], end: Mapping[str, Any] | None,
                 last_ts: str | None, running: bool = False) -> dict[str, Any]:
     source = end or start
@@ -51,7 +55,7 @@ def _window_row(start: Mapping[str, Any], end: Mapping[str, Any] | None,
         "cell_id": source.get("cell_id"),
         "execution_count": source.get("execution_count"),
         "label": source.get("label"),
-        "tags": json.dumps(source.get("tags") or {}, sort_keys=True),
+        "tags": _tags_text(source.get("tags")),
         "start": parse_ts(source.get("started_at")),
     }
     if end is not None:
@@ -137,13 +141,25 @@ def session_totals(events: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
 def between_cells_row(events: list[Mapping[str, Any]], rows: list[dict[str, Any]]) -> dict | None:
     """What no top-level window of ``rows`` saw of the session whose events are ``events``."""
     started = next((e for e in events if e["event"] == "session_start"), None)
-    return _between_cells(session_totals(events), events[0], started, events[-1].get("ts"), rows)
+    return _between_cells(session_totals(events), events[0], started, events[-1].get("ts"),
+                          top_level_sum(rows))
+
+
+def top_level_sum(rows: list[Mapping[str, Any]]):
+    """``column_sum(column, zero)``: the column summed over the top-level rows, in order (each
+    missing value counts as ``zero``, which the sum starts from)."""
+    top = [r for r in rows if not r.get("parent_id")]
+
+    def column_sum(column: str, zero: Any) -> Any:
+        return sum((r.get(column) or zero for r in top), zero)
+
+    return column_sum
 
 
 def _between_cells(totals: Mapping[str, Mapping[str, Any]], first: Mapping[str, Any],
                    session_start: Mapping[str, Any] | None, last_ts: str | None,
-                   rows: list[dict[str, Any]]) -> dict | None:
-    top = [r for r in rows if not r.get("parent_id")]
+                   column_sum) -> dict | None:
+    """What no top-level window saw; ``column_sum`` sums their columns (:func:`top_level_sum`)."""
     row: dict[str, Any] = {**_base(first), "window_id": None, "parent_id": None,
                            "kind": "between_cells", "tags": "{}", "status": "ok", "flags": None}
     cost = ZERO
@@ -151,10 +167,10 @@ def _between_cells(totals: Mapping[str, Mapping[str, Any]], first: Mapping[str, 
     # Never below zero: a killed session's last GPU checkpoint can predate its last cell's end
     # (the cell then holds all there is), and floats leave crumbs like -1e-12.
     for meter, figures in totals.items():
-        meter_cost = max(Decimal(figures.get("cost_usd") or 0) - sum(
-            (r.get(f"{meter}_cost_usd") or ZERO for r in top), ZERO), ZERO)
+        meter_cost = max(Decimal(figures.get("cost_usd") or 0)
+                         - column_sum(f"{meter}_cost_usd", ZERO), ZERO)
         for q, v in (figures.get("quantities") or {}).items():
-            rest = max(v - sum((r.get(f"{meter}_{q}") or 0 for r in top)), 0)
+            rest = max(v - column_sum(f"{meter}_{q}", 0), 0)
             if q not in _NOT_ADDITIVE:
                 row[f"{meter}_{q}"] = rest
         row[f"{meter}_cost_usd"] = meter_cost
@@ -237,21 +253,37 @@ class _SessionTable:
             self.session_start = event
         self.totals.add(event)
         if kind.endswith("_start") and "window_id" in event:
-            if event["window_id"] not in self.ended:
+            if not self._has_ended(event["window_id"]):
                 self.unended[event["window_id"]] = event
         elif kind.endswith("_end") and "window_id" in event:
             window_id = event["window_id"]
             self.unended.pop(window_id, None)
-            self.ended[window_id] = row = _window_row(event, event, None)
+            row = _window_row(event, event, None)
+            self._end(window_id, row)
             if row["status"] not in _OPEN_STATUSES:
                 self.usage_in.pop(window_id, None)
         elif kind == "window_amended":
-            self.amendments[event.get("window_id")].append(event)
+            self._amend(event)
         if "quantities" in event and not event.get("cumulative"):
             for window_id in event.get("window_ids") or ():
-                row = self.ended.get(window_id)
-                if row is None or row["status"] in _OPEN_STATUSES:
+                if self._may_take_usage(window_id):
                     self.usage_in[window_id].append(event)
+
+    # What a subclass that does not keep its ended rows (nbcost.table_batches) replaces.
+
+    def _has_ended(self, window_id: str) -> bool:
+        return window_id in self.ended
+
+    def _end(self, window_id: str, row: dict[str, Any]) -> None:
+        self.ended[window_id] = row
+
+    def _amend(self, event: Mapping[str, Any]) -> None:
+        self.amendments[event.get("window_id")].append(event)
+
+    def _may_take_usage(self, window_id: str) -> bool:
+        """Usage inside ``window_id`` may yet be its row's: not ended, or ended open."""
+        row = self.ended.get(window_id)
+        return row is None or row["status"] in _OPEN_STATUSES
 
     def rows(self, running: set[str]) -> list[dict[str, Any]]:
         rows = list(self.ended.values())
@@ -260,7 +292,7 @@ class _SessionTable:
         _attribute_unended(rows, self.usage_in)
         _apply_amendments(self.ended, self.amendments)
         rest = _between_cells(self.totals.result(), self.first, self.session_start,
-                              self.last_ts, rows)
+                              self.last_ts, top_level_sum(rows))
         rows.sort(key=lambda r: r["start"] or _EPOCH)
         return rows + ([rest] if rest else [])
 

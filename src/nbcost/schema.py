@@ -17,7 +17,8 @@ from typing import Any, Iterable, Mapping
 from .ledger import iso_utc
 from .quantities import QUANTITIES
 
-__all__ = ["COLUMNS", "Column", "arrow_schema", "columns_for", "from_text", "to_plain", "typed"]
+__all__ = ["COLUMNS", "Column", "arrow_schema", "column_array", "columns_for", "from_text",
+           "to_plain", "typed"]
 
 # The column types, named for what they hold.
 STRING, INT, FLOAT, DECIMAL = "string", "int", "float", "decimal"
@@ -89,6 +90,25 @@ def typed(value: Any, type_: str) -> Any:
     if type_ == TIMESTAMP:
         return value if isinstance(value, dt.datetime) else _parse_ts(value)
     return str(value)
+
+
+#: The Python types Arrow takes as they are for a column type (what ``typed`` leaves alone).
+_NATIVE = {STRING: {str}, INT: {int}, FLOAT: {float}, BOOL: {bool}, TIMESTAMP: {dt.datetime},
+           DECIMAL: set()}
+
+
+def column_array(values: list[Any], type_: str, arrow_type):
+    """A column's values as an Arrow array of ``arrow_type``: ``typed`` each value, skipped
+    where every value already is its column's type (a long table's columns mostly are)."""
+    import pyarrow as pa
+
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if not kinds:
+        return pa.nulls(len(values), arrow_type)
+    if kinds <= _NATIVE[type_]:
+        return pa.array(values, type=arrow_type)
+    return pa.array([typed(v, type_) for v in values], type=arrow_type)
 
 
 def to_plain(value: Any, type_: str) -> Any:

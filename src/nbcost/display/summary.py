@@ -385,6 +385,11 @@ def _cell_name(compact: Mapping[str, Any], kind: str) -> str:
     return kind
 
 
+#: ``%cost`` lists this many of the latest windows; older ones are summed in one row above them
+#: (a session of 100,000 cells would otherwise print 100,000 lines, megabytes of HTML).
+SHOWN_WINDOWS = 100
+
+
 def session_rows(session) -> tuple[list[SummaryRow], SummaryRow, list[str]]:
     """The ``%cost`` table's rows, its total line (their sum, in every column) and notes.
 
@@ -392,6 +397,11 @@ def session_rows(session) -> tuple[list[SummaryRow], SummaryRow, list[str]]:
     window saw (the GPU held idle between cells, LLM calls outside any cell), per meter the
     session's total less its windows' rows. The session's elapsed time goes in the notes.
     """
+    windows, between, total, notes = _session_parts(session)
+    return windows + ([between] if between is not None else []), total, notes
+
+
+def _session_parts(session) -> tuple[list[SummaryRow], SummaryRow | None, SummaryRow, list[str]]:
     now = session.ended_at or time.time()
     finished = session.finished_windows()  # older ones from the spend log: memory keeps few
     rows = [SummaryRow.of(_cell_name(w.compact, w.kind), w.compact) for w in finished.windows]
@@ -405,21 +415,31 @@ def session_rows(session) -> tuple[list[SummaryRow], SummaryRow, list[str]]:
     elapsed = max(0.0, now - session.started_at)
     in_windows = sum(r.wall_s for r in rows)
     between, notes = _between_cells(session.totals(now), rows, max(elapsed - in_windows, 0.0))
-    if between is not None:
-        rows.append(between)
-    total = SummaryRow("session total", sum(r.wall_s for r in rows), _add(r.held_s for r in rows),
-                       _add(r.calls for r in rows), _add(r.tokens for r in rows),
-                       sum((r.cost_usd for r in rows), ZERO), any(r.unpriced for r in rows))
+    every = rows + ([between] if between is not None else [])
+    total = _sum_of(every, "session total")
     notes.insert(0, f"Session elapsed {format_seconds(elapsed)}, "
                     f"{format_seconds(in_windows)} of it in cells.")
     if (missing := finished.note()) is not None:
         notes.append(missing)
-    return rows, total, notes
+    return rows, between, total, notes
+
+
+def _sum_of(rows: list[SummaryRow], name: str) -> SummaryRow:
+    return SummaryRow(name, sum(r.wall_s for r in rows), _add(r.held_s for r in rows),
+                      _add(r.calls for r in rows), _add(r.tokens for r in rows),
+                      sum((r.cost_usd for r in rows), ZERO), any(r.unpriced for r in rows))
 
 
 def SessionSummary(session) -> Table:  # noqa: N802 - reads as a type at call sites
-    """``%cost``: every top-level window of the session, what ran between them, the total."""
-    rows, total, notes = session_rows(session)
+    """``%cost``: the session's top-level windows (the latest :data:`SHOWN_WINDOWS`, the
+    older ones summed in one row), what ran between them, the total."""
+    windows, between, total, notes = _session_parts(session)
+    if len(windows) > SHOWN_WINDOWS:
+        older = windows[:-SHOWN_WINDOWS]
+        windows = [_sum_of(older, f"{len(older):,} earlier windows"), *windows[-SHOWN_WINDOWS:]]
+        notes.append(f"The first {len(older):,} windows are summed in one row: "
+                     "`%cost export PATH` or `nbcost.session().to_dataframe()` lists each.")
+    rows = windows + ([between] if between is not None else [])
     return Table(f"nbcost · session {session.id[:8]}",
                  ["cell", "wall", "GPU held", "LLM calls", "tokens", "cost"],
                  [r.cells() for r in rows], total.cells(), notes)
