@@ -59,6 +59,27 @@ def test_top_level_rows_add_up_to_the_session_total():
     assert build_report(rows).total.cost_usd == session.total_usd
 
 
+def test_a_window_that_ended_interrupted_counts_its_calls_once():
+    """`%cost reset` (or closing the session) ends a running cell as interrupted, with its
+    figures in its end event: the calls the log saw inside it are not added a second time
+    (only a window the log never saw end takes them from the log)."""
+    tokens = TokenMeter()
+    session = Session(load_settings(), meters=[tokens])
+    cell = session.open_window("cell", execution_count=1)
+    tokens.call("m", 1000)
+    first_log = session.ledger_path
+    session.reset()  # the cell is still running: it ends interrupted
+    session.close_window(cell.id)
+    session.close()
+
+    events = read_log(first_log).events
+    assert [e["status"] for e in events if e["event"] == "cell_end"] == ["interrupted"]
+    (row,) = [r for r in rows_from_events(events) if r["kind"] == "cell"]
+    assert row["status"] == "interrupted"
+    assert row["tokens_calls"] == 1 and row["tokens_cost_usd"] == Decimal("0.002")
+    assert row["cost_usd"] == Decimal("0.002")
+
+
 def test_a_session_without_session_end_rebuilds_gpu_from_its_last_checkpoint():
     held = HeldMeter()
     session = Session(load_settings(), meters=[held])

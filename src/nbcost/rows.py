@@ -227,10 +227,6 @@ class SpendTable:
         return rows
 
 
-#: Rows that take the usage the log saw inside them (``_attribute_unended``).
-_OPEN_STATUSES = ("interrupted", "running")
-
-
 class _SessionTable:
     """One session's part of a :class:`SpendTable`."""
 
@@ -241,8 +237,8 @@ class _SessionTable:
         self.totals = _Totals()
         self.ended: dict[str, dict[str, Any]] = {}  # window id → its row, in order of ends
         self.unended: dict[str, Mapping[str, Any]] = {}  # window id → its start event
-        # Usage seen inside a window that may turn out unended or interrupted, in log order;
-        # dropped when the window ends otherwise (nbcost never ends a window twice).
+        # Usage seen inside a window that may turn out unended, in log order; dropped when
+        # the window ends (its end event has its figures; nbcost never ends a window twice).
         self.usage_in: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
         self.amendments: dict[Any, list[Mapping[str, Any]]] = defaultdict(list)  # rare
 
@@ -258,10 +254,8 @@ class _SessionTable:
         elif kind.endswith("_end") and "window_id" in event:
             window_id = event["window_id"]
             self.unended.pop(window_id, None)
-            row = _window_row(event, event, None)
-            self._end(window_id, row)
-            if row["status"] not in _OPEN_STATUSES:
-                self.usage_in.pop(window_id, None)
+            self._end(window_id, _window_row(event, event, None))
+            self.usage_in.pop(window_id, None)
         elif kind == "window_amended":
             self._amend(event)
         if "quantities" in event and not event.get("cumulative"):
@@ -281,15 +275,14 @@ class _SessionTable:
         self.amendments[event.get("window_id")].append(event)
 
     def _may_take_usage(self, window_id: str) -> bool:
-        """Usage inside ``window_id`` may yet be its row's: not ended, or ended open."""
-        row = self.ended.get(window_id)
-        return row is None or row["status"] in _OPEN_STATUSES
+        """Usage inside ``window_id`` may yet be its row's: the window has not ended."""
+        return not self._has_ended(window_id)
 
     def rows(self, running: set[str]) -> list[dict[str, Any]]:
-        rows = list(self.ended.values())
-        rows += [_window_row(start, None, self.last_ts, window_id in running)
-                 for window_id, start in self.unended.items()]
-        _attribute_unended(rows, self.usage_in)
+        unended = [_window_row(start, None, self.last_ts, window_id in running)
+                   for window_id, start in self.unended.items()]
+        _attribute_unended(unended, self.usage_in)
+        rows = list(self.ended.values()) + unended
         _apply_amendments(self.ended, self.amendments)
         rest = _between_cells(self.totals.result(), self.first, self.session_start,
                               self.last_ts, top_level_sum(rows))
@@ -302,11 +295,9 @@ _EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 def _attribute_unended(rows: list[dict[str, Any]],
                        usage_in: Mapping[str, list[Mapping[str, Any]]]) -> None:
-    """A window still running, or one the kernel died in, gets the LLM calls the log saw
-    inside it."""
+    """A window the log never saw end (still running, or the kernel died in it) gets the LLM
+    calls the log saw inside it. (One that ended, even interrupted, has them in its end.)"""
     for row in rows:
-        if row["status"] not in _OPEN_STATUSES:
-            continue
         for event in usage_in.get(row["window_id"], ()):
             meter = event["meter"]
             for q, v in event["quantities"].items():

@@ -9,9 +9,8 @@ very table ``to_arrow(rows_from_events(...))`` gives: the same rows in the same 
 start, then as the log ended them), the same values and types.
 
 That holds while a finished row cannot change, so a log where one can (a ``window_amended``
-event, a window ended ``interrupted`` or ``running`` that takes the usage logged inside it, a
-window ended twice) or whose rows have a column outside the declared schema (another meter's)
-raises :class:`NotStreamable`, and the caller builds the table the usual way.
+event, a window ended twice) or whose rows have a column outside the declared schema (another
+meter's) raises :class:`NotStreamable`, and the caller builds the table the usual way.
 """
 
 from __future__ import annotations
@@ -22,8 +21,8 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
-from .rows import (_EPOCH, _OPEN_STATUSES, SpendTable, _attribute_unended, _between_cells,
-                   _SessionTable, _window_row)
+from .rows import (_EPOCH, SpendTable, _attribute_unended, _between_cells, _SessionTable,
+                   _window_row)
 from .schema import BASE_COLUMNS, COLUMNS, DECIMAL, arrow_schema, column_array
 
 __all__ = ["BATCH_ROWS", "BatchedSpendTable", "NotStreamable"]
@@ -56,17 +55,12 @@ class _StreamedSession(_SessionTable):
     def _has_ended(self, window_id: str) -> bool:
         return window_id in self.ended_ids
 
-    def _may_take_usage(self, window_id: str) -> bool:
-        return window_id not in self.ended_ids
-
     def _amend(self, event: Mapping[str, Any]) -> None:
         raise NotStreamable("a window was amended after it ended")
 
     def _end(self, window_id: str, row: dict[str, Any]) -> None:
         if window_id in self.ended_ids:
             raise NotStreamable(f"window {window_id} ended twice")
-        if row["status"] in _OPEN_STATUSES:
-            raise NotStreamable(f"window {window_id} ended {row['status']}")
         self._take(row)
         self.ended_ids.add(window_id)
         if len(self.pending) >= BATCH_ROWS:
