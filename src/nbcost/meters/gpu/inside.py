@@ -50,14 +50,8 @@ class InsideWindows:
         for i in range(0, len(flat), 2):
             a, b = max(flat[i], self.start), flat[i + 1]
             self.latest_end = max(self.latest_end, b)
-            if b <= a:
-                continue
-            if a < self.final_until or (tail and a < tail[-1][0]):
+            if b > a and not _extend(tail, a, b, self.final_until):
                 return False
-            if tail and a <= tail[-1][1]:
-                tail[-1] = (tail[-1][0], max(tail[-1][1], b))
-            else:
-                tail.append((a, b))
         self.taken += len(flat) // 2
         self._settle()
         return True
@@ -84,16 +78,22 @@ class InsideWindows:
         s = self.series
         spans = list(self.tail)
         for a, b in sorted(open_spans):
-            if b <= a:
-                continue
-            if a < self.final_until or (spans and a < spans[-1][0]):
+            if b > a and not _extend(spans, a, b, self.final_until):
                 return None
-            if spans and a <= spans[-1][1]:
-                spans[-1] = (spans[-1][0], max(spans[-1][1], b))
-            else:
-                spans.append((a, b))
         held, busy = self.held, self.busy
         for a, b in spans:
             held += s.held.between(a, b)
             busy += s.busy_between(a, b)
         return held, busy
+
+
+def _extend(spans: list[tuple[float, float]], a: float, b: float, floor: float) -> bool:
+    """Add ``(a, b)`` to merged ``spans`` kept in time order (one that overlaps or touches the
+    newest joins it); False when it starts before ``floor`` or before the newest span."""
+    if a < floor or (spans and a < spans[-1][0]):
+        return False
+    if spans and a <= spans[-1][1]:
+        spans[-1] = (spans[-1][0], max(spans[-1][1], b))
+    else:
+        spans.append((a, b))
+    return True
