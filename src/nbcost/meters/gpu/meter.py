@@ -156,7 +156,9 @@ class GpuMeter(Meter):
 
     # --- windows ------------------------------------------------------------------------------
     def window_started(self, window: Any) -> None:
-        if self.sampler is not None and not self._stopped:
+        if self.sampler is None:  # no GPU: no figures, no spans to keep (every cell's path)
+            return
+        if not self._stopped:
             self.sampler.request_edge()
         # Top-level windows of any kind: a script's `track()` blocks are what its cells are to
         # a notebook, so held time outside all of them is the idle between.
@@ -164,7 +166,9 @@ class GpuMeter(Meter):
             self._open_windows[window.id] = window.start
 
     def window_ended(self, window: Any) -> None:
-        if self.sampler is not None and not self._stopped:
+        if self.sampler is None:
+            return
+        if not self._stopped:
             self.sampler.request_edge()
         start = self._open_windows.pop(window.id, None)
         if start is not None:
