@@ -286,8 +286,8 @@ class Ledger:
                 self._write_held()  # a long queue (a burst of blocks) is written as it goes:
                 # only a log that cannot be written holds lines (and drops past MAX_HELD)
 
-    def _spliced_line(self, event_id: str, event: str, at: str, fields: Mapping[str, Any]
-                   ) -> bytes | None:
+    def _spliced_line(self, event_id: str, event: str, at: str,
+                      fields: Mapping[str, Any]) -> bytes | None:
         """An event's line without building its record: the head and the common fields are
         encoded once, the event's own fields spliced after them (a third less than merging
         dicts, on every cell edge and LLM call). The same bytes as :func:`_line` of the whole

@@ -143,7 +143,7 @@ class CommChannel:
 
     def _session_message(self, with_history: bool) -> dict:
         return {"v": PROTOCOL_VERSION, "type": "session",
-                "session": session_totals(self.session, memo=self._meter_figures),
+                "session": self._totals(),
                 "cells": cell_history(self.session) if with_history else []}
 
     def _tick(self, window_id: str, live: dict) -> None:
@@ -151,7 +151,10 @@ class CommChannel:
             return
         self._send({"v": PROTOCOL_VERSION, "type": "tick", "window_id": window_id,
                     "elapsed_s": live.get("wall_s"), "record": live,
-                    "session": session_totals(self.session, memo=self._meter_figures)}, window_id=window_id)
+                    "session": self._totals()}, window_id=window_id)
+
+    def _totals(self) -> dict:
+        return session_totals(self.session, memo=self._meter_figures)
 
     def _on_event(self, event: dict) -> None:
         """Session listener: watch running cells, send finals; runs on the thread that logged."""
@@ -172,5 +175,5 @@ class CommChannel:
         if record is None:
             return
         self._send({"v": PROTOCOL_VERSION, "type": "final", "window_id": window_id,
-                    "record": record.compact(), "session": session_totals(self.session, memo=self._meter_figures)},
+                    "record": record.compact(), "session": self._totals()},
                    window_id=window_id, final=True)

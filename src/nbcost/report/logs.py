@@ -10,8 +10,9 @@ aborted query):
    and event type: counts, the last timestamp, and the few session and budget lines whole.
 
 A file passes when it is one whole session: no suspect line, a ``session_end``, as many window
-starts as ends, no ``window_amended`` (late remote usage is added to its window in Python). Its time between cells is then rebuilt from its ``session_end`` minus its
-top-level windows by :func:`nbcost.rows` code. Any other file (a killed kernel, a damaged
+starts as ends, no ``window_amended`` (late remote usage is added to its window in Python).
+Its time between cells is then rebuilt from its ``session_end`` minus its top-level windows by
+:func:`nbcost.rows` code. Any other file (a killed kernel, a damaged
 line, several sessions in one file) is read again in Python, line by line, with
 :func:`nbcost.rows.rows_from_events`, which rebuilds what a killed session spent and says
 exactly which line was skipped and why.
