@@ -67,6 +67,25 @@ def test_llm_calls_in_tasks_and_actor_methods_land_in_the_cell(session, srv):  #
     assert sum(1 for e in logged if e["origin"]["actor"]) == 1
 
 
+def test_a_detach_and_a_quick_attach_keep_the_one_collector(cluster, nbcost_home, srv):  # noqa: F811
+    """The collector actor dies with its last handle: a detach followed at once by an attach
+    (``%unload_ext`` then ``%load_ext``) must find the same live actor, not one dying."""
+    session = Session(meters=[LlmMeter()])
+    try:
+        nbcost.ray.attach(session)()
+        first = nbcost.ray._collector(nbcost.ray._collector_name)
+        detach = nbcost.ray.attach(session)
+        assert nbcost.ray._collector(nbcost.ray._collector_name) is first
+        ask = ray.remote(remote_tasks.ask)
+        window = session.open_window("cell", execution_count=1)
+        assert ray.get(ask.remote(base_urls(srv, CALLS[:1])[0]))
+        record = session.close_window(window.id)
+        detach()
+        assert llm(record) == tokens_of(CALLS[:1])
+    finally:
+        session.close()
+
+
 def test_a_task_gathered_in_a_later_cell_amends_the_cell_that_submitted_it(
         session, srv, tmp_path, wait_until):  # noqa: F811
     ask_later = ray.remote(remote_tasks.ask_when_file)

@@ -100,15 +100,33 @@ def attach(session: Any = None, poll_s: float = 1.0) -> Callable[[], None]:
     return attachment.detach
 
 
+#: The collector actor of each Ray job this process attached to, kept for the job's life: the
+#: actor dies with its last handle, so a detach followed at once by an attach (the warm-up of a
+#: benchmark, `%unload_ext` then `%load_ext`) would otherwise find it dying and lose its usage.
+_collectors: dict[tuple[str, str], Any] = {}
+
+
+def _collector(name: str) -> Any:
+    import ray
+
+    from .remote.ray_worker import Collector
+
+    key = (ray.get_runtime_context().get_job_id(), name)
+    handle = _collectors.get(key)
+    if handle is None:
+        for old in [k for k in _collectors if k[0] != key[0]]:  # jobs since shut down
+            del _collectors[old]
+        handle = _collectors[key] = ray.remote(num_cpus=0)(Collector).options(
+            name=name, get_if_exists=True).remote()
+    return handle
+
+
 class _Attachment:
     def __init__(self, session: Any, name: str, poll_s: float) -> None:
         import ray
 
-        from .remote.ray_worker import Collector
-
         self.session = session
-        self.collector = ray.remote(num_cpus=0)(Collector).options(
-            name=name, get_if_exists=True).remote()
+        self.collector = _collector(name)
         # Workers price with this kernel's prices and GPU rates (as set now), as Dask's do.
         self.collector.configure.remote(session.settings)
         # Ready before any task can look it up (a worker that found no collector would lose
