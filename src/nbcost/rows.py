@@ -217,8 +217,12 @@ class SpendTable:
     def add(self, event: Mapping[str, Any]) -> None:
         table = self._sessions.get(event["session_id"])
         if table is None:
-            table = self._sessions[event["session_id"]] = _SessionTable(event)
+            table = self._sessions[event["session_id"]] = self._session_table(event)
         table.add(event)
+
+    def _session_table(self, first: Mapping[str, Any]) -> _SessionTable:
+        """The part of the table for the session whose first event is ``first``."""
+        return _SessionTable(first)
 
     def rows(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []

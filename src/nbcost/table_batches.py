@@ -103,11 +103,8 @@ class BatchedSpendTable(SpendTable):
     """:class:`nbcost.rows.SpendTable` whose :meth:`table` is the Arrow table of its rows,
     built as the events come (``add`` raises :class:`NotStreamable` where it cannot be)."""
 
-    def add(self, event: Mapping[str, Any]) -> None:
-        table = self._sessions.get(event["session_id"])
-        if table is None:
-            table = self._sessions[event["session_id"]] = _StreamedSession(event)
-        table.add(event)
+    def _session_table(self, first: Mapping[str, Any]) -> _StreamedSession:
+        return _StreamedSession(first)
 
     def rows(self) -> list[dict[str, Any]]:
         raise TypeError("a BatchedSpendTable keeps no rows: use table()")
