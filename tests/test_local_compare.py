@@ -11,6 +11,7 @@ from decimal import Decimal
 import openai
 import pytest
 from fake_nvml import FakeGpu, live_meter
+from local_support import tiny_gpt2
 from llm_support import FAKE_KEY, expected_cost, messages, srv
 
 from nbcost.config import Settings
@@ -24,11 +25,7 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def model():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    return GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100,
-                                      n_positions=64, eos_token_id=99, pad_token_id=0)).eval()
+    return tiny_gpt2()
 
 
 @pytest.fixture
@@ -116,9 +113,8 @@ def test_the_magic_compares_a_notebooks_local_generation(nbcost_home):
     ip = InteractiveShell.instance()
     ip.run_cell("%load_ext nbcost", store_history=True)
     try:
-        ip.run_cell("import torch\nfrom transformers import GPT2Config, GPT2LMHeadModel\n"
-                    "m = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, "
-                    "vocab_size=100, n_positions=64, eos_token_id=99)).eval()", store_history=True)
+        ip.push({"torch": torch, "tiny_gpt2": tiny_gpt2})
+        ip.run_cell("m = tiny_gpt2()", store_history=True)
         ip.run_cell("out = m.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, "
                     "min_new_tokens=4)", store_history=True)
         from IPython.utils.capture import capture_output
@@ -247,13 +243,8 @@ def test_the_magic_compares_only_the_tagged_cells(nbcost_home):
     ip = InteractiveShell.instance()
     ip.run_cell("%load_ext nbcost", store_history=True)
     try:
-        ip.run_cell("import torch\nfrom transformers import GPT2Config, GPT2LMHeadModel\n"
-                    "def tiny(name):\n"
-                    "    m = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, "
-                    "vocab_size=100, n_positions=64, eos_token_id=99)).eval()\n"
-                    "    m.config._name_or_path = name\n"
-                    "    return m\n"
-                    "a, b = tiny('tiny-a'), tiny('tiny-b')", store_history=True)
+        ip.push({"torch": torch, "tiny_gpt2": tiny_gpt2})
+        ip.run_cell("a, b = tiny_gpt2('tiny-a'), tiny_gpt2('tiny-b')", store_history=True)
         ip.run_cell("%%cost --tag run=1 --quiet\n"
                     "a.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, min_new_tokens=4)",
                     store_history=True)

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 from fake_nvml import FakeGpu, live_meter
+from local_support import tiny_gpt2
 
 from nbcost.config import Settings
 from nbcost.meters.llm import LlmMeter
@@ -74,11 +75,7 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def model():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    return GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100,
-                                      n_positions=64, eos_token_id=99, pad_token_id=0)).eval()
+    return tiny_gpt2()
 
 
 def test_a_window_prices_its_local_tokens_at_its_gpu_cost(tmp_path, model):

@@ -16,6 +16,7 @@ import openai
 import pytest
 from fake_nvml import FakeGpu, live_meter
 from llm_support import FAKE_KEY, messages, srv  # noqa: F401 (srv: a fixture)
+from local_support import tiny_gpt2
 
 from nbcost.cli import main
 from nbcost.config import Settings
@@ -25,16 +26,6 @@ from nbcost.report.audit import AuditOptions, render_audit
 from nbcost.session import Session
 
 torch = pytest.importorskip("torch")
-
-
-def _model(name: str):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100,
-                                       n_positions=64, eos_token_id=99, pad_token_id=0)).eval()
-    model.config._name_or_path = name  # how nbcost names a local model: its name or path
-    return model
 
 
 def _cell(session: Session, gpu: FakeGpu, count: int, tags: dict[str, str], work) -> None:
@@ -55,7 +46,7 @@ def logs(tmp_path_factory, srv):  # noqa: F811
     * ``b.ipynb``: cell 1 (experiment=y) generates 6 tokens with ``tiny-b``, twice.
     """
     folder = tmp_path_factory.mktemp("spend")
-    tiny_a, tiny_b = _model("tiny-a"), _model("tiny-b")
+    tiny_a, tiny_b = tiny_gpt2("tiny-a"), tiny_gpt2("tiny-b")
     prompt = torch.tensor([[1, 2, 3, 4, 5]])
     for notebook in ("a.ipynb", "b.ipynb"):
         gpu = FakeGpu("GPU-aaaa").process(os.getpid(), time.time() - 5)
