@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shlex
 import site
 import subprocess
 import sys
@@ -169,13 +170,21 @@ def test_a_child_that_finishes_after_its_cell_amends_that_cell(srv, nbcost_home,
             (first.id, "process", True)]
 
 
+READ_WINDOW = ("from nbcost.remote.environment import ParentContext; "
+               "print(ParentContext.from_environ().window_id)")
+
+
+def billed_to(**kwargs) -> str | None:
+    """The window a Python child started now reads."""
+    out = subprocess.run([sys.executable, "-c", READ_WINDOW], capture_output=True, text=True,
+                         check=True, **kwargs).stdout.strip()
+    return None if out == "None" else out
+
+
 def test_the_environment_follows_the_innermost_window_and_is_removed_at_the_end(nbcost_home):
     session = Session(meters=[])
     try:
         assert os.environ[environment.SESSION] == session.id
-        def billed_to() -> str | None:  # what a child started now reads
-            return environment.ParentContext.from_environ().window_id
-
         outer = session.open_window("cell")
         inner = session.open_window("track")
         assert billed_to() == inner.id
@@ -190,6 +199,60 @@ def test_the_environment_follows_the_innermost_window_and_is_removed_at_the_end(
     for name in (environment.SESSION, environment.FOLDER, environment.WINDOW):
         assert name not in os.environ
     assert not folder.exists()  # no child wrote: nothing is left behind
+
+
+def test_a_window_writes_nothing_to_the_environment_until_a_process_starts(nbcost_home):
+    """The cell path does not touch the environment (glibc's setenv cost every cell several
+    µs); every way Python starts a process writes the window first, explicit environments
+    copied from os.environ windows ago included."""
+    session = Session(meters=[])
+    try:
+        first = session.open_window("cell")
+        copied = dict(os.environ)  # a notebook's `env = {**os.environ, ...}`, kept for later
+        session.close_window(first.id)
+        window = session.open_window("cell")
+        assert os.environ[environment.WINDOW] == ""  # nothing started yet: nothing written
+
+        assert billed_to() == window.id  # subprocess (_posixsubprocess.fork_exec)
+        nested = session.open_window("track")
+        assert billed_to(env=copied) == nested.id
+        assert billed_to(close_fds=False) == nested.id  # subprocess's os.posix_spawn path
+        session.close_window(nested.id)
+
+        def started_by(start) -> str | None:
+            out = Path(os.environ[environment.FOLDER]) / "started.out"
+            start(out)
+            return out.read_text().strip()
+
+        code = ("import sys; from nbcost.remote.environment import ParentContext; "
+                "open(sys.argv[1], 'w').write(str(ParentContext.from_environ().window_id))")
+        command = shlex.join([sys.executable, "-c", code])
+        assert started_by(lambda out: os.system(f"{command} {out}")) == window.id
+        track = session.open_window("track")
+        assert started_by(lambda out: os.waitpid(os.posix_spawn(
+            sys.executable, [sys.executable, "-c", code, str(out)], copied), 0)) == track.id
+
+        def forked(out):
+            pid = os.fork()
+            if pid == 0:  # the child: what it inherited
+                try:
+                    out.write_text(str(environment.ParentContext.from_environ().window_id))
+                finally:
+                    os._exit(0)
+            os.waitpid(pid, 0)
+
+        inner = session.open_window("track")
+        assert started_by(forked) == inner.id
+        session.close_window(inner.id)
+        session.close_window(track.id)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            assert pool.apply(_window_of_this_process) == window.id
+    finally:
+        session.close()
+
+
+def _window_of_this_process() -> str | None:
+    return environment.ParentContext.from_environ().window_id
 
 
 def test_a_python_child_without_a_kernel_loads_nothing(nbcost_home):
@@ -243,6 +306,7 @@ def test_the_environment_takes_a_bounded_set_of_values_however_many_windows(nbco
     try:
         for _ in range(environment.SLOTS + 100):
             window = session.open_window("track")
+            session._children.slots.write()  # what each process start does
             seen.add(os.environ[environment.WINDOW])
             assert environment.ParentContext.from_environ().window_id == window.id
             session.close_window(window.id)

@@ -10,7 +10,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
-from . import environment
+from . import environment, spawn
 from .beacon import Beacon
 from .inbox import Inbox
 
@@ -36,8 +36,9 @@ class ChildProcesses:
         environment.expose(session.id, self.folder)
         self.slots = environment.WindowSlots(session.settings.data_dir, self.folder)
         #: ``window_changed(window_id)``: the innermost open window is now this one; children
-        #: started from now on are billed to it (on every window's path: ~1 µs).
+        #: started from now on are billed to it (on every window's path: one attribute).
         self.window_changed = self.slots.window_changed
+        spawn.install(self.slots.write)  # the environment names it when a process starts
         _watch_forks(session)
 
 
@@ -64,6 +65,7 @@ class ChildProcesses:
         (its child logs are in the session's own log now). Kept while the session's log holds
         events it could not write yet: the child logs are then the only copy on disk."""
         self.collect(session)
+        spawn.uninstall(self.slots.write)
         environment.withdraw(self.session_id)
         self.beacon.close()
         self.slots.close()

@@ -2,10 +2,10 @@
 
 ``NBCOST_PARENT_SESSION`` is set for as long as the session lives; the start-up hook in a Python
 child does nothing without it. ``NBCOST_PARENT_WINDOW`` names the innermost open window: a child is
-billed to the window open when it was started, which is what a process inherits. Setting one
-``os.environ`` key costs about 0.5 µs, so a window sets it once, at its start; a nested window's
-end puts back the one around it, a top-level window's end leaves it (a child started between
-cells is billed to the cell before it).
+billed to the window open when it was started, which is what a process inherits. A window's
+start makes it the one, a nested window's end puts back the one around it, a top-level window's
+end leaves it (a child started between cells is billed to the cell before it). It is written to
+the environment only when a process starts (:mod:`.spawn`): a window itself writes nothing.
 
 The variable holds a slot number, not the window's id: glibc keeps every value ever given to
 ``setenv`` (76 MiB for a million windows' ids). There are 1,024 slots, so glibc keeps at most
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, MutableMapping
@@ -63,16 +64,29 @@ class WindowSlots:
         finally:
             os.close(fd)
         self._next = 0
+        self._lock = threading.Lock()  # processes may start on several threads at once
+        self._window: str | None = None  # the innermost window
+        self._written: str | None = None  # the window the environment names
 
     def window_changed(self, window_id: str) -> None:
         """Children started from now on are billed to ``window_id`` (on every window's path:
-        a memory write and one environment key of 1,024 possible values)."""
-        slot = self._next
-        self._next = (slot + 1) % SLOTS
-        start = slot * SLOT_BYTES
-        self._map[start:start + SLOT_BYTES] = window_id.encode()[:SLOT_BYTES].ljust(SLOT_BYTES,
-                                                                                   b"\0")
-        os.environ[WINDOW] = _SLOT_NAMES[slot]
+        one attribute; :meth:`write` puts it in the environment when a process starts)."""
+        self._window = window_id
+
+    def write(self) -> None:
+        """Name the innermost window in the environment, for a process about to start: the id
+        in the next slot, the slot's number in the variable (one of 1,024 values)."""
+        with self._lock:
+            window_id = self._window
+            if window_id is None or window_id == self._written:
+                return
+            slot = self._next
+            self._next = (slot + 1) % SLOTS
+            start = slot * SLOT_BYTES
+            self._map[start:start + SLOT_BYTES] = window_id.encode()[:SLOT_BYTES].ljust(
+                SLOT_BYTES, b"\0")
+            os.environ[WINDOW] = _SLOT_NAMES[slot]
+            self._written = window_id
 
     def close(self) -> None:
         try:
