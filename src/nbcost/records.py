@@ -1,7 +1,7 @@
 """Records: what a window (a cell or a ``track()`` block) cost, and how costs add up.
 
-Records are frozen: once a window closes its record never changes. ``Tally`` is the one mutable
-accumulator, owned by the Session under its lock.
+Records are read-only: once a window closes its record never changes. ``Tally`` is the one
+mutable accumulator, owned by the Session under its lock.
 """
 
 from __future__ import annotations
@@ -159,9 +159,12 @@ class Budget:
         return {"usd": money(self.usd), "hard": self.hard, "scope": self.scope}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WindowRecord:
-    """What one finished window cost. ``meters`` maps a meter's name to its figures."""
+    """What one finished window cost. ``meters`` maps a meter's name to its figures.
+
+    Read-only, like :class:`WindowInfo` (and for the same reason not a frozen dataclass: every
+    cell builds one)."""
 
     info: WindowInfo
     wall_s: float

@@ -41,9 +41,13 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WindowInfo:
     """A span of time that costs accrue to: a notebook cell or a ``track()`` block.
+
+    Read-only: nbcost never changes one once built (a window that ends gets a new one, see
+    :meth:`ended`), and neither should a meter. (Not a frozen dataclass: building one of those
+    costs five times as much, and every cell builds two.)
 
     Attributes:
         start, end: ``time.time()`` seconds (UTC epoch); ``end`` is None while it runs.
@@ -153,6 +157,12 @@ class Meter:
 
     def stop(self) -> None:
         """Stop measuring and release threads and handles. Idempotent."""
+
+    @property
+    def watches_windows(self) -> bool:
+        """Whether the window hooks below need calling (asked after :meth:`start`): a meter with
+        nothing to watch (a GPU meter without a GPU) says False, and no cell pays for them."""
+        return True
 
     def window_started(self, window: WindowInfo) -> None:
         """A cell or ``track()`` block began (timestamps only; do no slow I/O here)."""

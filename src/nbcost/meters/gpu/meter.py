@@ -155,6 +155,10 @@ class GpuMeter(Meter):
             pass
 
     # --- windows ------------------------------------------------------------------------------
+    @property
+    def watches_windows(self) -> bool:
+        return self.sampler is not None  # no GPU: no edges to read, no spans to keep
+
     def window_started(self, window: Any) -> None:
         if self.sampler is None:  # no GPU: no figures, no spans to keep (every cell's path)
             return
