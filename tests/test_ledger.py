@@ -106,7 +106,7 @@ def test_a_buffered_edge_is_the_line_the_whole_record_gives(tmp_path):
                                       {"user": "bad \udcff"})):
         path = tmp_path / f"{number}.jsonl"
         ledger = Ledger(path, common)
-        spliced = ledger._spliced_line("e1", "cell_start", "2026-11-28T10:00:00.000000Z", {"a": 1})
+        spliced = ledger._spliced_line(1, "cell_start", "2026-11-28T10:00:00.000000Z", {"a": 1})
         assert (spliced is None) == (number == 2)  # the fast path, unless a common value is odd
         edges = [("cell_start", {"window_id": "w1", "label": 'a "quoted"\nlabel', "tags": {"k": "v"},
                                  "execution_count": 3, "wall_s": 0.1 + 0.2}),

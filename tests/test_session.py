@@ -160,6 +160,56 @@ def test_a_failing_meter_flags_the_record_warns_once_and_never_raises(capsys):
     assert capsys.readouterr().err.count("sensor on fire") == 1
 
 
+class EdgeCounter(Meter):
+    """Counts the window edges it is told of; watches windows only when ``watching``."""
+
+    name = "edges"
+
+    def __init__(self, watching: bool) -> None:
+        self.watching, self.edges = watching, 0
+
+    @property
+    def watches_windows(self) -> bool:
+        return self.watching
+
+    def window_started(self, window) -> None:
+        self.edges += 1
+
+    def window_ended(self, window) -> None:
+        self.edges += 1
+
+
+@pytest.mark.parametrize("watching", [True, False])
+def test_a_meter_that_watches_no_windows_is_not_told_of_them(watching, nbcost_home):
+    """A GPU meter without a GPU says so after start: no cell pays for its empty edge calls."""
+    meter = EdgeCounter(watching)
+    session = Session(load_settings(), meters=[meter])
+    try:
+        for _ in range(3):
+            session.close_window(session.open_window("cell").id)
+    finally:
+        session.close()
+    assert meter.edges == (6 if watching else 0)
+
+
+def test_a_quiet_window_after_a_costly_one_has_its_own_figures(session):
+    """Windows that end with the figures of the one before reuse its sums: never another's."""
+    tokens = session.meters["tokens"]
+    session.remove_meter("penny")  # the usual cell: nothing continuous to measure
+    figures = []
+    for calls in (0, 1, 0, 0, 2, 0):
+        window = session.open_window("cell")
+        for _ in range(calls):
+            tokens.call("m", 1000)
+        record = session.close_window(window.id)
+        figures.append((record.cost_usd, record.meters.get("tokens")))
+    assert [cost for cost, _ in figures] == [0, Decimal("0.002"), 0, 0, Decimal("0.004"), 0]
+    assert [t.quantities["calls"] if t else 0 for _, t in figures] == [0, 1, 0, 0, 2, 0]
+    ends = events(session, "cell_end")
+    assert [e["cost_usd"] for e in ends] == ["0", "0.002", "0", "0", "0.004", "0"]
+    assert [sorted(e["meters"]) for e in ends] == [[], ["tokens"], [], [], ["tokens"], []]
+
+
 def test_listeners_get_every_event_as_json(session):
     seen = []
     remove = session.add_listener(seen.append)

@@ -41,17 +41,17 @@ _second_prefix: tuple[int, str] = (-1, "")  # the last whole second formatted: c
 def iso_utc(moment: dt.datetime | float) -> str:
     """``2026-11-27T09:15:02.123456Z``: ISO 8601 in UTC, always with the Z."""
     global _second_prefix
-    if isinstance(moment, dt.datetime):
+    if type(moment) is not float and isinstance(moment, dt.datetime):
         moment = moment.timestamp()
     seconds = int(moment)
-    micros = int(round((moment - seconds) * 1e6))
+    micros = round((moment - seconds) * 1e6)
     if micros == 1_000_000:
         seconds, micros = seconds + 1, 0
-    cached_second, prefix = _second_prefix
-    if cached_second != seconds:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _second_prefix = (seconds, prefix)
-    return f"{prefix}.{micros:06d}Z"
+    cached = _second_prefix
+    if cached[0] != seconds:
+        cached = _second_prefix = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                          time.gmtime(seconds)))
+    return f"{cached[1]}.{micros:06d}Z"
 
 
 def _encode(value: Any) -> Any:
@@ -160,12 +160,14 @@ class Ledger:
                     self.common, default=_encode, option=_ORJSON_PASSTHROUGH)[1:-1]
             except (TypeError, ValueError):
                 self._common_json = None
-        self._edge_heads: dict[str, bytes] = {}
         self._edge_flush_s = edge_flush_s
-        self._writer_armed = False  # the writer is awake or about to be: no need to wake it
         # Event ids: a random prefix per log and a counter, unique without a syscall per event.
         self._id_prefix = uuid.uuid4().hex[:16]
         self._sequence = itertools.count()
+        # A line's parts before and after its event number, encoded once.
+        self._id_head = b'{"schema":%d,"id":"%s' % (SCHEMA_VERSION, self._id_prefix.encode())
+        self._event_heads: dict[str, bytes] = {}
+        self._writer_armed = False  # the writer is awake or about to be: no need to wake it
         # Records (dicts) and buffered edges (tuples), appended by any thread, drained in order
         # under _write_lock.
         self._queue: deque[dict | tuple] = deque()
@@ -224,16 +226,15 @@ class Ledger:
         before it (the cheapest durable write; any other state takes ``append``'s path)."""
         if self._closed:
             raise LedgerError(f"the spend log {self.path} is closed")
-        event_id = f"{self._id_prefix}{next(self._sequence):08x}"
+        number = next(self._sequence)
         ts = at if isinstance(at, str) else iso_utc(time.time() if at is None else at)
-        line = self._spliced_line(event_id, event, ts, fields)
+        line = self._spliced_line(number, event, ts, fields)
         with self._write_lock:
             if (line is None or self._queue or self._held or self._fd is None
                     or self._failure is not None or self._torn or self._deleted()):
                 self._hold_queued()
                 if line is None:
-                    self._hold_line({"schema": SCHEMA_VERSION, "id": event_id, "event": event,
-                                     "ts": ts, **self.common, **fields})
+                    self._hold_line(self._record(number, event, ts, fields))
                 else:
                     self._hold(line)
                 self._write_held()
@@ -251,10 +252,10 @@ class Ledger:
     def buffer(self, event: str, fields: Mapping[str, Any], at: str) -> None:
         """Queue a cell or block edge for the writer thread without building the logged dict
         (what :meth:`append` returns): the cheapest way to log when nobody listens. ``fields``
-        must not change afterwards; ``at`` is a formatted UTC time."""
+        must not change afterwards; ``at`` is a time :func:`iso_utc` formatted."""
         if self._closed:
             raise LedgerError(f"the spend log {self.path} is closed")
-        self._queue.append((f"{self._id_prefix}{next(self._sequence):08x}", event, at, fields))
+        self._queue.append((next(self._sequence), event, at, fields))
         if not self._writer_armed:
             self._arm_writer()
 
@@ -271,41 +272,43 @@ class Ledger:
                 self._write_held()
 
     def _hold_queued(self) -> None:
-        while self._queue:
-            item = self._queue.popleft()
+        queue, held = self._queue, self._held
+        while queue:
+            item = queue.popleft()
             line = self._spliced_line(*item) if type(item) is tuple else None  # a buffered edge
-            if line is not None:
-                self._hold(line)
+            if line is None:  # (a record, or an edge only the careful path writes)
+                self._hold_line(item if type(item) is dict else self._record(*item))
+            elif len(held) < MAX_HELD:
+                held.append(line)
             else:
-                if type(item) is tuple:
-                    event_id, event, at, fields = item
-                    item = {"schema": SCHEMA_VERSION, "id": event_id, "event": event, "ts": at,
-                            **self.common, **fields}
-                self._hold_line(item)
-            if len(self._held) >= _WRITE_BATCH and self._failure is None:
+                self._hold(line)
+            if len(held) >= _WRITE_BATCH and self._failure is None:
                 self._write_held()  # a long queue (a burst of blocks) is written as it goes:
                 # only a log that cannot be written holds lines (and drops past MAX_HELD)
 
-    def _spliced_line(self, event_id: str, event: str, at: str,
+    def _record(self, number: int, event: str, at: str, fields: Mapping[str, Any]) -> dict:
+        return {"schema": SCHEMA_VERSION, "id": f"{self._id_prefix}{number:08x}",
+                "event": event, "ts": at, **self.common, **fields}
+
+    def _spliced_line(self, number: int, event: str, at: str,
                       fields: Mapping[str, Any]) -> bytes | None:
-        """An event's line without building its record: the head and the common fields are
-        encoded once, the event's own fields spliced after them (a third less than merging
-        dicts, on every cell edge and LLM call). The same bytes as :func:`_line` of the whole
-        record; None where splicing cannot promise that (a field that overrides a common one,
-        no fields, a value only the careful path writes)."""
+        """Event number ``number``'s line without building its record: its head and the
+        common fields are encoded once, the event's own fields spliced after them (a third less than merging dicts, on every cell edge and LLM call). The same bytes
+        as :func:`_line` of :meth:`_record`; None where splicing cannot promise that (a field
+        that overrides a common one, no fields, a value only the careful path writes). ``at``
+        is a time :func:`iso_utc` formatted (plain ASCII: written as it is)."""
         common = self._common_json
         if common is None or not fields or not self._common_keys.isdisjoint(fields):
             return None
         try:
             body = orjson.dumps(fields, default=_encode, option=_ORJSON_OPTIONS)
-            head = self._edge_heads.get(event)
-            if head is None:
-                head = self._edge_heads[event] = orjson.dumps(event)
-            return b'{"schema":%d,"id":%s,"event":%s,"ts":%s%s,%s' % (
-                SCHEMA_VERSION, orjson.dumps(event_id), head, orjson.dumps(at),
-                common, body[1:])
         except (TypeError, ValueError):
             return None
+        event_head = self._event_heads.get(event)
+        if event_head is None:
+            event_head = self._event_heads[event] = b'","event":%s,"ts":"' % orjson.dumps(event)
+        return b'%s%08x%s%s"%s,%s' % (self._id_head, number, event_head, at.encode(), common,
+                                     body[1:])
 
     def _hold_line(self, record: dict) -> None:
         try:

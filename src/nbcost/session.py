@@ -56,11 +56,12 @@ def notebook_identity(environ: Mapping[str, str] | None = None) -> dict[str, str
 class _Window:
     """A window while it is open: its info and its tallies (its budget is in ``Budgets``)."""
 
-    __slots__ = ("info", "started_at", "tallies", "started_perf", "flags")
+    __slots__ = ("info", "started_at", "fields", "tallies", "started_perf", "flags")
 
     def __init__(self, info: WindowInfo) -> None:
         self.info = info
-        self.started_at = iso_utc(info.start)  # formatted once: both of its events carry it
+        self.started_at = iso_utc(info.start)
+        self.fields = _window_fields(info, self.started_at)  # built once: both events carry it
         self.tallies: dict[str, Tally] = {}
         self.started_perf = time.perf_counter()
         self.flags: set[str] = set()
@@ -109,11 +110,15 @@ class Session:
         self._listeners: list[Listener] = []
         self.meters: dict[str, Meter] = {}
         self._edge_meters: tuple[Meter, ...] = ()
+        self._settling_meters: tuple[Meter, ...] = ()
         self._measuring_meters: tuple[Meter, ...] = ()
         # Each meter's last figures and their JSON: a meter that measures the same (frozen)
         # figures window after window (no GPU) is encoded once.
         self._json_of: dict[str, tuple[MeterTotals, dict]] = {}
         self._last_measured: dict[str, tuple[Any, MeterTotals]] = {}
+        # The last ended window's figures with their sums (see _figures): most cells end with
+        # the same figures as the one before (no call, no GPU), and reuse them.
+        self._last_figures: tuple[dict[str, MeterTotals], Decimal, bool, dict] | None = None
         self._open: dict[str, _Window] = {}
         self._cell_fields: dict[str, Any] = {}  # the running cell's, for usage events
         # Windows that `%cost reset` or `close()` ended while their code still ran: the code's
@@ -240,8 +245,8 @@ class Session:
         if meter.name in self.meters:
             raise ValueError(f"a meter named {meter.name!r} is already part of this session")
         self.meters[meter.name] = meter
-        self._meters_changed()
         self.run_safely(f"starting the {meter.name} meter", lambda: meter.start(self))
+        self._meters_changed()  # after start: a meter says then whether it watches windows
 
     def remove_meter(self, name: str) -> None:
         meter = self.meters.pop(name, None)
@@ -251,14 +256,16 @@ class Session:
 
     def _meters_changed(self) -> None:
         """The meters each window edge and measurement calls: only those that override the
-        hook (the base class's do nothing), so a cell pays for no empty calls."""
-        def overriding(hook: str) -> tuple[Meter, ...]:
-            return tuple(m for m in self.meters.values()
-                         if getattr(type(m), hook) is not getattr(Meter, hook))
+        hook (the base class's do nothing) and, for the edges, watch windows at all (a GPU
+        meter without a GPU does not), so a cell pays for no empty calls."""
+        def overriding(*hooks: str, meters=self.meters.values()) -> tuple[Meter, ...]:
+            return tuple(m for m in meters
+                         if any(getattr(type(m), h) is not getattr(Meter, h) for h in hooks))
 
-        self._edge_meters = tuple(m for m in self.meters.values()
-                                  if type(m).window_started is not Meter.window_started
-                                  or type(m).window_ended is not Meter.window_ended)
+        watching = [m for m in self.meters.values()
+                    if self.run_safely(f"the {m.name} meter", lambda m=m: m.watches_windows)]
+        self._edge_meters = overriding("window_started", "window_ended", meters=watching)
+        self._settling_meters = overriding("settles_later", meters=watching)
         self._measuring_meters = overriding("measure")
 
     # MeterSink ------------------------------------------------------------------------------
@@ -328,15 +335,14 @@ class Session:
     def open_window(self, kind: str, label: str | None = None, tags: Mapping[str, str] | None = None,
                     cell_id: str | None = None, execution_count: int | None = None) -> WindowInfo:
         with self._lock:
-            parent = next(reversed(self._open.values()), None)
             info = WindowInfo(
                 f"{self._window_prefix}{next(self._window_numbers):06x}", kind, time.time(),
                 label, {**self.settings.default_tags, **tags} if tags else
                 dict(self.settings.default_tags), cell_id, execution_count,
-                parent.info.id if parent else None)
+                next(reversed(self._open), None))  # the innermost open window is the parent
             window = self._open[info.id] = _Window(info)
-            if kind == "cell":
-                self._cell_changed()
+            if kind == "cell" and not self._cell_fields:  # the first open cell is the running one
+                self._cell_fields = {"cell_id": cell_id, "execution_count": execution_count}
         if self._children is not None:  # children started from now on bill to this window
             self._children.window_changed(info.id)
         if self._window_watchers:
@@ -346,7 +352,7 @@ class Session:
                 meter.window_started(info)
             except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
                 self._fault(f"the {meter.name} meter", exc, window)
-        self._emit(_START_EVENTS.get(kind) or f"{kind}_start", _window_fields(window),
+        self._emit(_START_EVENTS.get(kind) or f"{kind}_start", window.fields,
                    at=window.started_at)
         return info
 
@@ -361,6 +367,7 @@ class Session:
                 return None
             window.info = replace(window.info, label=label if label is not None else window.info.label,
                                   tags={**window.info.tags, **(tags or {})})
+            window.fields = _window_fields(window.info, window.started_at)
         if budget_usd is not None:
             self.budgets.set_window(window_id, budget_usd, budget_hard)
         return window.info
@@ -383,8 +390,9 @@ class Session:
         end = time.time()
         with self._lock:
             window = self._open.pop(window_id, None)
-            early = self._ended_early.pop(window_id, None) if window is None else None
-            if window is not None and window.info.kind == "cell":
+            if window is None:
+                early = self._ended_early.pop(window_id, None)
+            elif window.info.kind == "cell":
                 self._cell_changed()
             if self._open and (children is not None or self._window_watchers):
                 self._window_closed_inside(next(reversed(self._open)))
@@ -406,7 +414,7 @@ class Session:
                 self._fault(f"the {meter.name} meter", exc, window)
         if on_final is None:
             return self._finish_window(window, wall_s, status)
-        if self._settle_later(window, wall_s, status, on_final):
+        if self._settling_meters and self._settle_later(window, wall_s, status, on_final):
             return None
         record = self._finish_window(window, wall_s, status)
         on_final(record)
@@ -417,7 +425,7 @@ class Session:
         """Have the window finished once every meter's figures for it are in: True if that is
         later (a meter reads on its own thread), False if they are in now. A window left
         unsettled (a stuck NVML call) is finished by the next ``flush``, reset or close."""
-        for waiting in self._measuring_meters:
+        for waiting in self._settling_meters:
             if waiting.settles_later():
                 break
         else:
@@ -449,29 +457,27 @@ class Session:
     def _finish_window(self, window: _Window, wall_s: float, status: str) -> WindowRecord:
         """Measure an ended window, keep and log its record, check its budget."""
         info = window.info
-        meters = self._measure(window, info.start, info.end)  # may flag the window
+        meters, cost, unpriced, meters_json = self._figures(window, info.start, info.end)
         flags = tuple(sorted(window.flags)) if window.flags else ()
-        budget = self.budgets.of_window(info.id)
-        record = WindowRecord(info=info, wall_s=wall_s, status=status, meters=meters,
-                              session_id=self.id, flags=flags, budget=budget)
+        budgets = self.budgets
+        budget = budgets.of_window(info.id) if budgets.any else None
+        record = WindowRecord(info, wall_s, status, meters, self.id, flags, budget)
         with self._lock:
             self.records.append(record)
         ended_at = iso_utc(info.end)
-        cost = _cost(meters)
-        unpriced = any(totals.unpriced for totals in meters.values())
-        fields = _window_fields(window)
-        fields.update(ended_at=ended_at, wall_s=wall_s, status=status, cost_usd=money(cost),
-                      unpriced=unpriced, meters=self._meters_json(meters), flags=list(flags))
+        fields = {**window.fields, "ended_at": ended_at, "wall_s": wall_s, "status": status,
+                  "cost_usd": money(cost), "unpriced": unpriced, "meters": meters_json,
+                  "flags": list(flags)}
         # A window that cost something is a money event: on disk now, like its usage. (Most
         # cells cost nothing and are buffered: that is what keeps a cell's overhead low.)
         self._emit(_END_EVENTS.get(info.kind) or f"{info.kind}_end", fields, at=ended_at,
                    durable=bool(cost) or unpriced)
         if budget is not None:  # spend since the last check (a window with no ticks) counts too
             where = self._where(window)
-            self.budgets.check(info.id, cost, where)
-            if self.budgets.session_pending():
-                self.budgets.check("session", self.total_usd, where)
-        self.budgets.forget_window(info.id)
+            budgets.check(info.id, cost, where)
+            if budgets.session_pending():
+                budgets.check("session", self.total_usd, where)
+            budgets.forget_window(info.id)
         return record
 
     def budget_of(self, window_id: str) -> tuple[Decimal | None, bool]:
@@ -728,6 +734,22 @@ class Session:
                 meters[meter.name] = last[1]
         return meters
 
+    def _figures(self, window: _Window, start: float, end: float
+                 ) -> tuple[dict[str, MeterTotals], Decimal, bool, dict[str, dict]]:
+        """An ended window's figures per meter, their cost, whether some usage was unpriced,
+        and their JSON. The sums and JSON of the window before are reused when the figures are
+        the same objects (the usual cell: no call, and the same frozen figures of no GPU)."""
+        meters = self._measure(window, start, end)  # may flag the window
+        last = self._last_figures
+        if last is not None and last[0] == meters:  # (compares identical values first)
+            return meters, last[1], last[2], last[3]
+        cost, unpriced = ZERO, False
+        for totals in meters.values():
+            cost += totals.cost_usd
+            unpriced = unpriced or totals.unpriced
+        self._last_figures = meters, cost, unpriced, self._meters_json(meters)
+        return self._last_figures
+
     def _meters_json(self, meters: Mapping[str, MeterTotals]) -> dict[str, dict]:
         out = {}
         for name, totals in meters.items():
@@ -853,8 +875,8 @@ def _cost(meters: Mapping[str, MeterTotals]) -> Decimal:
     return sum((t.cost_usd for t in meters.values()), ZERO)
 
 
-def _window_fields(window: _Window) -> dict[str, Any]:
-    info = window.info
+def _window_fields(info: WindowInfo, started_at: str) -> dict[str, Any]:
+    """What both of a window's events carry."""
     return {
         "window_id": info.id,
         "parent_id": info.parent_id,
@@ -863,7 +885,7 @@ def _window_fields(window: _Window) -> dict[str, Any]:
         "tags": dict(info.tags),
         "cell_id": info.cell_id,
         "execution_count": info.execution_count,
-        "started_at": window.started_at,
+        "started_at": started_at,
     }
 
 
