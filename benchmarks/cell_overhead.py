@@ -1,21 +1,27 @@
 """What nbcost adds to every cell, against a bare shell and ipython-autotime, in one run.
 
-    python benchmarks/cell_overhead.py [--cells 2000] [--rounds 7] [--load N] [--json FILE]
+    python benchmarks/cell_overhead.py [--cells 1000] [--rounds 15] [--load N] [--json FILE]
 
-Long-lived subprocesses (bare; three empty cell hooks, the floor of any extension that hooks
-cells; autotime; nbcost; and bare and nbcost in ipykernel's shell in process, where nbcost's
-display channel to the lab extension is open and each cell sends its final message), each with
-its own shell, take turns running ``--cells`` trivial cells, round after round, so that all see
-the same machine load; each keeps its fastest round. The figure is wall time on the cell's thread: what a
-user waits. ``--load N`` keeps N busy-loop processes running meanwhile (both cores busy with
-other work: each handoff of the GIL to another thread then waits for a scheduler slice).
+One IPython shell has autotime and nbcost loaded (and three empty cell hooks, the floor of any
+extension that hooks cells); only one of them has its hooks registered at a time. Round after
+round, each variant runs ``--cells`` trivial cells in turn (bare: no hooks; the order rotates),
+so all see the same machine load *and the same process*: separate processes differ by 10-20 µs a cell by luck of
+memory layout, more than the figures measured. A variant's figure is the median over rounds of
+its time minus bare's in that round: wall time on the cell's thread, what a user waits, with
+nbcost's block ending in a flush of its spend log (its writer thread's work for those cells
+counts too). A second process does the same in ipykernel's shell with nbcost's display channel
+open (each cell sends its final message to the lab extension). ``--load N`` keeps N busy-loop
+processes running meanwhile (both cores busy with other work: each handoff of the GIL to
+another thread then waits for a scheduler slice).
 Goals: idle, ≤ 50 µs added per cell and no more than autotime adds; loaded, ≤ 100 µs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,105 +29,147 @@ import tempfile
 from figures import write as write_figure
 
 CHILD = r"""
-import contextlib, io, sys, time
-from IPython.core.interactiveshell import InteractiveShell
-variant, cells = sys.argv[1], int(sys.argv[2])
-if variant.startswith("kernel-"):  # ipykernel's shell, in process: nbcost's display channel
-    from ipykernel.inprocess.manager import InProcessKernelManager  # (the comm) is open
+import contextlib, io, json, sys, time
+kind, cells = sys.argv[1], int(sys.argv[2])
+if kind == "kernel":  # ipykernel's shell, in process: nbcost's display channel (the comm) opens
+    from ipykernel.inprocess.manager import InProcessKernelManager
 
     manager = InProcessKernelManager()
     manager.start_kernel()
-    ip, variant = manager.kernel.shell, variant[len("kernel-"):]
+    ip = manager.kernel.shell
 else:
+    from IPython.core.interactiveshell import InteractiveShell
+
     ip = InteractiveShell.instance()
 quiet = io.StringIO()  # autotime prints a line per cell; keep that out of the pipe
+
+
+def load(line):
+    # What loading an extension added: its cell hooks and input transformers.
+    hooks = {name: list(callbacks) for name, callbacks in ip.events.callbacks.items()}
+    transformers = list(ip.input_transformers_cleanup)
+    ip.run_cell(line, store_history=True)
+    return ([(name, cb) for name, callbacks in ip.events.callbacks.items() for cb in callbacks
+             if cb not in hooks.get(name, [])],
+            [t for t in ip.input_transformers_cleanup if t not in transformers])
+
+
 with contextlib.redirect_stdout(quiet):
-    if variant == "hooks":  # the floor: IPython calling three hooks that do nothing
-        for event in ("pre_run_cell", "post_execute", "post_run_cell"):
-            ip.events.register(event, (lambda *a: None) if event != "post_execute"
-                               else (lambda: None))
-    elif variant != "bare":
-        ip.run_cell("%load_ext " + variant, store_history=True)
-    for _ in range(200):  # warm up; let one-time background start-up work finish
-        ip.run_cell("x = 1", store_history=True)
-time.sleep(2)
-print("ready", flush=True)
-for _ in sys.stdin:
+    variants = {"bare": ([], [])}
+    if kind == "shell":
+        variants["hooks"] = ([("pre_run_cell", lambda info: None), ("post_execute", lambda: None),
+                              ("post_run_cell", lambda result: None)], [])
+        variants["autotime"] = load("%load_ext autotime")
+    variants["nbcost"] = load("%load_ext nbcost")
+    from nbcost.ipython import extension_for
+
+    session = extension_for(ip).session
+
+
+def switch(on):
+    for name, (hooks, transformers) in variants.items():
+        for event, callback in hooks:
+            registered = callback in ip.events.callbacks[event]
+            if name == on and not registered:
+                ip.events.register(event, callback)
+            elif name != on and registered:
+                ip.events.unregister(event, callback)
+        for transformer in transformers:
+            present = transformer in ip.input_transformers_cleanup
+            if name == on and not present:
+                ip.input_transformers_cleanup.append(transformer)
+            elif name != on and present:
+                ip.input_transformers_cleanup.remove(transformer)
+
+
+def block(name):
+    switch(name)
     with contextlib.redirect_stdout(quiet):
         start = time.perf_counter()
         for _ in range(cells):
             ip.run_cell("x = 1", store_history=True)
+        if name == "nbcost":
+            session.flush()  # its writer's work for these cells, done before the clock stops
         elapsed = time.perf_counter() - start
     quiet.seek(0); quiet.truncate()
-    print(elapsed / cells * 1e6, flush=True)
-"""
+    return elapsed / cells * 1e6
 
-VARIANTS = {"bare": "bare", "hooks": "hooks", "autotime": "autotime", "nbcost": "nbcost",
-            "kernel bare": "kernel-bare", "kernel nbcost": "kernel-nbcost"}
+
+for name in variants:  # warm up; let one-time background start-up work finish
+    block(name)
+time.sleep(2)
+print("ready", flush=True)
+order = list(variants)
+for _ in sys.stdin:  # each round in another order: no variant always follows the same one
+    order = order[1:] + order[:1]
+    print(json.dumps({name: block(name) for name in order}), flush=True)
+"""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--cells", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--load", type=int, default=0, help="busy-loop processes meanwhile")
     parser.add_argument("--json", help="append the figures to this file (for make bench)")
     args = parser.parse_args()
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                 for _ in range(args.load)]
     try:
-        best = run(args)
+        shell, kernel = run(args)
     finally:
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
-    added_nbcost = best["nbcost"] - best["bare"]
-    added_autotime = best["autotime"] - best["bare"]
     where = f"{args.load} busy processes" if args.load else "no added load"
-    print(f"{args.cells} trivial cells per round, best of {args.rounds} interleaved rounds, "
-          f"{where}:")
-    for name, us in best.items():
-        print(f"  {name:<13} {us:8.1f} µs/cell")
-    print(f"added by three empty cell hooks (the floor for nbcost's hooks): "
-          f"{best['hooks'] - best['bare']:6.1f} µs/cell")
-    print(f"added by autotime: {added_autotime:6.1f} µs/cell")
+    print(f"{args.cells} trivial cells per block, {args.rounds} rounds of interleaved blocks in "
+          f"one shell, {where} (bare: {statistics.median(shell['bare']):.1f} µs/cell):")
+    added = {name: added_by(shell, name) for name in ("hooks", "autotime", "nbcost")}
+    print(f"  added by three empty cell hooks (the floor for nbcost's hooks): "
+          f"{added['hooks']:6.1f} µs/cell")
+    print(f"  added by autotime: {added['autotime']:6.1f} µs/cell")
     goal = 100 if args.load else 50
-    print(f"added by nbcost:   {added_nbcost:6.1f} µs/cell  (goal ≤ {goal}"
+    print(f"  added by nbcost:   {added['nbcost']:6.1f} µs/cell  (goal ≤ {goal}"
           f"{'' if args.load else ', and ≤ autotime'})")
-    in_kernel = best["kernel nbcost"] - best["kernel bare"]
-    print(f"added by nbcost in ipykernel's shell, its display channel open (what a cell pays "
+    in_kernel = added_by(kernel, "nbcost")
+    print(f"  added by nbcost in ipykernel's shell, its display channel open (what a cell pays "
           f"with the lab extension: the live badge's final message): {in_kernel:6.1f} µs/cell")
     write_figure(args.json, f"added per trivial cell in a kernel with the display channel, "
                  f"{where}", round(in_kernel, 1), "µs", "—", True,
                  "ipykernel's shell in process; each cell's final message to the lab extension")
-    write_figure(args.json, f"added per trivial cell, {where}", round(added_nbcost, 1), "µs",
-                  f"≤ {goal} µs" + ("" if args.load else ", and ≤ autotime's"),
-                  added_nbcost <= goal and (args.load > 0 or added_nbcost <= added_autotime),
-                  f"autotime adds {added_autotime:.1f} µs in the same run; three empty hooks "
-                  f"{best['hooks'] - best['bare']:.1f} µs")
+    write_figure(args.json, f"added per trivial cell, {where}", round(added["nbcost"], 1), "µs",
+                 f"≤ {goal} µs" + ("" if args.load else ", and ≤ autotime's"),
+                 added["nbcost"] <= goal and (args.load > 0
+                                              or added["nbcost"] <= added["autotime"]),
+                 f"autotime adds {added['autotime']:.1f} µs in the same run; three empty hooks "
+                 f"{added['hooks']:.1f} µs")
 
 
-def run(args) -> dict[str, float]:
+def added_by(times: dict[str, list[float]], name: str) -> float:
+    """The median over rounds of ``name``'s µs per cell minus bare's in the same round."""
+    return statistics.median(t - b for t, b in zip(times[name], times["bare"]))
+
+
+def run(args) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "NBCOST_HOME": home}
-        children = {
-            name: subprocess.Popen([sys.executable, "-c", CHILD, extension, str(args.cells)],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                   env=env, stderr=subprocess.DEVNULL)
-            for name, extension in VARIANTS.items()
-        }
-        for child in children.values():
+        children = [subprocess.Popen([sys.executable, "-c", CHILD, kind, str(args.cells)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=env, stderr=subprocess.DEVNULL)
+                    for kind in ("shell", "kernel")]
+        for child in children:
             assert child.stdout.readline().strip() == "ready"
-        best = {name: float("inf") for name in children}
+        times: list[dict[str, list[float]]] = [{}, {}]
         for _ in range(args.rounds):
-            for name, child in children.items():
+            for child, figures in zip(children, times):
                 child.stdin.write("go\n")
                 child.stdin.flush()
-                best[name] = min(best[name], float(child.stdout.readline()))
-        for child in children.values():
+                for name, us in json.loads(child.stdout.readline()).items():
+                    figures.setdefault(name, []).append(us)
+        for child in children:
             child.stdin.close()
             child.wait()
-    return best
+    return times[0], times[1]
 
 
 if __name__ == "__main__":

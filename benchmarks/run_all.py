@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     ("cell", "cell_overhead.py", [], ["--rounds", "5"]),
     ("cell-loaded", "cell_overhead.py", ["--load", "2"], ["--load", "2", "--rounds", "5"]),
+    ("cell-instructions", "cell_instructions.py", [], []),
     ("llm", "llm_overhead.py", ["--floor"], ["--blocks", "7", "--floor"]),
     ("gpu-cell-end", "gpu_cell_end.py", [], ["--cells", "6"]),
     ("long-session", "long_session.py", [], ["--scale", "0.1"]),

@@ -26,7 +26,7 @@ from remote_support import CALLS, MODEL, base_urls, cost_of, tokens_of, worker_m
 import nbcost
 from nbcost.ledger import read_log
 from nbcost.meters.llm import LlmMeter
-from nbcost.remote import environment
+from nbcost.remote import environment, spawn
 from nbcost.report import load_spend
 from nbcost.rows import rows_from_events
 from nbcost.session import Session
@@ -247,8 +247,12 @@ def test_a_window_writes_nothing_to_the_environment_until_a_process_starts(nbcos
         session.close_window(track.id)
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             assert pool.apply(_window_of_this_process) == window.id
+        session.reset()  # a new session: an environment copied before it names the new one
+        after_reset = session.open_window("cell")
+        assert billed_to(env=copied) == after_reset.id
     finally:
         session.close()
+    assert spawn._before_start is None  # nothing is written for a closed session
 
 
 def _window_of_this_process() -> str | None:

@@ -293,10 +293,11 @@ class Ledger:
     def _spliced_line(self, number: int, event: str, at: str,
                       fields: Mapping[str, Any]) -> bytes | None:
         """Event number ``number``'s line without building its record: its head and the
-        common fields are encoded once, the event's own fields spliced after them (a third less than merging dicts, on every cell edge and LLM call). The same bytes
-        as :func:`_line` of :meth:`_record`; None where splicing cannot promise that (a field
-        that overrides a common one, no fields, a value only the careful path writes). ``at``
-        is a time :func:`iso_utc` formatted (plain ASCII: written as it is)."""
+        common fields are encoded once, the event's own fields spliced after them (a third less
+        than merging dicts, on every cell edge and LLM call). The same bytes as :func:`_line`
+        of :meth:`_record`; None where splicing cannot promise that (a field that overrides a
+        common one, no fields, a value only the careful path writes). ``at`` is a time
+        :func:`iso_utc` formatted (plain ASCII: written as it is)."""
         common = self._common_json
         if common is None or not fields or not self._common_keys.isdisjoint(fields):
             return None

@@ -13,7 +13,7 @@ standard library starts one:
 * ``os.posix_spawn``, ``os.posix_spawnp`` and ``os.system``.
 
 An environment given explicitly (``env=``, often a copy of ``os.environ`` made cells earlier)
-that carries the window variable gets the current window too. A process that native code
+that carries nbcost's variables gets their current values too. A process that native code
 starts on its own reads the window of the last process Python started.
 """
 
@@ -24,7 +24,7 @@ import os
 import subprocess
 from typing import Any, Callable, Mapping
 
-from .environment import WINDOW
+from .environment import FOLDER, SESSION, WINDOW
 
 __all__ = ["install", "uninstall"]
 
@@ -43,7 +43,7 @@ def install(before_start: Callable[[], None]) -> None:
 def uninstall(before_start: Callable[[], None]) -> None:
     """Stop calling ``before_start`` (unless a later session installed its own)."""
     global _before_start
-    if _before_start is before_start:
+    if _before_start == before_start:  # (a bound method: equal, not the same object)
         _before_start = None
 
 
@@ -57,12 +57,13 @@ def _starting() -> None:
 
 
 def _with_window(env: Any) -> Any:
-    """An explicit environment that carries the window variable, with the current window."""
-    if isinstance(env, Mapping) and WINDOW in env and WINDOW in os.environ:
-        current = os.environ[WINDOW]
-        if env[WINDOW] != current:
-            return {**env, WINDOW: current}
-    return env
+    """An explicit environment that carries nbcost's variables, with their current values
+    (the window, and the session's after a ``%cost reset``)."""
+    if not isinstance(env, Mapping) or WINDOW not in env:
+        return env
+    stale = {name: os.environ[name] for name in (SESSION, FOLDER, WINDOW)
+             if name in env and name in os.environ and env[name] != os.environ[name]}
+    return {**env, **stale} if stale else env
 
 
 def _patch_once() -> None:

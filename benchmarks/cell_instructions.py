@@ -1,0 +1,90 @@
+"""What nbcost adds to every cell in machine instructions: the per-cell figure without noise.
+
+    python benchmarks/cell_instructions.py [--json FILE]
+
+Wall time on a shared 2-core VM moves by tens of µs a cell from one minute to the next, more
+than the figures ``cell_overhead.py`` compares. Instructions do not: valgrind's cachegrind
+counts them, every thread included (nbcost's spend-log writer too), with the L1 data misses
+that make an instruction cost more inside a cell than in a tight loop. Each variant (bare
+shell, ipython-autotime, nbcost) runs 200 and then 1,200 trivial cells in a fresh process; the
+difference over the 1,000 extra cells is its per-cell figure, start-up cancelled out. The goal
+mirrors the wall-time one: no more than autotime adds. Needs valgrind (``apt-get install
+valgrind``); about two minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+from figures import write as write_figure
+
+CHILD = r"""
+import contextlib, io, sys, threading
+from IPython.core.interactiveshell import InteractiveShell
+extension, cells = sys.argv[1], int(sys.argv[2])
+ip = InteractiveShell.instance()
+with contextlib.redirect_stdout(io.StringIO()):
+    if extension != "bare":
+        ip.run_cell(f"%load_ext {extension}", store_history=True)
+        for thread in threading.enumerate():  # nbcost's tokenizer loads once, in the background
+            if thread.name == "nbcost-tiktoken":
+                thread.join()
+    for _ in range(cells):
+        ip.run_cell("x = 1", store_history=True)
+    if extension == "nbcost":
+        from nbcost.ipython import extension_for
+
+        extension_for(ip).session.flush()  # the writer's work for every cell, counted
+"""
+
+CELLS = (200, 1200)
+COUNTERS = {"instructions": r"I\s+refs", "L1 data misses": r"D1\s+misses"}
+
+
+def count(extension: str, cells: int, home: str) -> dict[str, int]:
+    out = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null",
+         sys.executable, "-c", CHILD, extension, str(cells)],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "NBCOST_HOME": home, "PYTHONHASHSEED": "0"})  # same dict layouts
+    return {name: int(re.search(pattern + r":\s+([\d,]+)", out.stderr).group(1).replace(",", ""))
+            for name, pattern in COUNTERS.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="append the figures to this file (for make bench)")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        print("skipped: valgrind is not installed (apt-get install valgrind)")
+        return
+    runs = [(extension, cells) for extension in ("bare", "autotime", "nbcost") for cells in CELLS]
+    with tempfile.TemporaryDirectory() as home, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        counted = dict(zip(runs, pool.map(lambda run: count(*run, home), runs)))
+    per_cell = {extension: {name: (counted[(extension, CELLS[1])][name]
+                                   - counted[(extension, CELLS[0])][name]) / (CELLS[1] - CELLS[0])
+                            for name in COUNTERS}
+                for extension in ("bare", "autotime", "nbcost")}
+    added = {extension: {name: per_cell[extension][name] - per_cell["bare"][name]
+                         for name in COUNTERS} for extension in ("autotime", "nbcost")}
+    print(f"per trivial cell, counted by cachegrind (bare shell: "
+          f"{per_cell['bare']['instructions']:,.0f} instructions):")
+    for extension, figures in added.items():
+        print(f"  added by {extension:<8}: {figures['instructions']:9,.0f} instructions, "
+              f"{figures['L1 data misses']:7,.0f} L1 data misses")
+    nbcost, autotime = added["nbcost"]["instructions"], added["autotime"]["instructions"]
+    write_figure(args.json, "instructions added per trivial cell (cachegrind, every thread)",
+                 round(nbcost), "instructions", "≤ autotime's", nbcost <= autotime,
+                 f"autotime adds {autotime:,.0f}; bare shell "
+                 f"{per_cell['bare']['instructions']:,.0f} a cell")
+
+
+if __name__ == "__main__":
+    main()
