@@ -281,7 +281,7 @@ class Session:
             for window in self._open.values():
                 _tally(window.tallies, meter).add(usage)
                 window_ids.append(window.info.id)
-            # (A Usage is frozen and its mappings are never changed: logged as they are.)
+            # (A Usage and its mappings are never changed once reported: logged as they are.)
             self._emit(usage.event, {
                 **self._cell_fields,
                 "window_ids": window_ids,

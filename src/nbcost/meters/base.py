@@ -70,9 +70,12 @@ class WindowInfo:
                           self.execution_count, self.parent_id, end)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Usage:
     """One discrete, additive piece of usage, reported by a meter when it happens.
+
+    Read-only once reported, like :class:`WindowInfo` (and not a frozen dataclass for the same
+    reason: every LLM call builds one, on the caller's thread).
 
     Attributes:
         meter: the meter's name ("llm").

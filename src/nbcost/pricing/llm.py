@@ -33,7 +33,7 @@ _RECENT_S = 60.0
 _LINEAR_UNITS = frozenset({"input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Price:
     """What one call cost: ``cost_usd`` None means unpriced; ``model`` is the name priced."""
 

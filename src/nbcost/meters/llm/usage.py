@@ -20,9 +20,10 @@ from typing import Any
 __all__ = ["TokenCounts", "from_anthropic", "from_gemini", "from_openai", "get"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TokenCounts:
-    """Token totals of one call (all ints; 0 where the provider reports nothing)."""
+    """Token totals of one call (all ints; 0 where the provider reports nothing). Read-only:
+    not frozen only because a frozen one costs five times as much to build, on every call."""
 
     input_tokens: int = 0
     output_tokens: int = 0
