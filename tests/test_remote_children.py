@@ -213,7 +213,7 @@ def test_a_window_writes_nothing_to_the_environment_until_a_process_starts(nbcos
         window = session.open_window("cell")
         assert os.environ[environment.WINDOW] == ""  # nothing started yet: nothing written
 
-        assert billed_to() == window.id  # subprocess (_posixsubprocess.fork_exec)
+        assert billed_to() == window.id  # subprocess (Popen._execute_child)
         nested = session.open_window("track")
         assert billed_to(env=copied) == nested.id
         assert billed_to(close_fds=False) == nested.id  # subprocess's os.posix_spawn path
