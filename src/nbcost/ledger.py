@@ -272,17 +272,14 @@ class Ledger:
                 self._write_held()
 
     def _hold_queued(self) -> None:
-        queue, held = self._queue, self._held
-        while queue:
-            item = queue.popleft()
+        while self._queue:
+            item = self._queue.popleft()
             line = self._spliced_line(*item) if type(item) is tuple else None  # a buffered edge
             if line is None:  # (a record, or an edge only the careful path writes)
                 self._hold_line(item if type(item) is dict else self._record(*item))
-            elif len(held) < MAX_HELD:
-                held.append(line)
             else:
                 self._hold(line)
-            if len(held) >= _WRITE_BATCH and self._failure is None:
+            if len(self._held) >= _WRITE_BATCH and self._failure is None:
                 self._write_held()  # a long queue (a burst of blocks) is written as it goes:
                 # only a log that cannot be written holds lines (and drops past MAX_HELD)
 

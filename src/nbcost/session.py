@@ -743,11 +743,8 @@ class Session:
         last = self._last_figures
         if last is not None and last[0] == meters:  # (compares identical values first)
             return meters, last[1], last[2], last[3]
-        cost, unpriced = ZERO, False
-        for totals in meters.values():
-            cost += totals.cost_usd
-            unpriced = unpriced or totals.unpriced
-        self._last_figures = meters, cost, unpriced, self._meters_json(meters)
+        self._last_figures = (meters, _cost(meters), any(t.unpriced for t in meters.values()),
+                              self._meters_json(meters))
         return self._last_figures
 
     def _meters_json(self, meters: Mapping[str, MeterTotals]) -> dict[str, dict]:
