@@ -177,6 +177,13 @@ class Meter:
         """Figures for the span ``[start, end]`` (``time.time()`` seconds), or ``None``."""
         return None
 
+    @property
+    def measures_windows(self) -> bool:
+        """Whether :meth:`measure` may give windows different figures (asked after
+        :meth:`start`): a meter that gives every window the same ones (a GPU meter without a
+        GPU) says False, and windows without usage reuse them without asking it again."""
+        return True
+
     def settles_later(self) -> bool:
         """Whether figures of a window that just ended are still being read (on the meter's
         own thread); then the Session finishes the window in :meth:`when_settled`."""

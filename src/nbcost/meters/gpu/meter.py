@@ -159,6 +159,10 @@ class GpuMeter(Meter):
     def watches_windows(self) -> bool:
         return self.sampler is not None  # no GPU: no edges to read, no spans to keep
 
+    @property
+    def measures_windows(self) -> bool:
+        return self.sampler is not None  # no GPU: the same "no_gpu" figures for every window
+
     def window_started(self, window: Any) -> None:
         if self.sampler is None:  # no GPU: no figures, no spans to keep (every cell's path)
             return
