@@ -125,42 +125,6 @@ def test_a_buffered_edge_is_the_line_the_whole_record_gives(tmp_path):
             assert line == expected
 
 
-def test_an_edge_built_by_the_writer_is_the_line_its_record_gives(tmp_path):
-    """``buffer`` with the time as epoch seconds and the fields as a function of the formatted
-    time (a window's, built on the writer thread), returning a dict or the members already
-    encoded: the same line as the whole record, also where only the careful path can write."""
-    from nbcost.ledger import _line, iso_utc
-
-    at = 1_800_000_000.25
-    for number, common in enumerate(({"session_id": "s1", "user": "ä"}, {"user": "bad \udcff"})):
-        path = tmp_path / f"{number}.jsonl"
-        ledger = Ledger(path, common)
-        ledger.buffer("cell_start", lambda when: {"started_at": when, "n": 1}, at)
-        ledger.buffer("cell_end", lambda when: b'"ended_at":"%s","n":2' % when.encode(), at)
-        ledger.close()
-        lines = path.read_bytes().splitlines(keepends=True)
-        own = [{"started_at": iso_utc(at), "n": 1}, {"ended_at": iso_utc(at), "n": 2}]
-        for line, event, fields in zip(lines, ("cell_start", "cell_end"), own, strict=True):
-            logged = json.loads(line)
-            assert line == _line({"schema": SCHEMA_VERSION, "id": logged["id"], "event": event,
-                                  "ts": iso_utc(at), **common, **fields})
-
-
-def test_an_edge_whose_fields_fail_is_said_lost_and_the_next_ones_are_written(tmp_path):
-    path = tmp_path / "s.jsonl"
-    ledger = Ledger(path, {"session_id": "s1"})
-
-    def broken(when):
-        raise RuntimeError("no fields today")
-
-    ledger.buffer("cell_start", broken, 1_800_000_000.0)
-    ledger.buffer("cell_end", {"window_id": "w"}, "2026-11-28T10:00:00.000000Z")
-    ledger.close()
-    assert [e["event"] for e in read_log(path).events] == ["cell_end"]
-    assert any("cell_start event could not be written" in report and "no fields today" in report
-               for report in ledger.take_reports())
-
-
 def test_a_written_money_event_is_the_line_append_gives(tmp_path):
     """``write`` (a durable event spliced, no dict built: LLM calls with nobody listening)
     writes the very line ``append`` writes, also where it must fall back to append's path."""

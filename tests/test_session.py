@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from decimal import Decimal
@@ -233,53 +232,6 @@ def test_a_meter_whose_figures_never_vary_is_asked_once(varies, nbcost_home):
     assert [r.meters["same"].quantities for r in records] == [{"widgets": 1.0}] * 4
     assert [e["meters"]["same"]["quantities"] for e in ends] == [{"widgets": 1.0}] * 4
     assert [sorted(e["meters"]) for e in ends] == [["same"], ["same"], ["same", "tokens"], ["same"]]
-
-
-def test_window_edges_log_the_same_whether_the_writer_encodes_them_or_listeners_get_them(
-        nbcost_home, monkeypatch):
-    """Nobody listening, a window's edges are encoded by the ledger's writer; with a listener
-    they are built as dicts for it. Both logs say the same, each line exactly as the ledger's
-    own encoder writes it (odd labels, tags, cell ids, nesting, a label given after the start)."""
-    from nbcost.ledger import _line
-
-    def run(listen: bool) -> list[dict]:
-        session = Session(load_settings(), meters=[])
-        if listen:
-            session.add_listener(lambda event: None)
-        try:
-            cell = session.open_window("cell", cell_id='c "é"\n\u2028', execution_count=7)
-            block = session.open_window("track", label="lab\u00e9l", tags={"team": "ml", "k": "☃"})
-            session.close_window(block.id)
-            session.annotate_window(cell.id, label="given later", tags={"x": "1"})
-            session.close_window(cell.id, status="error")
-            session.close_window(session.open_window("cell", tags={"bad": "\udcff"}).id)
-            session.flush()
-            lines = session.ledger_path.read_bytes().splitlines(keepends=True)
-        finally:
-            session.close()
-        logged = [json.loads(line) for line in lines]
-        for line, event in zip(lines, logged):
-            if "\ufffd" not in event.get("tags", {}).get("bad", ""):  # (the careful path's)
-                assert line == _line(event)
-        varying = {"id", "ts", "session_id", "window_id", "parent_id", "started_at", "ended_at",
-                   "wall_s", "pid"}
-        return [{k: v for k, v in event.items() if k not in varying} for event in logged
-                if event["event"] != "session_start"]
-
-    session_module = sys.modules["nbcost.session"]  # (nbcost.session is also a function)
-
-    encoded_by_writer = []
-    window_json = session_module._window_json
-    monkeypatch.setattr(session_module, "_window_json", lambda *args: encoded_by_writer.append(
-        window_json(*args)) or encoded_by_writer[-1])
-    encoded = run(listen=False)
-    assert sum(members is not None for members in encoded_by_writer) == 4  # all but the odd tag
-    built = run(listen=True)
-    assert len(encoded_by_writer) == 6  # (listeners get dicts: nothing more encoded)
-    assert encoded == built
-    assert [e["event"] for e in encoded] == ["cell_start", "track_start", "track_end",
-                                             "cell_end", "cell_start", "cell_end"]
-    assert encoded[0]["label"] is None and encoded[3]["label"] == "given later"
 
 
 def test_a_quiet_window_after_a_costly_one_has_its_own_figures(session):

@@ -102,12 +102,6 @@ _ORJSON_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_D
 _ORJSON_OPTIONS = _ORJSON_PASSTHROUGH | orjson.OPT_APPEND_NEWLINE
 
 
-def json_value(value: Any) -> bytes:
-    """``value`` as a spend-log line spells it (to encode part of a line ahead: see
-    :meth:`Ledger.buffer`). Raises TypeError or ValueError where only the careful path can."""
-    return orjson.dumps(value, default=_encode, option=_ORJSON_PASSTHROUGH)
-
-
 def _line(record: Mapping[str, Any]) -> bytes:
     """One event as a JSON line (UTF-8 bytes with the newline)."""
     try:
@@ -255,14 +249,10 @@ class Ledger:
                 self._keep_unwritten(written)
                 self._failed(exc)
 
-    def buffer(self, event: str, fields: Mapping[str, Any] | Callable[[str], Any],
-               at: float | str) -> None:
+    def buffer(self, event: str, fields: Mapping[str, Any], at: str) -> None:
         """Queue a cell or block edge for the writer thread without building the logged dict
         (what :meth:`append` returns): the cheapest way to log when nobody listens. ``fields``
-        must not change afterwards. ``at`` may be epoch seconds and ``fields`` a function of
-        the event's time (formatted) that gives them, or gives them already encoded (JSON
-        members, ``b'"window_id":"…",…'``): the writer thread then does that work, in its
-        batch, and the cell's thread does not."""
+        must not change afterwards; ``at`` is a time :func:`iso_utc` formatted."""
         if self._closed:
             raise LedgerError(f"the spend log {self.path} is closed")
         self._queue.append((next(self._sequence), event, at, fields))
@@ -284,37 +274,14 @@ class Ledger:
     def _hold_queued(self) -> None:
         while self._queue:
             item = self._queue.popleft()
-            if type(item) is tuple:  # a buffered edge
-                item = self._edge_line(*item)
-            if type(item) is bytes:
-                self._hold(item)
-            elif item is not None:  # a record (append's, or an edge only the careful path writes)
-                self._hold_line(item)
+            line = self._spliced_line(*item) if type(item) is tuple else None  # a buffered edge
+            if line is None:  # (a record, or an edge only the careful path writes)
+                self._hold_line(item if type(item) is dict else self._record(*item))
+            else:
+                self._hold(line)
             if len(self._held) >= _WRITE_BATCH and self._failure is None:
                 self._write_held()  # a long queue (a burst of blocks) is written as it goes:
                 # only a log that cannot be written holds lines (and drops past MAX_HELD)
-
-    def _edge_line(self, number: int, event: str, at: float | str,
-                   fields: Any) -> bytes | dict | None:
-        """A buffered edge's line, its time formatted and its fields built first (see
-        :meth:`buffer`); its record where only the careful path can write it; None, and a
-        report, where its fields could not be built."""
-        try:
-            if type(at) is not str:
-                at = iso_utc(at)
-            if callable(fields):
-                fields = fields(at)
-        except Exception as exc:  # noqa: BLE001 - the writer thread must go on
-            self._reports.append(f"nbcost: a {event} event could not be written to the spend "
-                                 f"log ({type(exc).__name__}: {exc}) and is lost.")
-            return None
-        if type(fields) is bytes:  # its members, encoded by their owner
-            if self._common_json is not None:
-                return b'%s%08x%s%s"%s,%s}\n' % (self._id_head, number, self._event_head(event),
-                                                at.encode(), self._common_json, fields)
-            fields = orjson.loads(b"{%s}" % fields)
-        return (self._spliced_line(number, event, at, fields)
-                or self._record(number, event, at, fields))
 
     def _record(self, number: int, event: str, at: str, fields: Mapping[str, Any]) -> dict:
         return {"schema": SCHEMA_VERSION, "id": f"{self._id_prefix}{number:08x}",
@@ -335,15 +302,11 @@ class Ledger:
             body = orjson.dumps(fields, default=_encode, option=_ORJSON_OPTIONS)
         except (TypeError, ValueError):
             return None
-        return b'%s%08x%s%s"%s,%s' % (self._id_head, number, self._event_head(event), at.encode(),
-                                     common, body[1:])
-
-    def _event_head(self, event: str) -> bytes:
-        """What a line has between its event number and its time."""
-        head = self._event_heads.get(event)
-        if head is None:
-            head = self._event_heads[event] = b'","event":%s,"ts":"' % orjson.dumps(event)
-        return head
+        event_head = self._event_heads.get(event)
+        if event_head is None:
+            event_head = self._event_heads[event] = b'","event":%s,"ts":"' % orjson.dumps(event)
+        return b'%s%08x%s%s"%s,%s' % (self._id_head, number, event_head, at.encode(), common,
+                                     body[1:])
 
     def _hold_line(self, record: dict) -> None:
         try:

@@ -17,15 +17,12 @@ import time
 import uuid
 from dataclasses import replace
 from decimal import Decimal
-from functools import partial
 from typing import Any, Callable, Mapping
-
-import orjson
 
 from .budget import Budgets
 from .config import Settings, load_settings
-from .errors import BudgetExceeded, LedgerError
-from .ledger import Ledger, iso_utc, json_value
+from .errors import BudgetExceeded
+from .ledger import Ledger, iso_utc
 from .meters.base import Meter, Usage
 from .recent import CELLS_KEPT, Recent, RecentWindows
 from .records import ZERO, MeterTotals, Tally, WindowInfo, WindowRecord, compact_record, money
@@ -57,58 +54,17 @@ def notebook_identity(environ: Mapping[str, str] | None = None) -> dict[str, str
 
 
 class _Window:
-    """A window while it is open: its info and its tallies (its budget is in ``Budgets``).
+    """A window while it is open: its info and its tallies (its budget is in ``Budgets``)."""
 
-    Its events' fields are built when they are logged: by the ledger's writer thread, encoded
-    at once, when nobody listens (``*_json``), else as dicts (``*_fields``)."""
-
-    __slots__ = ("info", "opened", "started_at", "tallies", "started_perf", "flags")
+    __slots__ = ("info", "started_at", "fields", "tallies", "started_perf", "flags")
 
     def __init__(self, info: WindowInfo) -> None:
-        self.info = self.opened = info  # (``info`` changes with ``%%cost`` and at the end)
-        self.started_at: str | None = None  # its start formatted, once its event has it
+        self.info = info
+        self.started_at = iso_utc(info.start)
+        self.fields = _window_fields(info, self.started_at)  # built once: both events carry it
         self.tallies: dict[str, Tally] = {}
         self.started_perf = time.perf_counter()
         self.flags: set[str] = set()
-
-    def start_fields(self, started_at: str) -> dict[str, Any]:
-        """Its start event's fields (as it was opened: ``%%cost`` labels it later)."""
-        self.started_at = started_at
-        return _window_fields(self.opened, started_at)
-
-    def start_json(self, started_at: str) -> bytes | dict[str, Any]:
-        """:meth:`start_fields` encoded (the ledger's writer calls it), else built."""
-        self.started_at = started_at
-        return _window_json(self.opened, started_at) or _window_fields(self.opened, started_at)
-
-    def end_fields(self, ending: _Ending, ended_at: str) -> dict[str, Any]:
-        """Its end event's fields: what both events carry, then its figures."""
-        wall_s, status, cost, unpriced, meters_json, flags = ending
-        return {**_window_fields(self.info, self.started_at or iso_utc(self.info.start)),
-                "ended_at": ended_at, "wall_s": wall_s, "status": status,
-                "cost_usd": money(cost), "unpriced": unpriced, "meters": meters_json,
-                "flags": list(flags)}
-
-    def end_json(self, ending: _Ending, ended_at: str) -> bytes | dict[str, Any]:
-        """:meth:`end_fields` encoded (the ledger's writer calls it), else built."""
-        members = _window_json(self.info, self.started_at or iso_utc(self.info.start))
-        if members is not None:
-            try:
-                wall_s, status, cost, unpriced, meters_json, flags = ending
-                return b'%s,"ended_at":"%s","wall_s":%s,"status":%s,"cost_usd":%s,"unpriced":%s,' \
-                       b'"meters":%s,"flags":%s' % (
-                           members, ended_at.encode(), _dumps(wall_s), _dumps(status),
-                           _dumps(money(cost)), b"true" if unpriced else b"false",
-                           _meters_encoded(meters_json),
-                           json_value(list(flags)) if flags else b"[]")
-            except (TypeError, ValueError):  # a value only the careful path writes
-                pass
-        return self.end_fields(ending, ended_at)
-
-
-#: What a window's end event says besides its info: wall_s, status, cost, unpriced, the
-#: meters' figures as JSON, flags.
-_Ending = tuple[float, str, Decimal, bool, dict, tuple]
 
 
 class Session:
@@ -404,8 +360,8 @@ class Session:
                 meter.window_started(info)
             except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
                 self._fault(f"the {meter.name} meter", exc, window)
-        self._emit_edge(_START_EVENTS.get(kind) or f"{kind}_start", window.start_fields,
-                        window.start_json, info.start)
+        self._emit(_START_EVENTS.get(kind) or f"{kind}_start", window.fields,
+                   at=window.started_at)
         return info
 
     def annotate_window(self, window_id: str, *, label: str | None = None,
@@ -419,6 +375,7 @@ class Session:
                 return None
             window.info = replace(window.info, label=label if label is not None else window.info.label,
                                   tags={**window.info.tags, **(tags or {})})
+            window.fields = _window_fields(window.info, window.started_at)
         if budget_usd is not None:
             self.budgets.set_window(window_id, budget_usd, budget_hard)
         return window.info
@@ -515,12 +472,14 @@ class Session:
         record = WindowRecord(info, wall_s, status, meters, self.id, flags, budget)
         with self._lock:
             self.records.append(record)
-        ending = (wall_s, status, cost, unpriced, meters_json, flags)
+        ended_at = iso_utc(info.end)
+        fields = {**window.fields, "ended_at": ended_at, "wall_s": wall_s, "status": status,
+                  "cost_usd": money(cost), "unpriced": unpriced, "meters": meters_json,
+                  "flags": list(flags)}
         # A window that cost something is a money event: on disk now, like its usage. (Most
         # cells cost nothing and are buffered: that is what keeps a cell's overhead low.)
-        self._emit_edge(_END_EVENTS.get(info.kind) or f"{info.kind}_end",
-                        partial(window.end_fields, ending), partial(window.end_json, ending),
-                        info.end, durable=bool(cost) or unpriced)
+        self._emit(_END_EVENTS.get(info.kind) or f"{info.kind}_end", fields, at=ended_at,
+                   durable=bool(cost) or unpriced)
         if budget is not None:  # spend since the last check (a window with no ticks) counts too
             where = self._where(window)
             budgets.check(info.id, cost, where)
@@ -874,22 +833,6 @@ class Session:
             for listener in list(self._listeners):
                 self.run_safely("a display listener", lambda fn=listener: fn(payload))
 
-    def _emit_edge(self, event: str, fields: Callable[[str], dict[str, Any]],
-                   encoded: Callable[[str], bytes | dict[str, Any]], at: float,
-                   durable: bool = False) -> None:
-        """Log a window's edge at ``at`` (epoch seconds). ``fields(time)`` builds its fields for
-        the time formatted; ``encoded(time)`` may give them encoded. Buffered, when nobody
-        listens: the ledger's writer formats, builds and encodes it, not the cell's thread."""
-        if durable or self._listeners:
-            at_text = iso_utc(at)
-            self._emit(event, fields(at_text), at=at_text, durable=durable)
-            return
-        try:
-            self._ledger.buffer(event, encoded, at)
-        except LedgerError as exc:  # closed: nbcost must never break the user's cell
-            self.warn_once("ledger:LedgerError", f"nbcost: could not log a {event} event "
-                           f"({exc}); costs are still shown.")
-
     def _say_ledger_reports(self) -> None:
         """Print what the ledger queued about its log (failures, recovery, losses). Called on
         this side of the ledger's lock only: the ledger never calls into the session."""
@@ -953,35 +896,6 @@ def _window_fields(info: WindowInfo, started_at: str) -> dict[str, Any]:
         "execution_count": info.execution_count,
         "started_at": started_at,
     }
-
-
-#: Scalars (text, numbers, None) as the spend log spells them; anything else raises TypeError.
-_dumps = orjson.dumps
-
-
-def _window_json(info: WindowInfo, started_at: str) -> bytes | None:
-    """:func:`_window_fields` encoded as JSON members (the same bytes as the ledger would
-    write); None where a value needs the ledger's careful path."""
-    try:
-        return (b'"window_id":%s,"parent_id":%s,"kind":%s,"label":%s,"tags":%s,"cell_id":%s,'
-                b'"execution_count":%s,"started_at":"%s"' % (
-                    _dumps(info.id), _dumps(info.parent_id), _dumps(info.kind),
-                    _dumps(info.label), _dumps(info.tags), _dumps(info.cell_id),
-                    _dumps(info.execution_count), started_at.encode()))
-    except (TypeError, ValueError):
-        return None
-
-
-#: The last meters' figures encoded, and their JSON: most windows end with the same ones.
-_last_meters: tuple[Any, bytes] = (None, b"")
-
-
-def _meters_encoded(meters_json: dict[str, dict]) -> bytes:
-    global _last_meters
-    last = _last_meters
-    if last[0] is not meters_json:
-        last = _last_meters = (meters_json, json_value(meters_json))
-    return last[1]
 
 
 def _default_meters() -> list[Meter]:
