@@ -1,13 +1,16 @@
 """What nbcost adds to every cell, against a bare shell and ipython-autotime, in one run.
 
-    python benchmarks/cell_overhead.py [--cells 1000] [--rounds 15] [--load N] [--json FILE]
+    python benchmarks/cell_overhead.py [--cells 250] [--rounds 60] [--load N] [--json FILE]
 
 One IPython shell has autotime and nbcost loaded (and three empty cell hooks, the floor of any
 extension that hooks cells); only one of them has its hooks registered at a time. Round after
 round, each variant runs ``--cells`` trivial cells in turn (bare: no hooks; the order rotates),
-so all see the same machine load *and the same process*: separate processes differ by 10-20 µs a cell by luck of
-memory layout, more than the figures measured. A variant's figure is the median over rounds of
-its time minus bare's in that round: wall time on the cell's thread, what a user waits, with
+so all see the same machine load *and the same process*: separate processes differ by 10-20 µs a
+cell by luck of memory layout, more than the figures measured. Blocks are short and rounds many
+(a block lasts ~50 ms): the machine's load drifts from one second to the next, and short blocks
+put a drift into a few rounds rather than into the median (with 15 rounds of 1,000 cells,
+autotime's figure ranged 16-70 µs from run to run; with 60 of 250, 28-47 µs). A variant's
+figure is the median over rounds of its time minus bare's in that round: wall time on the cell's thread, what a user waits, with
 nbcost's block ending in a flush of its spend log (its writer thread's work for those cells
 counts too). A second process does the same in ipykernel's shell with nbcost's display channel
 open (each cell sends its final message to the lab extension). ``--load N`` keeps N busy-loop
@@ -108,8 +111,8 @@ for _ in sys.stdin:  # each round in another order: no variant always follows th
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--cells", type=int, default=250)
+    parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--load", type=int, default=0, help="busy-loop processes meanwhile")
     parser.add_argument("--json", help="append the figures to this file (for make bench)")
     args = parser.parse_args()

@@ -24,9 +24,9 @@ HERE = Path(__file__).resolve().parent
 
 #: (name, script, arguments, arguments with --quick)
 BENCHMARKS = [
-    ("cell", "cell_overhead.py", [], ["--rounds", "5"]),
-    ("cell-loaded", "cell_overhead.py", ["--load", "2", "--rounds", "25"],
-     ["--load", "2", "--rounds", "5"]),  # (busy cores scatter the rounds more: more of them)
+    ("cell", "cell_overhead.py", [], ["--rounds", "20"]),
+    ("cell-loaded", "cell_overhead.py", ["--load", "2", "--rounds", "100"],
+     ["--load", "2", "--rounds", "20"]),  # (busy cores scatter the rounds more: more of them)
     ("cell-instructions", "cell_instructions.py", [], []),
     ("llm", "llm_overhead.py", ["--floor"], ["--blocks", "7", "--floor"]),
     ("gpu-cell-end", "gpu_cell_end.py", [], ["--cells", "6"]),
