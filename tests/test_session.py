@@ -234,6 +234,52 @@ def test_a_meter_whose_figures_never_vary_is_asked_once(varies, nbcost_home):
     assert [sorted(e["meters"]) for e in ends] == [["same"], ["same"], ["same", "tokens"], ["same"]]
 
 
+def test_the_usual_cell_logs_the_lines_and_keeps_the_record_of_the_general_path(nbcost_home):
+    """open_cell/close_cell build a plain cell's lines themselves: the same bytes, keys in the
+    same order and the same record as open_window/close_window give the same cell (ids and
+    times aside), and a cell that is not plain (a call, a label) takes the general path."""
+    from nbcost.ledger import _line
+
+    session = Session(load_settings(), meters=[SameFigures(False), TokenMeter()])
+    general_path = session.open_window, session.close_window
+    try:
+        window = session.open_window("cell", cell_id='say "hi"\\', execution_count=1)
+        general = session.close_window(window.id)  # (it also finds the figures that never vary)
+        session.open_window = session.close_window = None  # a plain cell needs neither
+        plain_id = session.open_cell('say "hi"\\', 2)
+        session.close_cell(plain_id, "error")
+        plain = session.finished_window(plain_id)
+        session.open_window, session.close_window = general_path
+        called = session.open_cell(None, 3)
+        session.meters["tokens"].call("m", 10)
+        session.close_cell(called, "ok")
+        labelled = session.open_cell("c4", 4)
+        session.annotate_window(labelled, label="tuned")
+        session.close_cell(labelled, "ok")
+        session.flush()
+        raw = [line for line in session.ledger_path.read_bytes().splitlines(keepends=True)
+               if b'"event":"cell_' in line]
+    finally:
+        session.close()
+    lines = [json.loads(line) for line in raw]
+    assert [line == _line(parsed) for line, parsed in zip(raw, lines)] == [True] * 8
+    general_start, general_end, plain_start, plain_end = lines[:4]
+    assert list(plain_start) == list(general_start) and list(plain_end) == list(general_end)
+    mutable = {"id", "ts", "window_id", "execution_count", "started_at", "ended_at", "wall_s",
+               "status"}
+    assert {k: v for k, v in plain_end.items() if k not in mutable} == \
+        {k: v for k, v in general_end.items() if k not in mutable}
+    assert plain_end["status"] == "error" and plain_end["execution_count"] == 2
+    assert plain_start["ts"] == plain_start["started_at"] == plain_end["started_at"]
+    assert plain_end["ts"] == plain_end["ended_at"]
+    assert plain_end["wall_s"] == plain.wall_s and plain.status == "error"
+    assert (plain.meters, plain.flags, plain.budget) == (general.meters, (), None)
+    assert (plain.info.cell_id, plain.info.execution_count) == ('say "hi"\\', 2)
+    assert plain.info.end is not None and plain.info.parent_id is None
+    assert lines[5]["cost_usd"] != "0" and lines[5]["meters"]["tokens"]
+    assert lines[7]["label"] == "tuned"
+
+
 def test_a_quiet_window_after_a_costly_one_has_its_own_figures(session):
     """Windows that end with the figures of the one before reuse its sums: never another's."""
     tokens = session.meters["tokens"]

@@ -14,7 +14,6 @@ import IPython
 
 from . import api, display
 from .config import config_from, load_settings
-from .records import WindowRecord
 from .session import Session
 
 if TYPE_CHECKING:
@@ -125,11 +124,8 @@ class CostExtension:
         self._cell_id = getattr(info, "cell_id", None)
         if info.silent or not self.session.enabled:
             return
-        self.cell_window_id = self.session.open_window(
-            "cell",
-            cell_id=self._cell_id,
-            execution_count=self.running_count(info.store_history),
-        ).id
+        self.cell_window_id = self.session.open_cell(self._cell_id,
+                                                     self.running_count(info.store_history))
 
     def running_count(self, store_history: bool) -> int:
         """The execution count of the cell running now."""
@@ -175,15 +171,11 @@ class CostExtension:
         if window_id is None:
             return
         if panel is None:  # most cells: nothing to show, nothing to wait for
-            self.session.close_window(window_id, status, on_final=_nothing)
+            self.session.close_cell(window_id, status)
             return
         record = self.session.close_window(window_id, status)
         if record is not None:
             self.session.run_safely("the summary", lambda: panel.finish(record))
-
-
-def _nothing(record: WindowRecord) -> None:
-    pass
 
 
 def _unregister_magics(shell) -> None:

@@ -102,6 +102,15 @@ _ORJSON_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_D
 _ORJSON_OPTIONS = _ORJSON_PASSTHROUGH | orjson.OPT_APPEND_NEWLINE
 
 
+def encoded_members(fields: Mapping[str, Any]) -> bytes | None:
+    """``fields`` as :func:`_line` writes them inside an event's braces (for
+    :meth:`Ledger.buffer_encoded`); None where only the careful path can write them."""
+    try:
+        return orjson.dumps(fields, default=_encode, option=_ORJSON_PASSTHROUGH)[1:-1]
+    except (TypeError, ValueError):
+        return None
+
+
 def _line(record: Mapping[str, Any]) -> bytes:
     """One event as a JSON line (UTF-8 bytes with the newline)."""
     try:
@@ -160,6 +169,9 @@ class Ledger:
                     self.common, default=_encode, option=_ORJSON_PASSTHROUGH)[1:-1]
             except (TypeError, ValueError):
                 self._common_json = None
+        #: Whether lines can be spliced from the common fields encoded once (see
+        #: buffer_encoded): always, but for common fields only the careful path writes.
+        self.splices = self._common_json is not None
         self._edge_flush_s = edge_flush_s
         # Event ids: a random prefix per log and a counter, unique without a syscall per event.
         self._id_prefix = uuid.uuid4().hex[:16]
@@ -259,6 +271,20 @@ class Ledger:
         if not self._writer_armed:
             self._arm_writer()
 
+    def buffer_encoded(self, event: str, at: str, members: bytes) -> None:
+        """:meth:`buffer` for an edge whose own fields the caller encoded: ``members`` is what
+        :func:`_line` writes after the common fields (``"key":value,...`` without the braces).
+        The line is built here, on the caller's thread: a cell's edges touch nothing else.
+        Only where :attr:`splices`; ``at`` is a time :func:`iso_utc` formatted."""
+        if self._closed:
+            raise LedgerError(f"the spend log {self.path} is closed")
+        event_head = self._event_heads.get(event) or self._event_head(event)
+        self._queue.append(b'%s%08x%s%s"%s,%s}\n' % (
+            self._id_head, next(self._sequence), event_head, at.encode(), self._common_json,
+            members))
+        if not self._writer_armed:
+            self._arm_writer()
+
     def _arm_writer(self) -> None:
         self._writer_armed = True
         self._wake.set()
@@ -274,7 +300,10 @@ class Ledger:
     def _hold_queued(self) -> None:
         while self._queue:
             item = self._queue.popleft()
-            line = self._spliced_line(*item) if type(item) is tuple else None  # a buffered edge
+            if type(item) is bytes:  # an edge's line, built by buffer_encoded
+                line = item
+            else:  # a buffered edge (tuple) or a record
+                line = self._spliced_line(*item) if type(item) is tuple else None
             if line is None:  # (a record, or an edge only the careful path writes)
                 self._hold_line(item if type(item) is dict else self._record(*item))
             else:
@@ -302,11 +331,13 @@ class Ledger:
             body = orjson.dumps(fields, default=_encode, option=_ORJSON_OPTIONS)
         except (TypeError, ValueError):
             return None
-        event_head = self._event_heads.get(event)
-        if event_head is None:
-            event_head = self._event_heads[event] = b'","event":%s,"ts":"' % orjson.dumps(event)
+        event_head = self._event_heads.get(event) or self._event_head(event)
         return b'%s%08x%s%s"%s,%s' % (self._id_head, number, event_head, at.encode(), common,
                                      body[1:])
+
+    def _event_head(self, event: str) -> bytes:
+        head = self._event_heads[event] = b'","event":%s,"ts":"' % orjson.dumps(event)
+        return head
 
     def _hold_line(self, record: dict) -> None:
         try:

@@ -19,10 +19,12 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
+import orjson
+
 from .budget import Budgets
 from .config import Settings, load_settings
 from .errors import BudgetExceeded
-from .ledger import Ledger, iso_utc
+from .ledger import Ledger, encoded_members, iso_utc
 from .meters.base import Meter, Usage
 from .recent import CELLS_KEPT, Recent, RecentWindows
 from .records import ZERO, MeterTotals, Tally, WindowInfo, WindowRecord, compact_record, money
@@ -56,15 +58,25 @@ def notebook_identity(environ: Mapping[str, str] | None = None) -> dict[str, str
 class _Window:
     """A window while it is open: its info and its tallies (its budget is in ``Budgets``)."""
 
-    __slots__ = ("info", "started_at", "fields", "tallies", "started_perf", "flags")
+    __slots__ = ("info", "started_at", "tallies", "started_perf", "flags", "encoded")
 
     def __init__(self, info: WindowInfo) -> None:
         self.info = info
         self.started_at = iso_utc(info.start)
-        self.fields = _window_fields(info, self.started_at)  # built once: both events carry it
         self.tallies: dict[str, Tally] = {}
         self.started_perf = time.perf_counter()
         self.flags: set[str] = set()
+        #: A cell that Session.open_cell opened: its fields as logged (else None, and None
+        #: once annotated: its end takes the general path).
+        self.encoded: bytes | None = None
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """What both of the window's events carry."""
+        info = self.info
+        return {"window_id": info.id, "parent_id": info.parent_id, "kind": info.kind,
+                "label": info.label, "tags": dict(info.tags), "cell_id": info.cell_id,
+                "execution_count": info.execution_count, "started_at": self.started_at}
 
 
 class Session:
@@ -123,6 +135,8 @@ class Session:
         # such window has them, and the meters are not asked again.
         self._fixed_meters = False
         self._fixed_figures: tuple[dict[str, MeterTotals], Decimal, bool, dict] | None = None
+        # ...and, when they cost nothing, how a cell_end line writes them (see close_cell).
+        self._fixed_members: bytes | None = None
         self._open: dict[str, _Window] = {}
         self._cell_fields: dict[str, Any] = {}  # the running cell's, for usage events
         # Windows that `%cost reset` or `close()` ended while their code still ran: the code's
@@ -274,7 +288,7 @@ class Session:
         self._fixed_meters = not any(
             self.run_safely(f"the {m.name} meter", lambda m=m: m.measures_windows) is not False
             for m in self._measuring_meters)
-        self._fixed_figures = None
+        self._fixed_figures = self._fixed_members = None
 
     # MeterSink ------------------------------------------------------------------------------
 
@@ -364,6 +378,79 @@ class Session:
                    at=window.started_at)
         return info
 
+    # -- the usual cell ---------------------------------------------------------------------
+
+    def open_cell(self, cell_id: str | None, execution_count: int) -> str:
+        """``open_window("cell", ...)`` for a notebook's cell; returns the window's id.
+
+        Every cell pays for this, so the usual one (nothing else open, nobody listening, no
+        default tags) touches as little as it can: between two cells IPython's own work pushes
+        nbcost's code and data out of the CPU's caches, and inside a cell each function and
+        object touched costs a cache miss, several times its cost in a loop (in one shell,
+        interleaved: 43-48 µs a cell through open_window and close_window, 34-40 this way).
+        Its lines are the bytes the general path writes; anything else takes that path."""
+        with self._lock:
+            plain = (not self._open and not self._listeners and not self._edge_meters
+                     and not self._window_watchers and not self.settings.default_tags
+                     and self._ledger.splices and type(execution_count) is int
+                     and (cell_id is None or cell_id.isascii()))  # (ASCII: always encodable)
+            if plain:
+                info = WindowInfo(f"{self._window_prefix}{next(self._window_numbers):06x}",
+                                  "cell", time.time(), None, {}, cell_id, execution_count)
+                window = self._open[info.id] = _Window(info)
+                self._cell_fields = {"cell_id": cell_id, "execution_count": execution_count}
+        if not plain:
+            return self.open_window("cell", cell_id=cell_id, execution_count=execution_count).id
+        if self._children is not None:  # children started from now on bill to this cell
+            self._children.window_changed(info.id)
+        window.encoded = (
+            b'"window_id":"%s","parent_id":null,"kind":"cell","label":null,"tags":{},'
+            b'"cell_id":%s,"execution_count":%d,"started_at":"%s"'
+            % (info.id.encode(), orjson.dumps(cell_id), execution_count,
+               window.started_at.encode()))
+        self._log_encoded("cell_start", window.started_at, window.encoded)
+        return info.id
+
+    def close_cell(self, window_id: str, status: str) -> None:
+        """``close_window(window_id, status)`` for a cell without a panel, not waiting for
+        figures still being read. The usual one (see :meth:`open_cell`: no usage, no budget,
+        not annotated, figures that never vary and cost nothing) ends here, its record and
+        line built from what ``open_cell`` kept; any other takes the general path."""
+        end = time.time()
+        children = self._children
+        with self._lock:
+            window = self._open.get(window_id)
+            figures, members = self._fixed_figures, self._fixed_members
+            plain = (window is not None and window.encoded is not None and len(self._open) == 1
+                     and not window.tallies and not window.flags and figures is not None
+                     and members is not None and not self._listeners
+                     and not self._collectors and not self._edge_meters
+                     and not self.budgets.any and (children is None or not children.pending()))
+            if plain:
+                del self._open[window_id]
+                self._cell_fields = {}
+        if not plain:
+            self.close_window(window_id, status, on_final=_nothing)
+            return
+        wall_s = time.perf_counter() - window.started_perf
+        info = window.info.ended(end)
+        record = WindowRecord(info, wall_s, status, figures[0], self.id)
+        with self._lock:
+            self.records.append(record)
+        ended_at = iso_utc(end)
+        self._log_encoded("cell_end", ended_at, b'%s,"ended_at":"%s","wall_s":%s,"status":%s,%s' % (
+            window.encoded, ended_at.encode(), orjson.dumps(wall_s), orjson.dumps(status),
+            members))
+
+    def _log_encoded(self, event: str, at: str, members: bytes) -> None:
+        try:
+            self._ledger.buffer_encoded(event, at, members)
+        except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's cell
+            self.warn_once(f"ledger:{type(exc).__name__}",
+                           f"nbcost: could not log a {event} event ({exc}); costs are still shown.")
+        if self._ledger.has_reports:  # the writer could not write: say so (outside its lock)
+            self._say_ledger_reports()
+
     def annotate_window(self, window_id: str, *, label: str | None = None,
                         tags: Mapping[str, str] | None = None, budget_usd: Decimal | None = None,
                         budget_hard: bool = False) -> WindowInfo | None:
@@ -375,7 +462,7 @@ class Session:
                 return None
             window.info = replace(window.info, label=label if label is not None else window.info.label,
                                   tags={**window.info.tags, **(tags or {})})
-            window.fields = _window_fields(window.info, window.started_at)
+            window.encoded = None
         if budget_usd is not None:
             self.budgets.set_window(window_id, budget_usd, budget_hard)
         return window.info
@@ -757,6 +844,10 @@ class Session:
                                          self._meters_json(meters))
         if self._fixed_meters and not window.tallies and not window.flags:
             self._fixed_figures = last  # what every window without usage has from now on
+            meters, cost, unpriced, meters_json = last
+            self._fixed_members = None if cost or unpriced else encoded_members(
+                {"cost_usd": money(cost), "unpriced": unpriced, "meters": meters_json,
+                 "flags": []})
         return last
 
     def _meters_json(self, meters: Mapping[str, MeterTotals]) -> dict[str, dict]:
@@ -869,6 +960,10 @@ class Session:
                        f"your code is unaffected, this record is flagged.")
 
 
+def _nothing(record: WindowRecord) -> None:
+    pass
+
+
 def _tally(tallies: dict[str, Tally], meter: str) -> Tally:
     tally = tallies.get(meter)
     if tally is None:  # (not setdefault: that would build a Tally at every call)
@@ -882,20 +977,6 @@ def _as_dict(mapping: Mapping[str, Any]) -> dict[str, Any]:
 
 def _cost(meters: Mapping[str, MeterTotals]) -> Decimal:
     return sum((t.cost_usd for t in meters.values()), ZERO)
-
-
-def _window_fields(info: WindowInfo, started_at: str) -> dict[str, Any]:
-    """What both of a window's events carry."""
-    return {
-        "window_id": info.id,
-        "parent_id": info.parent_id,
-        "kind": info.kind,
-        "label": info.label,
-        "tags": dict(info.tags),
-        "cell_id": info.cell_id,
-        "execution_count": info.execution_count,
-        "started_at": started_at,
-    }
 
 
 def _default_meters() -> list[Meter]:
