@@ -259,8 +259,11 @@ def test_the_usual_cell_logs_the_lines_and_keeps_the_record_of_the_general_path(
         session.flush()
         raw = [line for line in session.ledger_path.read_bytes().splitlines(keepends=True)
                if b'"event":"cell_' in line]
+        order = [e["event"] for e in events(session)]
     finally:
         session.close()
+    assert order == ["session_start"] + ["cell_start", "cell_end"] * 2 + [
+        "cell_start", "llm_call", "cell_end", "cell_start", "cell_end"]  # (in the order they happened)
     lines = [json.loads(line) for line in raw]
     assert [line == _line(parsed) for line, parsed in zip(raw, lines)] == [True] * 8
     general_start, general_end, plain_start, plain_end = lines[:4]

@@ -169,8 +169,8 @@ class Ledger:
                     self.common, default=_encode, option=_ORJSON_PASSTHROUGH)[1:-1]
             except (TypeError, ValueError):
                 self._common_json = None
-        #: Whether lines can be spliced from the common fields encoded once (see
-        #: buffer_encoded): always, but for common fields only the careful path writes.
+        #: Whether lines can be spliced after the common fields encoded once (buffer_encoded);
+        #: not when those fields need the careful path.
         self.splices = self._common_json is not None
         self._edge_flush_s = edge_flush_s
         # Event ids: a random prefix per log and a counter, unique without a syscall per event.

@@ -844,7 +844,7 @@ class Session:
                                          self._meters_json(meters))
         if self._fixed_meters and not window.tallies and not window.flags:
             self._fixed_figures = last  # what every window without usage has from now on
-            meters, cost, unpriced, meters_json = last
+            _, cost, unpriced, meters_json = last
             self._fixed_members = None if cost or unpriced else encoded_members(
                 {"cost_usd": money(cost), "unpriced": unpriced, "meters": meters_json,
                  "flags": []})
