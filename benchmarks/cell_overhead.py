@@ -1,6 +1,6 @@
 """What nbcost adds to every cell, against a bare shell and ipython-autotime, in one run.
 
-    python benchmarks/cell_overhead.py [--cells 250] [--rounds 60] [--load N] [--json FILE]
+    python benchmarks/cell_overhead.py [--cells 250] [--rounds 60] [--load N] [--floor] [--json FILE]
 
 One IPython shell has autotime and nbcost loaded (and three empty cell hooks, the floor of any
 extension that hooks cells); only one of them has its hooks registered at a time. Round after
@@ -9,13 +9,16 @@ so all see the same machine load *and the same process*: separate processes diff
 cell by luck of memory layout, more than the figures measured. Blocks are short and rounds many
 (a block lasts ~50 ms): the machine's load drifts from one second to the next, and short blocks
 put a drift into a few rounds rather than into the median (with 15 rounds of 1,000 cells,
-autotime's figure ranged 16-70 µs from run to run; with 60 of 250, 28-47 µs). A variant's
-figure is the median over rounds of its time minus bare's in that round: wall time on the cell's thread, what a user waits, with
-nbcost's block ending in a flush of its spend log (its writer thread's work for those cells
-counts too). A second process does the same in ipykernel's shell with nbcost's display channel
-open (each cell sends its final message to the lab extension). ``--load N`` keeps N busy-loop
-processes running meanwhile (both cores busy with other work: each handoff of the GIL to
-another thread then waits for a scheduler slice).
+autotime's figure ranged 16-70 µs from run to run; with 60 of 250, 28-47 µs). A variant's figure
+is the median over rounds of its time minus bare's in that round: wall time on the cell's
+thread, what a user waits, with nbcost's block ending in a flush of its spend log (its writer
+thread's work for those cells counts too). A second process does the same in ipykernel's shell
+with nbcost's display channel open (each cell sends its final message to the lab extension).
+``--floor`` adds a variant that does only the irreducible part of nbcost's work, with nbcost's
+own ledger and record: a cell's two spend-log lines and its record, with no check, lock or
+nesting (what no design that logs cells can go below). ``--load N`` keeps N busy-loop processes
+running meanwhile (both cores busy with other work: each handoff of the GIL to another thread
+then waits for a scheduler slice).
 Goals: idle, ≤ 50 µs added per cell and no more than autotime adds; loaded, ≤ 100 µs.
 """
 
@@ -33,7 +36,7 @@ from figures import write as write_figure
 
 CHILD = r"""
 import contextlib, io, json, sys, time
-kind, cells = sys.argv[1], int(sys.argv[2])
+kind, cells, floor = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "floor"
 if kind == "kernel":  # ipykernel's shell, in process: nbcost's display channel (the comm) opens
     from ipykernel.inprocess.manager import InProcessKernelManager
 
@@ -69,6 +72,44 @@ with contextlib.redirect_stdout(quiet):
     session = extension_for(ip).session
 
 
+def floor_hooks():
+    # The least a design that logs a cell's two spend-log lines and keeps its record can cost:
+    # nbcost's ledger, lines and record, without a check, a lock or a nested window.
+    import itertools, orjson
+    from nbcost.ledger import iso_utc
+    from nbcost.records import WindowInfo, WindowRecord
+
+    ledger, numbers, running = session._ledger, itertools.count(), []
+
+    def pre(info):
+        start = time.time()
+        window = WindowInfo(f"floor{next(numbers):011x}", "cell", start, None, {},
+                            info.cell_id, ip.execution_count)
+        at = iso_utc(start)
+        fields = (b'"window_id":"%s","parent_id":null,"kind":"cell","label":null,"tags":{},'
+                  b'"cell_id":%s,"execution_count":%d,"started_at":"%s"'
+                  % (window.id.encode(), orjson.dumps(info.cell_id), window.execution_count,
+                     at.encode()))
+        running.append((window, time.perf_counter(), fields))
+        ledger.buffer_encoded("cell_start", at, fields)
+
+    def post(result):
+        window, started, fields = running.pop()
+        end = time.time()
+        wall_s = time.perf_counter() - started
+        session.records.append(WindowRecord(window.ended(end), wall_s, "ok", {}, session.id))
+        at = iso_utc(end)
+        figures = session._fixed_members or b'"cost_usd":"0","unpriced":false,"meters":{}'
+        ledger.buffer_encoded("cell_end", at, b'%s,"ended_at":"%s","wall_s":%s,"status":"ok",%s'
+                              % (fields, at.encode(), orjson.dumps(wall_s), figures))
+
+    return [("pre_run_cell", pre), ("post_run_cell", post)], []
+
+
+if kind == "shell" and floor:
+    variants["floor"] = floor_hooks()
+
+
 def switch(on):
     for name, (hooks, transformers) in variants.items():
         for event, callback in hooks:
@@ -91,7 +132,7 @@ def block(name):
         start = time.perf_counter()
         for _ in range(cells):
             ip.run_cell("x = 1", store_history=True)
-        if name == "nbcost":
+        if name in ("nbcost", "floor"):
             session.flush()  # its writer's work for these cells, done before the clock stops
         elapsed = time.perf_counter() - start
     quiet.seek(0); quiet.truncate()
@@ -115,6 +156,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--load", type=int, default=0, help="busy-loop processes meanwhile")
     parser.add_argument("--json", help="append the figures to this file (for make bench)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the floor: a cell's two lines and record, no checks")
     args = parser.parse_args()
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                 for _ in range(args.load)]
@@ -135,6 +178,13 @@ def main() -> None:
     print(f"  added by nbcost:   {added['nbcost']:6.1f} µs/cell  (goal ≤ {goal}"
           f"{'' if args.load else ', and ≤ autotime'})")
     in_kernel = added_by(kernel, "nbcost")
+    if args.floor:
+        floor = added_by(shell, "floor")
+        print(f"  added by the floor (nbcost's two lines and record for a cell, no check): "
+              f"{floor:6.1f} µs/cell")
+        write_figure(args.json, f"the floor: a cell's two spend-log lines and its record, "
+                     f"nothing else, {where}", round(floor, 1), "µs", "—", True,
+                     "what any design that logs a cell and keeps its record pays")
     print(f"  added by nbcost in ipykernel's shell, its display channel open (what a cell pays "
           f"with the lab extension: the live badge's final message): {in_kernel:6.1f} µs/cell")
     write_figure(args.json, f"added per trivial cell in a kernel with the display channel, "
@@ -156,7 +206,8 @@ def added_by(times: dict[str, list[float]], name: str) -> float:
 def run(args) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "NBCOST_HOME": home}
-        children = [subprocess.Popen([sys.executable, "-c", CHILD, kind, str(args.cells)],
+        children = [subprocess.Popen([sys.executable, "-c", CHILD, kind, str(args.cells),
+                                      "floor" if args.floor else "-"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env=env, stderr=subprocess.DEVNULL)
                     for kind in ("shell", "kernel")]

@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 
 #: (name, script, arguments, arguments with --quick)
 BENCHMARKS = [
-    ("cell", "cell_overhead.py", [], ["--rounds", "20"]),
+    ("cell", "cell_overhead.py", ["--floor"], ["--rounds", "20", "--floor"]),
     ("cell-loaded", "cell_overhead.py", ["--load", "2", "--rounds", "100"],
      ["--load", "2", "--rounds", "20"]),  # (busy cores scatter the rounds more: more of them)
     ("cell-instructions", "cell_instructions.py", [], []),
