@@ -1,6 +1,7 @@
 """What nbcost adds to every cell, against a bare shell and ipython-autotime, in one run.
 
-    python benchmarks/cell_overhead.py [--cells 250] [--rounds 60] [--load N] [--floor] [--json FILE]
+    python benchmarks/cell_overhead.py [--cells 250] [--rounds 60] [--load N] [--floor]
+                                       [--json FILE]
 
 One IPython shell has autotime and nbcost loaded (and three empty cell hooks, the floor of any
 extension that hooks cells); only one of them has its hooks registered at a time. Round after

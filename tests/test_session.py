@@ -262,8 +262,8 @@ def test_the_usual_cell_logs_the_lines_and_keeps_the_record_of_the_general_path(
         order = [e["event"] for e in events(session)]
     finally:
         session.close()
-    assert order == ["session_start"] + ["cell_start", "cell_end"] * 2 + [
-        "cell_start", "llm_call", "cell_end", "cell_start", "cell_end"]  # (in the order they happened)
+    assert order == ["session_start"] + ["cell_start", "cell_end"] * 2 + [  # as they happened
+        "cell_start", "llm_call", "cell_end", "cell_start", "cell_end"]
     lines = [json.loads(line) for line in raw]
     assert [line == _line(parsed) for line, parsed in zip(raw, lines)] == [True] * 8
     general_start, general_end, plain_start, plain_end = lines[:4]
