@@ -256,6 +256,7 @@ def test_the_usual_cell_logs_the_lines_and_keeps_the_record_of_the_general_path(
         labelled = session.open_cell("c4", 4)
         session.annotate_window(labelled, label="tuned")
         session.close_cell(labelled, "ok")
+        session.close_cell(session.open_cell("\ud800", 5), "ok")  # only the careful path writes it
         session.flush()
         raw = [line for line in session.ledger_path.read_bytes().splitlines(keepends=True)
                if b'"event":"cell_' in line]
@@ -263,9 +264,9 @@ def test_the_usual_cell_logs_the_lines_and_keeps_the_record_of_the_general_path(
     finally:
         session.close()
     assert order == ["session_start"] + ["cell_start", "cell_end"] * 2 + [  # as they happened
-        "cell_start", "llm_call", "cell_end", "cell_start", "cell_end"]
+        "cell_start", "llm_call", "cell_end", "cell_start", "cell_end", "cell_start", "cell_end"]
     lines = [json.loads(line) for line in raw]
-    assert [line == _line(parsed) for line, parsed in zip(raw, lines)] == [True] * 8
+    assert [line == _line(parsed) for line, parsed in zip(raw[:8], lines)] == [True] * 8
     general_start, general_end, plain_start, plain_end = lines[:4]
     assert list(plain_start) == list(general_start) and list(plain_end) == list(general_end)
     mutable = {"id", "ts", "window_id", "execution_count", "started_at", "ended_at", "wall_s",
@@ -281,6 +282,7 @@ def test_the_usual_cell_logs_the_lines_and_keeps_the_record_of_the_general_path(
     assert plain.info.end is not None and plain.info.parent_id is None
     assert lines[5]["cost_usd"] != "0" and lines[5]["meters"]["tokens"]
     assert lines[7]["label"] == "tuned"
+    assert [line["cell_id"] for line in lines[8:]] == ["\ufffd"] * 2
 
 
 def test_a_quiet_window_after_a_costly_one_has_its_own_figures(session):
