@@ -80,8 +80,9 @@ class Budgets:
     @property
     def any_hard(self) -> bool:
         """Whether a hard budget applies now: without one, nothing is ever refused."""
-        return (self._settings.budget_usd is not None and bool(self._settings.budget_hard)) or \
-            any(budget.hard for budget in list(self._windows.values()))
+        if self._settings.budget_usd is not None and self._settings.budget_hard:
+            return True
+        return bool(self._windows) and any(budget.hard for budget in list(self._windows.values()))
 
     def session_pending(self) -> bool:
         """Whether a session budget still has a threshold to warn about (worth pricing for)."""

@@ -251,13 +251,10 @@ def _fields(counts: TokenCounts) -> dict[str, Any]:
 def _candidates(call: Call, settings: Any) -> list[str]:
     """Model names to price by, best first: an Azure deployment's model, the response's, the
     request's."""
-    names = []
-    deployments = getattr(settings, "azure_deployments", None) or {}
-    if call.request_model in deployments:
-        names.append(deployments[call.request_model])
-    names += [call.response_model, call.request_model]
+    deployments = getattr(settings, "azure_deployments", None)
     seen: list[str] = []
-    for name in names:
+    for name in (deployments.get(call.request_model) if deployments else None,
+                 call.response_model, call.request_model):
         if name and name.startswith("models/"):  # Gemini's resource-name form
             name = name[len("models/"):]
         if name and name not in seen:
