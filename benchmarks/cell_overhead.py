@@ -184,12 +184,12 @@ def main() -> None:
         print(f"  added by the floor (nbcost's two lines and record for a cell, no check): "
               f"{floor:6.1f} µs/cell")
         write_figure(args.json, f"the floor: a cell's two spend-log lines and its record, "
-                     f"nothing else, {where}", round(floor, 1), "µs", "—", True,
+                     f"nothing else, {where}", round(floor, 1), "µs", "—", None,
                      "what any design that logs a cell and keeps its record pays")
     print(f"  added by nbcost in ipykernel's shell, its display channel open (what a cell pays "
           f"with the lab extension: the live badge's final message): {in_kernel:6.1f} µs/cell")
     write_figure(args.json, f"added per trivial cell in a kernel with the display channel, "
-                 f"{where}", round(in_kernel, 1), "µs", "—", True,
+                 f"{where}", round(in_kernel, 1), "µs", "—", None,
                  "ipykernel's shell in process; each cell's final message to the lab extension")
     write_figure(args.json, f"added per trivial cell, {where}", round(added["nbcost"], 1), "µs",
                  f"≤ {goal} µs" + ("" if args.load else ", and ≤ autotime's"),
