@@ -15,14 +15,8 @@ valgrind``); about two minutes.
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import shutil
-import subprocess
-import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 
+from cachegrind import COUNTERS, available, per_unit
 from figures import write as write_figure
 
 CHILD = r"""
@@ -45,33 +39,15 @@ with contextlib.redirect_stdout(io.StringIO()):
 """
 
 CELLS = (200, 1200)
-COUNTERS = {"instructions": r"I\s+refs", "L1 data misses": r"D1\s+misses"}
-
-
-def count(extension: str, cells: int, home: str) -> dict[str, int]:
-    out = subprocess.run(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null",
-         sys.executable, "-c", CHILD, extension, str(cells)],
-        capture_output=True, text=True, check=True,
-        env={**os.environ, "NBCOST_HOME": home, "PYTHONHASHSEED": "0"})  # same dict layouts
-    return {name: int(re.search(pattern + r":\s+([\d,]+)", out.stderr).group(1).replace(",", ""))
-            for name, pattern in COUNTERS.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="append the figures to this file (for make bench)")
     args = parser.parse_args()
-    if shutil.which("valgrind") is None:
-        print("skipped: valgrind is not installed (apt-get install valgrind)")
+    if not available():
         return
-    runs = [(extension, cells) for extension in ("bare", "autotime", "nbcost") for cells in CELLS]
-    with tempfile.TemporaryDirectory() as home, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        counted = dict(zip(runs, pool.map(lambda run: count(*run, home), runs)))
-    per_cell = {extension: {name: (counted[(extension, CELLS[1])][name]
-                                   - counted[(extension, CELLS[0])][name]) / (CELLS[1] - CELLS[0])
-                            for name in COUNTERS}
-                for extension in ("bare", "autotime", "nbcost")}
+    per_cell = per_unit(CHILD, ("bare", "autotime", "nbcost"), CELLS)
     added = {extension: {name: per_cell[extension][name] - per_cell["bare"][name]
                          for name in COUNTERS} for extension in ("autotime", "nbcost")}
     print(f"per trivial cell, counted by cachegrind (bare shell: "

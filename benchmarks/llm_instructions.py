@@ -15,15 +15,9 @@ compare changes by. Needs valgrind (``apt-get install valgrind``); about three m
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import shutil
-import subprocess
-import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from cachegrind import COUNTERS, available, per_unit
 from figures import write as write_figure
 
 HERE = Path(__file__).resolve().parent
@@ -54,32 +48,15 @@ session.close()
 
 CALLS = (30, 130)
 MODES = ("unpatched", "wrapper", "nbcost")
-COUNTERS = {"instructions": r"I\s+refs", "L1 data misses": r"D1\s+misses"}
-
-
-def count(mode: str, calls: int, home: str) -> dict[str, int]:
-    out = subprocess.run(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null",
-         sys.executable, "-c", CHILD, mode, str(calls), str(HERE), str(HERE.parent / "src")],
-        capture_output=True, text=True, check=True,
-        env={**os.environ, "NBCOST_HOME": home, "PYTHONHASHSEED": "0"})  # same dict layouts
-    return {name: int(re.search(pattern + r":\s+([\d,]+)", out.stderr).group(1).replace(",", ""))
-            for name, pattern in COUNTERS.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="append the figures to this file (for make bench)")
     args = parser.parse_args()
-    if shutil.which("valgrind") is None:
-        print("skipped: valgrind is not installed (apt-get install valgrind)")
+    if not available():
         return
-    runs = [(mode, calls) for mode in MODES for calls in CALLS]
-    with tempfile.TemporaryDirectory() as home, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        counted = dict(zip(runs, pool.map(lambda run: count(*run, home), runs)))
-    per_call = {mode: {name: (counted[(mode, CALLS[1])][name] - counted[(mode, CALLS[0])][name])
-                       / (CALLS[1] - CALLS[0]) for name in COUNTERS}
-                for mode in MODES}
+    per_call = per_unit(CHILD, MODES, CALLS, (str(HERE), str(HERE.parent / "src")))
     added = {mode: {name: per_call[mode][name] - per_call["unpatched"][name] for name in COUNTERS}
              for mode in ("wrapper", "nbcost")}
     print(f"per LLM call, counted by cachegrind (the unpatched call: "
