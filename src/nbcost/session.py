@@ -58,25 +58,18 @@ def notebook_identity(environ: Mapping[str, str] | None = None) -> dict[str, str
 class _Window:
     """A window while it is open: its info and its tallies (its budget is in ``Budgets``)."""
 
-    __slots__ = ("info", "started_at", "tallies", "started_perf", "flags", "encoded")
+    __slots__ = ("info", "started_at", "fields", "tallies", "started_perf", "flags", "encoded")
 
     def __init__(self, info: WindowInfo) -> None:
         self.info = info
         self.started_at = iso_utc(info.start)
+        self.fields = _window_fields(info, self.started_at)  # built once: both events carry it
         self.tallies: dict[str, Tally] = {}
         self.started_perf = time.perf_counter()
         self.flags: set[str] = set()
         #: A cell that Session.open_cell opened: its fields as logged (else None, and None
         #: once annotated: its end takes the general path).
         self.encoded: bytes | None = None
-
-    @property
-    def fields(self) -> dict[str, Any]:
-        """What both of the window's events carry."""
-        info = self.info
-        return {"window_id": info.id, "parent_id": info.parent_id, "kind": info.kind,
-                "label": info.label, "tags": dict(info.tags), "cell_id": info.cell_id,
-                "execution_count": info.execution_count, "started_at": self.started_at}
 
 
 class Session:
@@ -460,6 +453,7 @@ class Session:
                 return None
             window.info = replace(window.info, label=label if label is not None else window.info.label,
                                   tags={**window.info.tags, **(tags or {})})
+            window.fields = _window_fields(window.info, window.started_at)
             window.encoded = None
         if budget_usd is not None:
             self.budgets.set_window(window_id, budget_usd, budget_hard)
@@ -975,6 +969,20 @@ def _as_dict(mapping: Mapping[str, Any]) -> dict[str, Any]:
 
 def _cost(meters: Mapping[str, MeterTotals]) -> Decimal:
     return sum((t.cost_usd for t in meters.values()), ZERO)
+
+
+def _window_fields(info: WindowInfo, started_at: str) -> dict[str, Any]:
+    """What both of a window's events carry."""
+    return {
+        "window_id": info.id,
+        "parent_id": info.parent_id,
+        "kind": info.kind,
+        "label": info.label,
+        "tags": dict(info.tags),
+        "cell_id": info.cell_id,
+        "execution_count": info.execution_count,
+        "started_at": started_at,
+    }
 
 
 def _default_meters() -> list[Meter]:
