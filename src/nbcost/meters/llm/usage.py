@@ -83,25 +83,20 @@ def from_openai(usage: Any) -> TokenCounts:
         in_details = getattr(usage, "input_tokens_details", None)
         out_details = getattr(usage, "output_tokens_details", None)
     cached = write = reasoning = audio_in = audio_out = image_in = 0
-    if in_details is not None:  # (isinstance inline, not _int: read on every call)
+    if in_details is not None:
         if isinstance(in_details, dict):
             in_details = _Attrs(in_details)
-        cached = getattr(in_details, "cached_tokens", 0)
-        write = getattr(in_details, "cache_write_tokens", 0)
-        audio_in = getattr(in_details, "audio_tokens", 0)
-        image_in = getattr(in_details, "image_tokens", 0)
+        cached = _int(getattr(in_details, "cached_tokens", 0))
+        write = _int(getattr(in_details, "cache_write_tokens", 0))
+        audio_in = _int(getattr(in_details, "audio_tokens", 0))
+        image_in = _int(getattr(in_details, "image_tokens", 0))
     if out_details is not None:
         if isinstance(out_details, dict):
             out_details = _Attrs(out_details)
-        reasoning = getattr(out_details, "reasoning_tokens", 0)
-        audio_out = getattr(out_details, "audio_tokens", 0)
-    return TokenCounts(
-        inp if isinstance(inp, int) else 0, out if isinstance(out, int) else 0,
-        cached if isinstance(cached, int) else 0, write if isinstance(write, int) else 0,
-        None, None, reasoning if isinstance(reasoning, int) else 0,
-        audio_in if isinstance(audio_in, int) else 0,
-        audio_out if isinstance(audio_out, int) else 0,
-        image_in if isinstance(image_in, int) else 0)
+        reasoning = _int(getattr(out_details, "reasoning_tokens", 0))
+        audio_out = _int(getattr(out_details, "audio_tokens", 0))
+    return TokenCounts(_int(inp), _int(out), cached, write, None, None, reasoning, audio_in,
+                       audio_out, image_in)
 
 
 class _Attrs:
