@@ -5,8 +5,9 @@ Each variant runs the snippet twice in a fresh process, ``sizes[0]`` and then ``
 of work (cells, calls); the difference over the extra units is its per-unit figure, start-up
 cancelled out. Every thread is counted, with the L1 data misses that make an instruction cost
 more inside real work than in a tight loop. ``PYTHONHASHSEED=0`` gives every run the same dict
-layouts, so an LLM call's count repeats to within ~0.1 %; a cell's moves by up to ~10 %, with
-how the spend-log writer's batches fall.
+layouts, yet counts still move between runs: an LLM call's by up to ~3 % (201,614 and 206,456
+for the same recording path), a cell's by up to ~10 %, with how the spend-log writer's batches
+fall. Compare changes by several runs, not one.
 """
 
 from __future__ import annotations

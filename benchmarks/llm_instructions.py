@@ -3,8 +3,8 @@
     python benchmarks/llm_instructions.py [--json FILE]
 
 ``llm_overhead.py`` times what a call pays, but on a shared 2-core VM its figure moves by
-±15 µs from one run to the next, more than most changes to the recording path. Instructions do
-not: valgrind's cachegrind counts them, every thread included, with the L1 data misses. The
+±15 µs from one run to the next, more than most changes to the recording path. Instructions
+move less (~3 %): valgrind's cachegrind counts them, every thread included, with the L1 data misses. The
 same call as ``llm_overhead.py`` (the openai SDK over an in-process transport, a real Session
 writing its spend log) runs unpatched, patched with a wrapper that records nothing, and patched
 as shipped; each runs 30 and then 130 calls in a fresh process, and the difference over the 100
