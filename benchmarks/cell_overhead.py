@@ -16,8 +16,9 @@ thread, what a user waits, with nbcost's block ending in a flush of its spend lo
 thread's work for those cells counts too). A second process does the same in ipykernel's shell
 with nbcost's display channel open (each cell sends its final message to the lab extension).
 ``--floor`` adds a variant that does only the irreducible part of nbcost's work, with nbcost's
-own ledger and record: a cell's two spend-log lines and its record, with no check, lock or
-nesting (what no design that logs cells can go below). ``--load N`` keeps N busy-loop processes
+own ledger, lines and record: a cell's window and record, its two edges queued for the writer
+thread (which builds their lines), with no check, lock or nesting (what nbcost's way of logging
+a cell cannot go below). ``--load N`` keeps N busy-loop processes
 running meanwhile (both cores busy with other work: each handoff of the GIL to another thread
 then waits for a scheduler slice).
 Goals: idle, ≤ 50 µs added per cell and no more than autotime adds; loaded, ≤ 100 µs.
@@ -74,35 +75,33 @@ with contextlib.redirect_stdout(quiet):
 
 
 def floor_hooks():
-    # The least a design that logs a cell's two spend-log lines and keeps its record can cost:
-    # nbcost's ledger, lines and record, without a check, a lock or a nested window.
-    import itertools, orjson
-    from nbcost.ledger import iso_utc
+    # The least nbcost's way of logging a cell can cost: its window and record, its two edges
+    # queued for the ledger's writer (which builds their lines), without a check, a lock or a
+    # nested window.
+    import itertools
     from nbcost.records import WindowInfo, WindowRecord
+    from nbcost.session import _end_edge, _start_edge, _Window
 
     ledger, numbers, running = session._ledger, itertools.count(), []
+    if session._fixed_members is None:  # (a cell ends first: nbcost finds its figures)
+        with contextlib.redirect_stdout(quiet):
+            ip.run_cell("pass", store_history=True)
+    figures, members = session._fixed_figures, session._fixed_members
 
     def pre(info):
-        start = time.time()
-        window = WindowInfo(f"floor{next(numbers):011x}", "cell", start, None, {},
+        opened = WindowInfo(f"floor{next(numbers):011x}", "cell", time.time(), None, {},
                             info.cell_id, ip.execution_count)
-        at = iso_utc(start)
-        fields = (b'"window_id":"%s","parent_id":null,"kind":"cell","label":null,"tags":{},'
-                  b'"cell_id":%s,"execution_count":%d,"started_at":"%s"'
-                  % (window.id.encode(), orjson.dumps(info.cell_id), window.execution_count,
-                     at.encode()))
-        running.append((window, time.perf_counter(), fields))
-        ledger.buffer_encoded("cell_start", at, fields)
+        window = _Window(opened, usual=True)
+        running.append(window)
+        ledger.buffer_later("cell_start", _start_edge, (window, opened))
 
     def post(result):
-        window, started, fields = running.pop()
-        end = time.time()
-        wall_s = time.perf_counter() - started
-        session.records.append(WindowRecord(window.ended(end), wall_s, "ok", {}, session.id))
-        at = iso_utc(end)
-        figures = session._fixed_members or b'"cost_usd":"0","unpriced":false,"meters":{}'
-        ledger.buffer_encoded("cell_end", at, b'%s,"ended_at":"%s","wall_s":%s,"status":"ok",%s'
-                              % (fields, at.encode(), orjson.dumps(wall_s), figures))
+        window = running.pop()
+        record = WindowRecord(window.info.ended(time.time()),
+                              time.perf_counter() - window.started_perf, "ok", figures[0],
+                              session.id)
+        session.records.append(record)
+        ledger.buffer_later("cell_end", _end_edge, (window, record, figures, members))
 
     return [("pre_run_cell", pre), ("post_run_cell", post)], []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from decimal import Decimal
 
 import pytest
@@ -123,6 +124,50 @@ def test_a_buffered_edge_is_the_line_the_whole_record_gives(tmp_path):
             expected = _line({"schema": SCHEMA_VERSION, "id": logged["id"], "event": event,
                               "ts": "2026-11-28T10:00:00.000000Z", **common, **fields})
             assert line == expected
+
+
+@pytest.mark.parametrize("common", [{"session_id": "s1", "user": "ä"}, {"user": "bad \udcff"}])
+def test_an_edge_queued_for_later_is_built_by_the_writer_in_its_place(tmp_path, wait_until,
+                                                                       common):
+    """``buffer_later`` (a usual cell's edges): the caller's thread only queues; the writer
+    thread builds each line, the one ``buffer`` gives for what ``make`` returns (fields, or
+    fields encoded), in the order and with the number it was queued with, also where only
+    the careful path writes it. A ``make`` that fails loses its own line, said once, and the
+    writer goes on."""
+    from nbcost.ledger import _line, encoded_members
+
+    at = "2026-11-28T10:00:00.000000Z"
+    built_on = []
+
+    def make(fields):
+        built_on.append(threading.current_thread().name)
+        return at, fields
+
+    def broken(fields):
+        raise RuntimeError("a bug")
+
+    path = tmp_path / "s.jsonl"
+    ledger = Ledger(path, common)
+    ledger.buffer_later("cell_start", make, {"n": 1, "label": 'a "quoted"\nlabel'})
+    ledger.buffer_later("cell_end", broken, {"n": 2})
+    ledger.buffer("track_start", {"n": 3}, at=at)
+    ledger.buffer_later("cell_end", make, encoded_members({"n": 4, "tags": {"k": "ä"}}))
+    assert wait_until(lambda: path.read_bytes().count(b"\n") == 3, timeout=10)
+    reports = ledger.take_reports()
+    ledger.close()
+    assert built_on == ["nbcost-ledger"] * 2  # nobody flushed: the writer built both
+    lines = path.read_bytes().splitlines(keepends=True)
+    logged = [json.loads(line) for line in lines]
+    assert [(e["event"], e["n"]) for e in logged] == [("cell_start", 1), ("track_start", 3),
+                                                     ("cell_end", 4)]
+    assert [int(e["id"][16:], 16) for e in logged] == [0, 2, 3]  # numbered as queued
+    for line, event in zip(lines, logged):
+        fields = {k: v for k, v in event.items() if k not in ("schema", "id", "event", "ts")}
+        assert line == _line({"schema": SCHEMA_VERSION, "id": event["id"],
+                              "event": event["event"], "ts": at, **fields})
+    assert logged[2]["tags"] == {"k": "ä"} and logged[0]["label"] == 'a "quoted"\nlabel'
+    assert len(reports) == 1 and "a cell_end event could not be written" in reports[0]
+    assert "RuntimeError: a bug" in reports[0]
 
 
 def test_a_written_money_event_is_the_line_append_gives(tmp_path):

@@ -281,7 +281,7 @@ def test_the_usual_cell_logs_the_lines_and_keeps_the_record_of_the_general_path(
     assert (plain.info.cell_id, plain.info.execution_count) == ('say "hi"\\', 2)
     assert plain.info.end is not None and plain.info.parent_id is None
     assert lines[5]["cost_usd"] != "0" and lines[5]["meters"]["tokens"]
-    assert lines[7]["label"] == "tuned"
+    assert lines[6]["label"] is None and lines[7]["label"] == "tuned"  # (its start: as opened)
     assert [line["cell_id"] for line in lines[8:]] == ["\ufffd"] * 2
 
 

@@ -103,8 +103,8 @@ _ORJSON_OPTIONS = _ORJSON_PASSTHROUGH | orjson.OPT_APPEND_NEWLINE
 
 
 def encoded_members(fields: Mapping[str, Any]) -> bytes | None:
-    """``fields`` as :func:`_line` writes them inside an event's braces (for
-    :meth:`Ledger.buffer_encoded`); None where only the careful path can write them."""
+    """``fields`` as :func:`_line` writes them inside an event's braces (what a
+    :meth:`Ledger.buffer_later` edge may give); None where only the careful path can write them."""
     try:
         return orjson.dumps(fields, default=_encode, option=_ORJSON_PASSTHROUGH)[1:-1]
     except (TypeError, ValueError):
@@ -169,9 +169,6 @@ class Ledger:
                     self.common, default=_encode, option=_ORJSON_PASSTHROUGH)[1:-1]
             except (TypeError, ValueError):
                 self._common_json = None
-        #: Whether lines can be spliced after the common fields encoded once (buffer_encoded);
-        #: not when those fields need the careful path.
-        self.splices = self._common_json is not None
         self._edge_flush_s = edge_flush_s
         # Event ids: a random prefix per log and a counter, unique without a syscall per event.
         self._id_prefix = uuid.uuid4().hex[:16]
@@ -271,17 +268,18 @@ class Ledger:
         if not self._writer_armed:
             self._arm_writer()
 
-    def buffer_encoded(self, event: str, at: str, members: bytes) -> None:
-        """:meth:`buffer` for an edge whose own fields the caller encoded: ``members`` is what
-        :func:`_line` writes after the common fields (``"key":value,...`` without the braces).
-        The line is built here, on the caller's thread: a cell's edges touch nothing else.
-        Only where :attr:`splices`; ``at`` is a time :func:`iso_utc` formatted."""
+    def buffer_later(self, event: str, make: Callable[[Any], tuple[str, Mapping[str, Any] | bytes]],
+                     source: Any) -> None:
+        """:meth:`buffer` for an edge whose time and fields ``make(source)`` gives when it is
+        written: the caller's thread only queues it, and the writer builds a burst of lines
+        together, its code warm (inside a cell, each function and object touched costs several
+        times its price in a loop). The fields may come encoded (:func:`encoded_members`), and
+        must not override a common one. ``make`` runs on whichever thread writes, under the
+        write lock, in the order edges were queued: it must take no lock and read only what no
+        other thread changes meanwhile (a ``WindowInfo``)."""
         if self._closed:
             raise LedgerError(f"the spend log {self.path} is closed")
-        event_head = self._event_heads.get(event) or self._event_head(event)
-        self._queue.append(b'%s%08x%s%s"%s,%s}\n' % (
-            self._id_head, next(self._sequence), event_head, at.encode(), self._common_json,
-            members))
+        self._queue.append((next(self._sequence), event, make, source))
         if not self._writer_armed:
             self._arm_writer()
 
@@ -300,24 +298,42 @@ class Ledger:
     def _hold_queued(self) -> None:
         while self._queue:
             item = self._queue.popleft()
-            if type(item) is bytes:  # an edge's line, built by buffer_encoded
-                line = item
-            else:  # a buffered edge (tuple) or a record
-                line = self._spliced_line(*item) if type(item) is tuple else None
-            if line is None:  # (a record, or an edge only the careful path writes)
-                self._hold_line(item if type(item) is dict else self._record(*item))
-            else:
-                self._hold(line)
+            if type(item) is dict:  # a record
+                self._hold_line(item)
+            else:  # a buffered edge: (number, event, at, fields) or (number, event, make, source)
+                if type(item[2]) is not str:
+                    item = self._made(*item)
+                    if item is None:
+                        continue
+                line = self._spliced_line(*item)
+                if line is None:  # an edge only the careful path writes
+                    self._hold_line(self._record(*item))
+                else:
+                    self._hold(line)
             if len(self._held) >= _WRITE_BATCH and self._failure is None:
                 self._write_held()  # a long queue (a burst of blocks) is written as it goes:
                 # only a log that cannot be written holds lines (and drops past MAX_HELD)
+
+    def _made(self, number: int, event: str, make: Callable, source: Any
+              ) -> tuple[int, str, str, Mapping[str, Any] | bytes] | None:
+        """A :meth:`buffer_later` edge as :meth:`buffer` queues one (None: ``make`` failed)."""
+        try:
+            at, fields = make(source)
+            if type(fields) is bytes and (self._common_json is None or not fields):
+                # (what only the careful path writes)
+                fields = orjson.loads(b"{%s}" % fields)
+        except Exception as exc:  # noqa: BLE001 - a bug of nbcost's must not stop the writer
+            self._reports.append(f"nbcost: a {event} event could not be written to the spend "
+                                 f"log ({type(exc).__name__}: {exc}) and is lost.")
+            return None
+        return number, event, at, fields
 
     def _record(self, number: int, event: str, at: str, fields: Mapping[str, Any]) -> dict:
         return {"schema": SCHEMA_VERSION, "id": f"{self._id_prefix}{number:08x}",
                 "event": event, "ts": at, **self.common, **fields}
 
     def _spliced_line(self, number: int, event: str, at: str,
-                      fields: Mapping[str, Any]) -> bytes | None:
+                      fields: Mapping[str, Any] | bytes) -> bytes | None:
         """Event number ``number``'s line without building its record: its head and the
         common fields are encoded once, the event's own fields spliced after them (a third less
         than merging dicts, on every cell edge and LLM call). The same bytes as :func:`_line`
@@ -325,13 +341,16 @@ class Ledger:
         common one, no fields, a value only the careful path writes). ``at`` is a time
         :func:`iso_utc` formatted (plain ASCII: written as it is)."""
         common = self._common_json
+        event_head = self._event_heads.get(event) or self._event_head(event)
+        if type(fields) is bytes:  # encoded already (a buffer_later edge)
+            return b'%s%08x%s%s"%s,%s}\n' % (self._id_head, number, event_head, at.encode(),
+                                             common, fields)
         if common is None or not fields or not self._common_keys.isdisjoint(fields):
             return None
         try:
             body = orjson.dumps(fields, default=_encode, option=_ORJSON_OPTIONS)
         except (TypeError, ValueError):
             return None
-        event_head = self._event_heads.get(event) or self._event_head(event)
         return b'%s%08x%s%s"%s,%s' % (self._id_head, number, event_head, at.encode(), common,
                                      body[1:])
 

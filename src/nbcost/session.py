@@ -58,18 +58,26 @@ def notebook_identity(environ: Mapping[str, str] | None = None) -> dict[str, str
 class _Window:
     """A window while it is open: its info and its tallies (its budget is in ``Budgets``)."""
 
-    __slots__ = ("info", "started_at", "fields", "tallies", "started_perf", "flags", "encoded")
+    __slots__ = ("info", "tallies", "started_perf", "flags", "usual", "encoded", "_fields")
 
-    def __init__(self, info: WindowInfo) -> None:
+    def __init__(self, info: WindowInfo, usual: bool = False) -> None:
         self.info = info
-        self.started_at = iso_utc(info.start)
-        self.fields = _window_fields(info, self.started_at)  # built once: both events carry it
         self.tallies: dict[str, Tally] = {}
         self.started_perf = time.perf_counter()
         self.flags: set[str] = set()
-        #: A cell that Session.open_cell opened: its fields as logged (else None, and None
-        #: once annotated: its end takes the general path).
+        #: A cell that Session.open_cell opened and nothing annotated since: its end may take
+        #: close_cell's short way. The ledger's writer builds its lines, and keeps its start's
+        #: fields ``encoded`` for its end (None where only the careful path writes them).
+        self.usual = usual
         self.encoded: bytes | None = None
+        self._fields: dict[str, Any] | None = None
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """What both of its events carry: built when first asked (a usual cell never asks)."""
+        if self._fields is None:
+            self._fields = _window_fields(self.info, iso_utc(self.info.start))
+        return self._fields
 
 
 class Session:
@@ -367,8 +375,8 @@ class Session:
                 meter.window_started(info)
             except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
                 self._fault(f"the {meter.name} meter", exc, window)
-        self._emit(_START_EVENTS.get(kind) or f"{kind}_start", window.fields,
-                   at=window.started_at)
+        fields = window.fields
+        self._emit(_START_EVENTS.get(kind) or f"{kind}_start", fields, at=fields["started_at"])
         return info
 
     # -- the usual cell ---------------------------------------------------------------------
@@ -379,40 +387,38 @@ class Session:
         Every cell pays for this, so the usual one (nothing else open, nobody listening)
         touches as little as it can: between two cells IPython's own work pushes
         nbcost's code and data out of the CPU's caches, and inside a cell each function and
-        object touched costs a cache miss, several times its cost in a loop (in one shell,
-        interleaved: 43-48 µs a cell through open_window and close_window, 34-40 this way).
-        Its lines are the bytes the general path writes; anything else takes that path."""
+        object touched costs a cache miss, several times its cost in a loop. So it keeps the
+        window and queues its start for the ledger's writer, which builds the line (the bytes
+        the general path writes) with a burst of others, its code warm. Anything else takes
+        the general path."""
         with self._lock:
             plain = (not self._open and not self._listeners and not self._edge_meters
-                     and not self._window_watchers and self._ledger.splices)
+                     and not self._window_watchers)
             if plain:
                 info = WindowInfo(f"{self._window_prefix}{next(self._window_numbers):06x}",
                                   "cell", time.time(), None, dict(self.settings.default_tags),
                                   cell_id, execution_count)
-                window = self._open[info.id] = _Window(info)
+                window = self._open[info.id] = _Window(info, usual=True)
                 self._cell_fields = {"cell_id": cell_id, "execution_count": execution_count}
         if not plain:
             return self.open_window("cell", cell_id=cell_id, execution_count=execution_count).id
         if self._children is not None:  # children started from now on bill to this cell
             self._children.window_changed(info.id)
-        window.encoded = encoded_members(window.fields)
-        if window.encoded is None:  # (a cell id only the careful path writes: the general end)
-            self._emit("cell_start", window.fields, at=window.started_at)
-        else:
-            self._log_encoded("cell_start", window.started_at, window.encoded)
+        self._buffer_edge("cell_start", _start_edge, (window, info))
         return info.id
 
     def close_cell(self, window_id: str, status: str) -> None:
         """``close_window(window_id, status)`` for a cell without a panel, not waiting for
         figures still being read. The usual one (see :meth:`open_cell`: no usage, no budget,
-        not annotated, figures that never vary and cost nothing) ends here, its record and
-        line built from what ``open_cell`` kept; any other takes the general path."""
+        not annotated, figures that never vary and cost nothing) ends here: its record is
+        kept and its end queued for the writer to build the line; any other takes the general
+        path."""
         end = time.time()
         children = self._children
         with self._lock:
             window = self._open.get(window_id)
             figures, members = self._fixed_figures, self._fixed_members
-            plain = (window is not None and window.encoded is not None and len(self._open) == 1
+            plain = (window is not None and window.usual and len(self._open) == 1
                      and not window.tallies and not window.flags and figures is not None
                      and members is not None and not self._listeners
                      and not self._collectors and not self._edge_meters
@@ -428,14 +434,11 @@ class Session:
         record = WindowRecord(info, wall_s, status, figures[0], self.id)
         with self._lock:
             self.records.append(record)
-        ended_at = iso_utc(end)
-        self._log_encoded("cell_end", ended_at, b'%s,"ended_at":"%s","wall_s":%s,"status":%s,%s' % (
-            window.encoded, ended_at.encode(), orjson.dumps(wall_s), orjson.dumps(status),
-            members))
+        self._buffer_edge("cell_end", _end_edge, (window, record, figures, members))
 
-    def _log_encoded(self, event: str, at: str, members: bytes) -> None:
+    def _buffer_edge(self, event: str, make: Callable, source: Any) -> None:
         try:
-            self._ledger.buffer_encoded(event, at, members)
+            self._ledger.buffer_later(event, make, source)
         except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's cell
             self.warn_once(f"ledger:{type(exc).__name__}",
                            f"nbcost: could not log a {event} event ({exc}); costs are still shown.")
@@ -453,8 +456,8 @@ class Session:
                 return None
             window.info = replace(window.info, label=label if label is not None else window.info.label,
                                   tags={**window.info.tags, **(tags or {})})
-            window.fields = _window_fields(window.info, window.started_at)
-            window.encoded = None
+            window._fields = None  # its end carries the label and tags
+            window.usual = False
         if budget_usd is not None:
             self.budgets.set_window(window_id, budget_usd, budget_hard)
         return window.info
@@ -552,9 +555,7 @@ class Session:
         with self._lock:
             self.records.append(record)
         ended_at = iso_utc(info.end)
-        fields = {**window.fields, "ended_at": ended_at, "wall_s": wall_s, "status": status,
-                  "cost_usd": money(cost), "unpriced": unpriced, "meters": meters_json,
-                  "flags": list(flags)}
+        fields = _end_fields(window.fields, record, ended_at, cost, unpriced, meters_json)
         # A window that cost something is a money event: on disk now, like its usage. (Most
         # cells cost nothing and are buffered: that is what keeps a cell's overhead low.)
         self._emit(_END_EVENTS.get(info.kind) or f"{info.kind}_end", fields, at=ended_at,
@@ -969,6 +970,39 @@ def _as_dict(mapping: Mapping[str, Any]) -> dict[str, Any]:
 
 def _cost(meters: Mapping[str, MeterTotals]) -> Decimal:
     return sum((t.cost_usd for t in meters.values()), ZERO)
+
+
+def _start_edge(opened: tuple[_Window, WindowInfo]) -> tuple[str, bytes | dict[str, Any]]:
+    """A usual cell's start event, built by the ledger's writer (see ``Session.open_cell``):
+    from its info as opened (a label given since is its end's), its fields kept encoded for
+    its end."""
+    window, info = opened
+    started_at = iso_utc(info.start)
+    fields = _window_fields(info, started_at)
+    window.encoded = encoded_members(fields)
+    return started_at, fields if window.encoded is None else window.encoded
+
+
+def _end_edge(ended: tuple[_Window, WindowRecord, tuple, bytes]) -> tuple[str, bytes | dict]:
+    """A usual cell's end event, built by the ledger's writer after its start (see
+    ``Session.close_cell``): its start's fields, then how it ended and its figures, encoded
+    once for every cell that costs nothing."""
+    window, record, (_, cost, unpriced, meters_json), members = ended
+    ended_at = iso_utc(record.info.end)
+    if window.encoded is None:  # its start took the careful path: its end too
+        fields = _window_fields(record.info, iso_utc(record.info.start))
+        return ended_at, _end_fields(fields, record, ended_at, cost, unpriced, meters_json)
+    return ended_at, b'%s,"ended_at":"%s","wall_s":%s,"status":%s,%s' % (
+        window.encoded, ended_at.encode(), orjson.dumps(record.wall_s),
+        orjson.dumps(record.status), members)
+
+
+def _end_fields(fields: Mapping[str, Any], record: WindowRecord, ended_at: str, cost: Decimal,
+                unpriced: bool, meters_json: dict) -> dict[str, Any]:
+    """What a window's end event carries: its start's fields, how it ended and what it cost."""
+    return {**fields, "ended_at": ended_at, "wall_s": record.wall_s, "status": record.status,
+            "cost_usd": money(cost), "unpriced": unpriced, "meters": meters_json,
+            "flags": list(record.flags)}
 
 
 def _window_fields(info: WindowInfo, started_at: str) -> dict[str, Any]:
