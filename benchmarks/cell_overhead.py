@@ -180,11 +180,11 @@ def main() -> None:
     in_kernel = added_by(kernel, "nbcost")
     if args.floor:
         floor = added_by(shell, "floor")
-        print(f"  added by the floor (nbcost's two lines and record for a cell, no check): "
-              f"{floor:6.1f} µs/cell")
-        write_figure(args.json, f"the floor: a cell's two spend-log lines and its record, "
-                     f"nothing else, {where}", round(floor, 1), "µs", "—", None,
-                     "what any design that logs a cell and keeps its record pays")
+        print(f"  added by the floor (nbcost's window, record and two queued lines for a cell, "
+              f"no check): {floor:6.1f} µs/cell")
+        write_figure(args.json, f"the floor: a cell's window, record and two spend-log lines "
+                     f"the way nbcost keeps them, nothing else, {where}", round(floor, 1), "µs",
+                     "—", None, "what nbcost's way of logging a cell pays without any check")
     print(f"  added by nbcost in ipykernel's shell, its display channel open (what a cell pays "
           f"with the lab extension: the live badge's final message): {in_kernel:6.1f} µs/cell")
     write_figure(args.json, f"added per trivial cell in a kernel with the display channel, "
