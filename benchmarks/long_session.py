@@ -180,9 +180,9 @@ def main() -> None:
     write_figure(args.json, "finished windows found in the spend log", nb["windows_logged"],
                  "windows", f"all {nb['finished']:,}", nb["windows_logged"] == nb["finished"])
     write_figure(args.json, f"`%cost` after {scale}", round(nb["cost_s"], 2), "s",
-                 "(measured)", True, f"{nb['cost_lines']:,} lines")
+                 "—", None, f"{nb['cost_lines']:,} lines")
     write_figure(args.json, f"`to_dataframe()` after {scale}", round(nb["dataframe_s"], 2),
-                 "s", "(measured)", True, f"{nb['dataframe_rows']:,} rows; peak RSS "
+                 "s", "—", None, f"{nb['dataframe_rows']:,} rows; peak RSS "
                  f"{nb['peak_mib']:.0f} MiB")
 
 
