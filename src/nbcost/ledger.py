@@ -268,7 +268,8 @@ class Ledger:
         if not self._writer_armed:
             self._arm_writer()
 
-    def buffer_later(self, event: str, make: Callable[[Any], tuple[str, Mapping[str, Any] | bytes]],
+    def buffer_later(self, event: str,
+                     make: Callable[[Any], tuple[str, Mapping[str, Any] | bytes]],
                      source: Any) -> None:
         """:meth:`buffer` for an edge whose time and fields ``make(source)`` gives when it is
         written: the caller's thread only queues it, and the writer builds a burst of lines
@@ -320,8 +321,7 @@ class Ledger:
         try:
             at, fields = make(source)
             if type(fields) is bytes and (self._common_json is None or not fields):
-                # (what only the careful path writes)
-                fields = orjson.loads(b"{%s}" % fields)
+                fields = orjson.loads(b"{%s}" % fields)  # for the careful path: a dict
         except Exception as exc:  # noqa: BLE001 - a bug of nbcost's must not stop the writer
             self._reports.append(f"nbcost: a {event} event could not be written to the spend "
                                  f"log ({type(exc).__name__}: {exc}) and is lost.")
@@ -338,8 +338,9 @@ class Ledger:
         common fields are encoded once, the event's own fields spliced after them (a third less
         than merging dicts, on every cell edge and LLM call). The same bytes as :func:`_line`
         of :meth:`_record`; None where splicing cannot promise that (a field that overrides a
-        common one, no fields, a value only the careful path writes). ``at`` is a time
-        :func:`iso_utc` formatted (plain ASCII: written as it is)."""
+        common one, no fields, a value only the careful path writes); fields that come encoded
+        are spliced as they are. ``at`` is a time :func:`iso_utc` formatted (plain ASCII:
+        written as it is)."""
         common = self._common_json
         event_head = self._event_heads.get(event) or self._event_head(event)
         if type(fields) is bytes:  # encoded already (a buffer_later edge)
