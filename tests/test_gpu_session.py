@@ -155,3 +155,39 @@ def test_a_window_still_waiting_is_finished_once_by_flush(tmp_path):
     finally:
         session.close()
     assert len(finals) == 1
+
+
+def test_the_lab_extensions_final_for_a_gpu_cell_waits_for_its_exact_record(tmp_path, wait_until):
+    """A cell watcher (the comm behind the badge) is told of a GPU cell's end once, when the
+    end's read lands: with the exact figures, not the ones at the moment the cell ended."""
+    gpu, meter, session = _gated_session(tmp_path)
+    ended = []
+
+    class Watcher:
+        def cell_started(self, info):
+            pass
+
+        def cell_ended(self, record):
+            ended.append(record)
+
+        def session_started(self):
+            pass
+
+    session.watch_cells(Watcher())
+    try:
+        window_id = session.open_cell("c1", 1)
+        gpu.busy(time.time(), time.time() + 0.3)
+        time.sleep(0.7)  # (edge reads are at least 0.5 s apart)
+        assert meter.sampler.edge_done.wait(10)
+        gate = meter._nvml.hold("nvmlDeviceGetTotalEnergyConsumption")
+        session.close_cell(window_id, "ok")  # what a cell without %%cost does
+        assert ended == [] and not session.is_open(window_id)
+        gate.set()
+        assert wait_until(lambda: ended, timeout=10)
+        exact = meter.measure(ended[0].info.start, ended[0].info.end)
+        assert ended[0].meters["gpu"].quantities == dict(exact.quantities)
+        assert ended[0].meters["gpu"].quantities["busy_s"] > 0
+        session.flush()
+    finally:
+        session.close()
+    assert [r.info.id for r in ended] == [window_id]

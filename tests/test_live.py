@@ -248,6 +248,27 @@ def test_plain_cells_get_ticks_and_finals_too(kernel):
     assert not widget_states(messages)[1], "only %%cost cells get a widget"
 
 
+def test_a_usual_cell_keeps_its_short_path_and_still_gets_its_final(kernel):
+    """Without a meter that measures every cell (no GPU, no PennyMeter) a cell takes the
+    session's short path even with the lab extension's comm open, and its final still comes."""
+    messages, _ = run(kernel, "%load_ext nbcost")
+    (opened,) = [m for m in messages if m["msg_type"] == "comm_open"
+                 and m["content"]["target_name"] == "nbcost"]
+    comm_id = opened["content"]["comm_id"]
+    send_comm(kernel, "comm_msg", {"comm_id": comm_id, "data": {"v": 1, "type": "hello"}})
+    run(kernel, "x = 1", cell_id="first")
+    probe = "import nbcost; print('usual:', [w.usual for w in nbcost.session()._open.values()])"
+    messages, reply = run(kernel, probe, cell_id="probe")
+    printed = "".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream")
+    assert "usual: [True]" in printed
+    (final,) = comm_data(messages, comm_id, "final")
+    record = final["record"]
+    assert record["cell_id"] == "probe" and record["status"] == "ok"
+    assert record["execution_count"] == reply["content"]["execution_count"]
+    assert record["cost_usd"] == "0" and record["end"] >= record["start"]
+    assert final["session"]["cells"] >= 2  # the cells before it ("first", the load) too
+
+
 def test_ticks_flow_while_the_front_ends_answer_waits_behind_the_cells(kernel):
     # "Run all": the answer to the hello queues behind the cells it wants to watch.
     comm_id = load(kernel, answer=False)

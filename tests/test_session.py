@@ -285,6 +285,67 @@ def test_the_usual_cell_logs_the_lines_and_keeps_the_record_of_the_general_path(
     assert [line["cell_id"] for line in lines[8:]] == ["\ufffd"] * 2
 
 
+class CellLog:
+    """A CellWatcher that notes what it is told (the lab extension's comm is one)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.told, self.fail = [], fail
+
+    def cell_started(self, info):
+        self.told.append(("started", info.id, info.cell_id))
+        if self.fail:
+            raise RuntimeError("panel on fire")
+
+    def cell_ended(self, record):
+        self.told.append(("ended", record.info.id, record.status, record))
+
+    def session_started(self):
+        self.told.append(("session",))
+
+
+def test_cell_watchers_see_every_top_level_cell_and_leave_the_usual_one_its_path(nbcost_home,
+                                                                                    capsys):
+    """Unlike a listener, a cell watcher does not send the usual cell down the general path;
+    it is told of top-level cells on either path (not of the blocks inside them), of each
+    cell's complete record and of a reset. One that fails is said once and breaks nothing."""
+    session = Session(load_settings(), meters=[SameFigures(False), TokenMeter()])
+    watcher, broken = CellLog(), CellLog(fail=True)
+    undo = session.watch_cells(watcher)
+    try:
+        session.close_window(session.open_window("cell").id)  # (finds the fixed figures)
+        watcher.told.clear()
+        general_path = session.open_window, session.close_window
+        session.open_window = session.close_window = None  # the usual cell needs neither
+        usual = session.open_cell("c1", 1)
+        session.close_cell(usual, "error")
+        session.open_window, session.close_window = general_path
+        called = session.open_cell("c2", 2)
+        inner = session.open_window("track", label="inner")
+        session.meters["tokens"].call("m", 10)
+        session.close_window(inner.id)
+        session.close_cell(called, "ok")
+        session.watch_cells(broken)
+        session.close_cell(session.open_cell("c3", 3), "ok")
+        session.reset()
+        undo()
+        session.close_cell(session.open_cell("c4", 4), "ok")
+        logged = [(e["event"], e["cell_id"]) for e in events(session, "cell_end")]
+    finally:
+        session.close()
+    assert [t[:3] for t in watcher.told] == [
+        ("started", usual, "c1"), ("ended", usual, "error"),
+        ("started", called, "c2"), ("ended", called, "ok"),
+        ("started", watcher.told[4][1], "c3"), ("ended", watcher.told[4][1], "ok"),
+        ("session",)]
+    usual_record, called_record = watcher.told[1][3], watcher.told[3][3]
+    assert usual_record.info.end is not None and usual_record.info.cell_id == "c1"
+    assert called_record.meters["tokens"].quantities["calls"] == 1
+    assert [t[0] for t in broken.told] == ["started", "ended", "session", "started", "ended"]
+    assert capsys.readouterr().err.count("panel on fire") == 1
+    assert "internal_error" in watcher.told[5][3].flags  # the cell it failed in is flagged
+    assert logged == [("cell_end", "c4")]  # (the session after the reset) still logged
+
+
 def test_a_quiet_window_after_a_costly_one_has_its_own_figures(session):
     """Windows that end with the figures of the one before reuse its sums: never another's."""
     tokens = session.meters["tokens"]

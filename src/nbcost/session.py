@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 import orjson
 
@@ -29,9 +29,25 @@ from .meters.base import Meter, Usage
 from .recent import CELLS_KEPT, Recent, RecentWindows
 from .records import ZERO, MeterTotals, Tally, WindowInfo, WindowRecord, compact_record, money
 
-__all__ = ["Session", "notebook_identity"]
+__all__ = ["CellWatcher", "Session", "notebook_identity"]
 
 Listener = Callable[[dict], None]
+
+
+class CellWatcher(Protocol):
+    """What follows a notebook's top-level cells (the comm to the lab extension) without taking
+    every logged event as a dict, as a listener does: so the usual cell keeps its short path.
+    Each method runs on the thread that opened or finished the cell; a failure is one warning."""
+
+    def cell_started(self, info: WindowInfo) -> None:
+        """A top-level cell started."""
+
+    def cell_ended(self, record: WindowRecord) -> None:
+        """A top-level cell's record is complete (on a GPU, a moment after the cell ended)."""
+
+    def session_started(self) -> None:
+        """``%cost reset`` started a new session: totals and finished cells begin anew."""
+
 # Events the ledger may queue for its writer thread (everything else is written before it returns).
 WINDOW_EDGE_EVENTS = frozenset({"cell_start", "cell_end", "track_start", "track_end"})
 _START_EVENTS = {"cell": "cell_start", "track": "track_start"}
@@ -164,6 +180,7 @@ class Session:
         #: Called before a window closes and on live updates, to fold remote usage that waits
         #: to be fetched (nbcost.ray's collector).
         self._collectors: tuple[Callable[[], None], ...] = ()
+        self._cell_watchers: tuple[CellWatcher, ...] = ()
         self._begin(requested, parent=None)
         for meter in meters if meters is not None else _default_meters():
             self.add_meter(meter)
@@ -209,6 +226,7 @@ class Session:
             "parent_session_id": self.parent_session_id,
         })
         self._start_children()
+        self._tell_cell_watchers("session_started")
 
     def _claim_id(self, requested: str | None, spend) -> str:
         """``requested`` if no session of this process used it and no log of it exists today,
@@ -377,6 +395,8 @@ class Session:
                 self._fault(f"the {meter.name} meter", exc, window)
         fields = window.fields
         self._emit(_START_EVENTS.get(kind) or f"{kind}_start", fields, at=fields["started_at"])
+        if self._cell_watchers and kind == "cell" and info.parent_id is None:
+            self._tell_cell_watchers("cell_started", info)
         return info
 
     # -- the usual cell ---------------------------------------------------------------------
@@ -384,8 +404,9 @@ class Session:
     def open_cell(self, cell_id: str | None, execution_count: int) -> str:
         """``open_window("cell", ...)`` for a notebook's cell; returns the window's id.
 
-        Every cell pays for this, so the usual one (nothing else open, nobody listening)
-        touches as little as it can: between two cells IPython's own work pushes
+        Every cell pays for this, so the usual one (nothing else open, nobody listening; the
+        lab extension's comm is a :class:`CellWatcher`, told either way) touches as little as
+        it can: between two cells IPython's own work pushes
         nbcost's code and data out of the CPU's caches, and inside a cell each function and
         object touched costs a cache miss, several times its cost in a loop. So it keeps the
         window and queues its start for the ledger's writer, which builds the line (the bytes
@@ -405,6 +426,8 @@ class Session:
         if self._children is not None:  # children started from now on bill to this cell
             self._children.window_changed(info.id)
         self._buffer_edge("cell_start", _start_edge, (window, info))
+        if self._cell_watchers:
+            self._tell_cell_watchers("cell_started", info)
         return info.id
 
     def close_cell(self, window_id: str, status: str) -> None:
@@ -435,6 +458,8 @@ class Session:
         with self._lock:
             self.records.append(record)
         self._buffer_edge("cell_end", _end_edge, (window, record, figures, members))
+        if self._cell_watchers:
+            self._tell_cell_watchers("cell_ended", record)
 
     def _buffer_edge(self, event: str, make: Callable, source: Any) -> None:
         try:
@@ -566,6 +591,8 @@ class Session:
             if budgets.session_pending():
                 budgets.check("session", self.total_usd, where)
             budgets.forget_window(info.id)
+        if self._cell_watchers and info.kind == "cell" and info.parent_id is None:
+            self._tell_cell_watchers("cell_ended", record)
         return record
 
     def budget_of(self, window_id: str) -> tuple[Decimal | None, bool]:
@@ -749,6 +776,22 @@ class Session:
                                               if w is not watcher)
 
         return remove
+
+    def watch_cells(self, watcher: CellWatcher) -> Callable[[], None]:
+        """Tell ``watcher`` when each top-level cell starts and ends, and of a reset (see
+        :class:`CellWatcher`); returns the undo."""
+        with self._lock:
+            self._cell_watchers += (watcher,)
+
+        def remove() -> None:
+            with self._lock:
+                self._cell_watchers = tuple(w for w in self._cell_watchers if w is not watcher)
+
+        return remove
+
+    def _tell_cell_watchers(self, what: str, *args: Any) -> None:
+        for watcher in self._cell_watchers:
+            self.run_safely("the live display", lambda w=watcher: getattr(w, what)(*args))
 
     def add_collector(self, collect: Callable[[], None]) -> Callable[[], None]:
         """Call ``collect()`` before each window closes and on each live update, to fold remote

@@ -25,6 +25,7 @@ import threading
 from collections import deque
 from typing import Any
 
+from ..records import WindowInfo, WindowRecord
 from .payload import cell_history, is_top_cell, session_totals
 from .ticker import Ticker
 
@@ -45,7 +46,7 @@ class CommChannel:
         self._comms: dict[str, Any] = {}
         self._finished: deque[str] = deque(maxlen=64)
         self._meter_figures: dict = {}  # session_totals' memo: most cells change no total
-        self._remove_listener = lambda: None
+        self._unwatch_cells = lambda: None
         self._registered = False
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -56,14 +57,14 @@ class CommChannel:
 
         comm.get_comm_manager().register_target(TARGET, self._on_frontend_open)
         self._registered = True
-        self._remove_listener = self.session.add_listener(self._on_event)
+        self._unwatch_cells = self.session.watch_cells(self)
         channel = comm.create_comm(target_name=TARGET, data=self._hello())
         self._keep(channel)
 
     def close(self) -> None:
         """Close every comm and stop listening. Idempotent."""
-        self._remove_listener()
-        self._remove_listener = lambda: None
+        self._unwatch_cells()
+        self._unwatch_cells = lambda: None
         if self._registered:
             import comm
 
@@ -156,24 +157,20 @@ class CommChannel:
     def _totals(self) -> dict:
         return session_totals(self.session, memo=self._meter_figures)
 
-    def _on_event(self, event: dict) -> None:
-        """Session listener: watch running cells, send finals; runs on the thread that logged."""
-        kind = event.get("event")
-        if kind == "cell_start" and is_top_cell(event.get("kind"), event.get("parent_id")):
-            if self.listening:
-                self.ticker.watch(event["window_id"], self._tick)
-        elif kind == "cell_end" and is_top_cell(event.get("kind"), event.get("parent_id")):
-            window_id = event["window_id"]
-            self.ticker.unwatch(window_id, self._tick)
-            if self.listening:
-                self._send_final(window_id)
-        elif kind == "session_start" and self.listening:  # `%cost reset`
-            self._send(self._session_message(with_history=True))
+    # -- the session's cells (a CellWatcher: on the thread that opened or finished the cell) ----
 
-    def _send_final(self, window_id: str) -> None:
-        record = self.session.finished_window(window_id)
-        if record is None:
-            return
-        self._send({"v": PROTOCOL_VERSION, "type": "final", "window_id": window_id,
-                    "record": record.compact(), "session": self._totals()},
-                   window_id=window_id, final=True)
+    def cell_started(self, info: WindowInfo) -> None:
+        if self.listening:
+            self.ticker.watch(info.id, self._tick)
+
+    def cell_ended(self, record: WindowRecord) -> None:
+        window_id = record.info.id
+        self.ticker.unwatch(window_id, self._tick)
+        if self.listening:
+            self._send({"v": PROTOCOL_VERSION, "type": "final", "window_id": window_id,
+                        "record": record.compact(), "session": self._totals()},
+                       window_id=window_id, final=True)
+
+    def session_started(self) -> None:  # `%cost reset`
+        if self.listening:
+            self._send(self._session_message(with_history=True))
