@@ -791,7 +791,10 @@ class Session:
 
     def _tell_cell_watchers(self, what: str, *args: Any) -> None:
         for watcher in self._cell_watchers:
-            self.run_safely("the live display", lambda w=watcher: getattr(w, what)(*args))
+            try:
+                getattr(watcher, what)(*args)
+            except Exception as exc:  # noqa: BLE001 - nbcost must never break the user's work
+                self._fault("the live display", exc)
 
     def add_collector(self, collect: Callable[[], None]) -> Callable[[], None]:
         """Call ``collect()`` before each window closes and on each live update, to fold remote
