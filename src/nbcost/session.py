@@ -48,6 +48,7 @@ class CellWatcher(Protocol):
     def session_started(self) -> None:
         """``%cost reset`` started a new session: totals and finished cells begin anew."""
 
+
 # Events the ledger may queue for its writer thread (everything else is written before it returns).
 WINDOW_EDGE_EVENTS = frozenset({"cell_start", "cell_end", "track_start", "track_end"})
 _START_EVENTS = {"cell": "cell_start", "track": "track_start"}
@@ -585,14 +586,14 @@ class Session:
         # cells cost nothing and are buffered: that is what keeps a cell's overhead low.)
         self._emit(_END_EVENTS.get(info.kind) or f"{info.kind}_end", fields, at=ended_at,
                    durable=bool(cost) or unpriced)
+        if self._cell_watchers and info.kind == "cell" and info.parent_id is None:
+            self._tell_cell_watchers("cell_ended", record)
         if budget is not None:  # spend since the last check (a window with no ticks) counts too
             where = self._where(window)
             budgets.check(info.id, cost, where)
             if budgets.session_pending():
                 budgets.check("session", self.total_usd, where)
             budgets.forget_window(info.id)
-        if self._cell_watchers and info.kind == "cell" and info.parent_id is None:
-            self._tell_cell_watchers("cell_ended", record)
         return record
 
     def budget_of(self, window_id: str) -> tuple[Decimal | None, bool]:
