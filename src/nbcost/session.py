@@ -396,7 +396,7 @@ class Session:
                 self._fault(f"the {meter.name} meter", exc, window)
         fields = window.fields
         self._emit(_START_EVENTS.get(kind) or f"{kind}_start", fields, at=fields["started_at"])
-        if self._cell_watchers and kind == "cell" and info.parent_id is None:
+        if self._cell_watchers and info.is_top_cell:
             self._tell_cell_watchers("cell_started", info)
         return info
 
@@ -586,7 +586,7 @@ class Session:
         # cells cost nothing and are buffered: that is what keeps a cell's overhead low.)
         self._emit(_END_EVENTS.get(info.kind) or f"{info.kind}_end", fields, at=ended_at,
                    durable=bool(cost) or unpriced)
-        if self._cell_watchers and info.kind == "cell" and info.parent_id is None:
+        if self._cell_watchers and info.is_top_cell:
             self._tell_cell_watchers("cell_ended", record)
         if budget is not None:  # spend since the last check (a window with no ticks) counts too
             where = self._where(window)

@@ -26,7 +26,7 @@ from collections import deque
 from typing import Any
 
 from ..records import WindowInfo, WindowRecord
-from .payload import cell_history, is_top_cell, session_totals
+from .payload import cell_history, session_totals
 from .ticker import Ticker
 
 __all__ = ["CAPABILITIES", "PROTOCOL_VERSION", "TARGET", "CommChannel"]
@@ -124,7 +124,7 @@ class CommChannel:
     def _watch_running_cells(self) -> None:
         """Cells already running (the ``%load_ext`` of a "run all", a reload) tick too."""
         for window in self.session.open_windows():
-            if is_top_cell(window.kind, window.parent_id):
+            if window.is_top_cell:
                 self.ticker.watch(window.id, self._tick)
 
     def _send(self, data: dict, window_id: str | None = None, final: bool = False) -> None:

@@ -12,14 +12,9 @@ from typing import Any
 from ..recent import CELLS_KEPT
 from ..records import ZERO, Budget, compact_meter, money
 
-__all__ = ["cell_history", "is_top_cell", "session_totals"]
+__all__ = ["cell_history", "session_totals"]
 
 MAX_HISTORY = CELLS_KEPT  # the session keeps this many finished cells in memory
-
-
-def is_top_cell(kind: str | None, parent_id: str | None) -> bool:
-    """Cells (not ``track()`` blocks inside them) are what badges and panel rows show."""
-    return kind == "cell" and parent_id is None
 
 
 def session_totals(session: Any, now: float | None = None,

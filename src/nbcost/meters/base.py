@@ -69,6 +69,12 @@ class WindowInfo:
         return WindowInfo(self.id, self.kind, self.start, self.label, self.tags, self.cell_id,
                           self.execution_count, self.parent_id, end)
 
+    @property
+    def is_top_cell(self) -> bool:
+        """A notebook's cell, not a ``track()`` block inside one: what badges and panel rows
+        show, and what a :class:`~nbcost.session.CellWatcher` is told of."""
+        return self.kind == "cell" and self.parent_id is None
+
 
 @dataclass(slots=True)
 class Usage:
