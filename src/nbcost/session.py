@@ -768,27 +768,12 @@ class Session:
     def watch_windows(self, watcher: Callable[[str | None], None]) -> Callable[[], None]:
         """Call ``watcher(window_id)`` whenever the innermost open window changes (None: no
         window is open); returns the undo. (What ``nbcost.dask.attach`` annotates tasks by.)"""
-        with self._lock:
-            self._window_watchers += (watcher,)
-
-        def remove() -> None:
-            with self._lock:
-                self._window_watchers = tuple(w for w in self._window_watchers
-                                              if w is not watcher)
-
-        return remove
+        return self._subscribe("_window_watchers", watcher)
 
     def watch_cells(self, watcher: CellWatcher) -> Callable[[], None]:
         """Tell ``watcher`` when each top-level cell starts and ends, and of a reset (see
         :class:`CellWatcher`); returns the undo."""
-        with self._lock:
-            self._cell_watchers += (watcher,)
-
-        def remove() -> None:
-            with self._lock:
-                self._cell_watchers = tuple(w for w in self._cell_watchers if w is not watcher)
-
-        return remove
+        return self._subscribe("_cell_watchers", watcher)
 
     def _tell_cell_watchers(self, what: str, *args: Any) -> None:
         for watcher in self._cell_watchers:
@@ -800,12 +785,17 @@ class Session:
     def add_collector(self, collect: Callable[[], None]) -> Callable[[], None]:
         """Call ``collect()`` before each window closes and on each live update, to fold remote
         usage that must be fetched (``fold_remote``); returns the undo."""
+        return self._subscribe("_collectors", collect)
+
+    def _subscribe(self, name: str, item: Any) -> Callable[[], None]:
+        """Add ``item`` to the tuple attribute ``name``; returns the undo. (A tuple, replaced
+        whole under the lock: hot paths read it without taking the lock.)"""
         with self._lock:
-            self._collectors += (collect,)
+            setattr(self, name, getattr(self, name) + (item,))
 
         def remove() -> None:
             with self._lock:
-                self._collectors = tuple(c for c in self._collectors if c is not collect)
+                setattr(self, name, tuple(x for x in getattr(self, name) if x is not item))
 
         return remove
 
