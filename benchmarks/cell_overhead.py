@@ -16,7 +16,7 @@ thread, what a user waits, with nbcost's block ending in a flush of its spend lo
 thread's work for those cells counts too). A second process does the same in ipykernel's shell
 with nbcost's display channel open (each cell sends its final message to the lab extension).
 ``--floor`` adds a variant that does only the irreducible part of nbcost's work, with nbcost's
-own ledger, lines and record: a cell's window and record, its two edges queued for the writer
+own ledger, lines and record: a cell's note and record, its two edges queued for the writer
 thread (which builds their lines), with no check, lock or nesting (what nbcost's way of logging
 a cell cannot go below). ``--load N`` keeps N busy-loop processes
 running meanwhile (both cores busy with other work: each handoff of the GIL to another thread
@@ -75,12 +75,12 @@ with contextlib.redirect_stdout(quiet):
 
 
 def floor_hooks():
-    # The least nbcost's way of logging a cell can cost: its window and record, its two edges
+    # The least nbcost's way of logging a cell can cost: its note and record, its two edges
     # queued for the ledger's writer (which builds their lines), without a check, a lock or a
     # nested window.
     import itertools
-    from nbcost.records import WindowInfo, WindowRecord
-    from nbcost.session import _end_edge, _start_edge, _Window
+    from nbcost.records import WindowRecord
+    from nbcost.session import _end_edge, _NotedCell, _start_edge
 
     ledger, numbers, running = session._ledger, itertools.count(), []
     if session._fixed_members is None:  # (a cell ends first: nbcost finds its figures)
@@ -89,19 +89,16 @@ def floor_hooks():
     figures, members = session._fixed_figures, session._fixed_members
 
     def pre(info):
-        opened = WindowInfo(f"floor{next(numbers):011x}", "cell", time.time(), None, {},
-                            info.cell_id, ip.execution_count)
-        window = _Window(opened, usual=True)
-        running.append(window)
-        ledger.buffer_later("cell_start", _start_edge, (window, opened))
+        noted = _NotedCell(f"floor{next(numbers):011x}", {}, info.cell_id, ip.execution_count)
+        running.append(noted)
+        ledger.buffer_later("cell_start", _start_edge, noted)
 
     def post(result):
-        window = running.pop()
-        record = WindowRecord(window.info.ended(time.time()),
-                              time.perf_counter() - window.started_perf, "ok", figures[0],
-                              session.id)
+        noted = running.pop()
+        record = WindowRecord(noted.info(time.time()), time.perf_counter() - noted.started_perf,
+                              "ok", figures[0], session.id)
         session.records.append(record)
-        ledger.buffer_later("cell_end", _end_edge, (window, record, figures, members))
+        ledger.buffer_later("cell_end", _end_edge, (noted, record, figures, members))
 
     return [("pre_run_cell", pre), ("post_run_cell", post)], []
 
@@ -180,9 +177,9 @@ def main() -> None:
     in_kernel = added_by(kernel, "nbcost")
     if args.floor:
         floor = added_by(shell, "floor")
-        print(f"  added by the floor (nbcost's window, record and two queued lines for a cell, "
+        print(f"  added by the floor (nbcost's note, record and two queued lines for a cell, "
               f"no check): {floor:6.1f} µs/cell")
-        write_figure(args.json, f"the floor: a cell's window, record and two spend-log lines "
+        write_figure(args.json, f"the floor: a cell's note, record and two spend-log lines "
                      f"the way nbcost keeps them, nothing else, {where}", round(floor, 1), "µs",
                      "—", None, "what nbcost's way of logging a cell pays without any check")
     print(f"  added by nbcost in ipykernel's shell, its display channel open (what a cell pays "

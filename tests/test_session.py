@@ -285,6 +285,52 @@ def test_the_usual_cell_logs_the_lines_and_keeps_the_record_of_the_general_path(
     assert [line["cell_id"] for line in lines[8:]] == ["\ufffd"] * 2
 
 
+def test_the_usual_cell_is_noted_and_opened_only_when_something_needs_its_window(nbcost_home):
+    """open_cell only notes the usual cell (its start still reaches the log); what needs its
+    window (a usage from any thread, a block inside it, the running cell's fields, a live
+    look, a reset) opens it from the note: same id, start and wall time as if opened at once."""
+    import threading
+
+    session = Session(load_settings(), meters=[SameFigures(False), TokenMeter()])
+    try:
+        session.close_window(session.open_window("cell").id)  # (finds the fixed figures)
+        billed = session.open_cell("c1", 1)
+        assert session._open_windows == {}  # noted, not opened
+        session.flush()
+        assert [e["window_id"] for e in events(session, "cell_start")][-1] == billed
+        worker = threading.Thread(target=session.meters["tokens"].call, args=("m", 10))
+        worker.start()
+        worker.join()
+        inner = session.open_window("track", label="inner")
+        session.close_window(inner.id)
+        session.close_cell(billed, "ok")
+        billed_record = session.finished_window(billed)
+
+        asked = session.open_cell("c2", 2)
+        running = session.current_cell()
+        live = session.live_totals(asked)
+        session.close_cell(asked, "ok")
+
+        interrupted = session.open_cell("c3", 3)
+        session.reset()
+        session.close_cell(interrupted, "ok")  # (post_run_cell after `%cost reset`)
+        ends = {e["window_id"]: e for e in events(session, "cell_end")}
+    finally:
+        session.close()
+    before_reset = read_log(session.ledger_path.parent / f"{session.parent_session_id}.jsonl")
+    assert inner.parent_id == billed
+    call = next(e for e in before_reset.events if e["event"] == "llm_call")
+    assert call["window_ids"] == [billed] and call["cell_id"] == "c1"
+    assert [(e["window_id"], e["status"]) for e in before_reset.events
+            if e["event"] == "cell_end"][-1] == (interrupted, "interrupted")
+    assert billed_record.meters["tokens"].quantities["calls"] == 1
+    assert billed_record.info.start <= inner.start and billed_record.wall_s >= \
+        billed_record.info.end - inner.start - 0.001
+    assert running == {"cell_id": "c2", "execution_count": 2}
+    assert live["status"] == "running" and live["execution_count"] == 2
+    assert ends == {}  # the session after the reset logged no cell end
+
+
 class CellLog:
     """A CellWatcher that notes what it is told (the lab extension's comm is one)."""
 

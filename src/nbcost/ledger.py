@@ -297,38 +297,34 @@ class Ledger:
                 self._write_held()
 
     def _hold_queued(self) -> None:
-        while self._queue:
-            item = self._queue.popleft()
+        queue, held, hold = self._queue, self._held, self._hold
+        while queue:
+            item = queue.popleft()
             if type(item) is dict:  # a record
                 self._hold_line(item)
             else:  # a buffered edge: (number, event, at, fields) or (number, event, make, source)
-                if type(item[2]) is not str:
-                    item = self._made(*item)
-                    if item is None:
+                number, event, at, fields = item
+                if type(at) is not str:  # buffer_later's: made here, in a burst (see there)
+                    try:
+                        at, fields = at(fields)
+                    except Exception as exc:  # noqa: BLE001 - a bug of nbcost's must not stop the writer
+                        self._reports.append(f"nbcost: a {event} event could not be written to "
+                                             f"the spend log ({type(exc).__name__}: {exc}) and "
+                                             "is lost.")
                         continue
-                line = self._spliced_line(*item)
+                line = self._spliced_line(number, event, at, fields)
                 if line is None:  # an edge only the careful path writes
-                    self._hold_line(self._record(*item))
+                    self._hold_line(self._record(number, event, at, fields))
                 else:
-                    self._hold(line)
-            if len(self._held) >= _WRITE_BATCH and self._failure is None:
+                    hold(line)
+            if len(held) >= _WRITE_BATCH and self._failure is None:
                 self._write_held()  # a long queue (a burst of blocks) is written as it goes:
                 # only a log that cannot be written holds lines (and drops past MAX_HELD)
 
-    def _made(self, number: int, event: str, make: Callable, source: Any
-              ) -> tuple[int, str, str, Mapping[str, Any] | bytes] | None:
-        """A :meth:`buffer_later` edge as :meth:`buffer` queues one (None: ``make`` failed)."""
-        try:
-            at, fields = make(source)
-            if type(fields) is bytes and (self._common_json is None or not fields):
-                fields = orjson.loads(b"{%s}" % fields)  # for the careful path: a dict
-        except Exception as exc:  # noqa: BLE001 - a bug of nbcost's must not stop the writer
-            self._reports.append(f"nbcost: a {event} event could not be written to the spend "
-                                 f"log ({type(exc).__name__}: {exc}) and is lost.")
-            return None
-        return number, event, at, fields
-
-    def _record(self, number: int, event: str, at: str, fields: Mapping[str, Any]) -> dict:
+    def _record(self, number: int, event: str, at: str, fields: Mapping[str, Any] | bytes
+                ) -> dict:
+        if type(fields) is bytes:  # encoded (a buffer_later edge's): the careful path's dict
+            fields = orjson.loads(b"{%s}" % fields)
         return {"schema": SCHEMA_VERSION, "id": f"{self._id_prefix}{number:08x}",
                 "event": event, "ts": at, **self.common, **fields}
 
@@ -344,6 +340,8 @@ class Ledger:
         common = self._common_json
         event_head = self._event_heads.get(event) or self._event_head(event)
         if type(fields) is bytes:  # encoded already (a buffer_later edge)
+            if common is None or not fields:
+                return None
             return b'%s%08x%s%s"%s,%s}\n' % (self._id_head, number, event_head, at.encode(),
                                              common, fields)
         if common is None or not fields or not self._common_keys.isdisjoint(fields):

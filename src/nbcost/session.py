@@ -72,22 +72,48 @@ def notebook_identity(environ: Mapping[str, str] | None = None) -> dict[str, str
     return {"notebook_path": path, "notebook_id": env.get("NBCOST_NOTEBOOK_ID") or None}
 
 
+class _NotedCell:
+    """The usual cell while it runs (see :meth:`Session.open_cell`): what its window, record
+    and lines are built from. The ledger's writer keeps its start's fields ``encoded`` for its
+    end (None where only the careful path writes them)."""
+
+    __slots__ = ("id", "start", "started_perf", "tags", "cell_id", "execution_count", "encoded")
+    kind, parent_id, label = "cell", None, None  # (a top-level cell, unlabelled: a usual one)
+
+    def __init__(self, window_id: str, tags: Mapping[str, str], cell_id: str | None,
+                 execution_count: int) -> None:
+        self.id = window_id
+        self.start = time.time()
+        self.started_perf = time.perf_counter()
+        self.tags = tags  # the settings' own, not a copy: they never change once loaded
+        self.cell_id = cell_id
+        self.execution_count = execution_count
+        self.encoded: bytes | None = None
+
+    def info(self, end: float | None = None) -> WindowInfo:
+        return WindowInfo(self.id, "cell", self.start, None, self.tags, self.cell_id,
+                          self.execution_count, None, end)
+
+
 class _Window:
     """A window while it is open: its info and its tallies (its budget is in ``Budgets``)."""
 
-    __slots__ = ("info", "tallies", "started_perf", "flags", "usual", "encoded", "_fields")
+    __slots__ = ("info", "tallies", "started_perf", "flags", "noted", "_fields")
 
-    def __init__(self, info: WindowInfo, usual: bool = False) -> None:
+    def __init__(self, info: WindowInfo, noted: _NotedCell | None = None) -> None:
         self.info = info
         self.tallies: dict[str, Tally] = {}
-        self.started_perf = time.perf_counter()
+        self.started_perf = time.perf_counter() if noted is None else noted.started_perf
         self.flags: set[str] = set()
-        #: A cell that Session.open_cell opened and nothing annotated since: its end may take
-        #: close_cell's short way. The ledger's writer builds its lines, and keeps its start's
-        #: fields ``encoded`` for its end (None where only the careful path writes them).
-        self.usual = usual
-        self.encoded: bytes | None = None
+        #: The usual cell this window was opened for (Session.open_cell) while nothing has
+        #: annotated it since: its end may take close_cell's short way, its lines built by the
+        #: ledger's writer.
+        self.noted = noted
         self._fields: dict[str, Any] | None = None
+
+    @property
+    def usual(self) -> bool:
+        return self.noted is not None
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -155,7 +181,10 @@ class Session:
         self._fixed_figures: tuple[dict[str, MeterTotals], Decimal, bool, dict] | None = None
         # ...and, when they cost nothing, how a cell_end line writes them (see close_cell).
         self._fixed_members: bytes | None = None
-        self._open: dict[str, _Window] = {}
+        # The open windows, innermost last (read them as ``_open``, which opens a noted cell's
+        # first), and the usual cell that runs, noted but not opened yet (see open_cell).
+        self._open_windows: dict[str, _Window] = {}
+        self._noted: _NotedCell | None = None
         self._cell_fields: dict[str, Any] = {}  # the running cell's, for usage events
         # Windows that `%cost reset` or `close()` ended while their code still ran: the code's
         # own close (track's __exit__, post_run_cell) gets this record instead of an error.
@@ -360,6 +389,8 @@ class Session:
             self._open_window_cost, self.current_cell())
 
     def current_cell(self) -> dict[str, Any]:
+        if self._noted is not None:
+            self._open_noted()
         return dict(self._cell_fields)
 
     def _cell_changed(self) -> None:
@@ -407,29 +438,45 @@ class Session:
 
         Every cell pays for this, so the usual one (nothing else open, nobody listening; the
         lab extension's comm is a :class:`CellWatcher`, told either way) touches as little as
-        it can: between two cells IPython's own work pushes
-        nbcost's code and data out of the CPU's caches, and inside a cell each function and
-        object touched costs a cache miss, several times its cost in a loop. So it keeps the
-        window and queues its start for the ledger's writer, which builds the line (the bytes
-        the general path writes) with a burst of others, its code warm. Anything else takes
-        the general path."""
+        it can: between two cells IPython's own work pushes nbcost's code and data out of the
+        CPU's caches, and inside a cell each function and object touched costs a cache miss,
+        several times its cost in a loop. So it is only noted (its id, times and cell), and
+        its start queued for the ledger's writer, which builds the line (the bytes the general
+        path writes) with a burst of others, its code warm. Its window is opened from the note
+        when something in the cell needs it (a usage to bill, a window inside it, an
+        annotation, a look at what is open: see ``_open``); a cell watcher needs it at once.
+        Anything else takes the general path."""
         with self._lock:
-            plain = (not self._open and not self._listeners and not self._edge_meters
-                     and not self._window_watchers)
+            plain = (self._noted is None and not self._open_windows and not self._listeners
+                     and not self._edge_meters and not self._window_watchers)
             if plain:
-                info = WindowInfo(f"{self._window_prefix}{next(self._window_numbers):06x}",
-                                  "cell", time.time(), None, dict(self.settings.default_tags),
-                                  cell_id, execution_count)
-                window = self._open[info.id] = _Window(info, usual=True)
-                self._cell_fields = {"cell_id": cell_id, "execution_count": execution_count}
+                noted = self._noted = _NotedCell(
+                    f"{self._window_prefix}{next(self._window_numbers):06x}",
+                    self.settings.default_tags, cell_id, execution_count)
         if not plain:
             return self.open_window("cell", cell_id=cell_id, execution_count=execution_count).id
         if self._children is not None:  # children started from now on bill to this cell
-            self._children.window_changed(info.id)
-        self._buffer_edge("cell_start", _start_edge, (window, info))
+            self._children.window_changed(noted.id)
+        self._buffer_edge("cell_start", _start_edge, noted)
         if self._cell_watchers:
-            self._tell_cell_watchers("cell_started", info)
-        return info.id
+            self._tell_cell_watchers("cell_started", self._open[noted.id].info)
+        return noted.id
+
+    @property
+    def _open(self) -> dict[str, _Window]:
+        """The open windows, innermost last; a noted cell's is opened first (see open_cell)."""
+        if self._noted is not None:
+            self._open_noted()
+        return self._open_windows
+
+    def _open_noted(self) -> None:
+        """Open the noted cell's window, as open_cell would have (its start is queued already)."""
+        with self._lock:
+            noted, self._noted = self._noted, None
+            if noted is not None:  # (else another thread opened it meanwhile)
+                self._open_windows[noted.id] = _Window(noted.info(), noted)
+                self._cell_fields = {"cell_id": noted.cell_id,
+                                     "execution_count": noted.execution_count}
 
     def close_cell(self, window_id: str, status: str) -> None:
         """``close_window(window_id, status)`` for a cell without a panel, not waiting for
@@ -440,25 +487,31 @@ class Session:
         end = time.time()
         children = self._children
         with self._lock:
-            window = self._open.get(window_id)
             figures, members = self._fixed_figures, self._fixed_members
-            plain = (window is not None and window.usual and len(self._open) == 1
-                     and not window.tallies and not window.flags and figures is not None
-                     and members is not None and not self._listeners
+            plain = (figures is not None and members is not None and not self._listeners
                      and not self._collectors and not self._edge_meters
                      and not self.budgets.any and (children is None or not children.pending()))
+            noted = self._noted
+            if noted is not None and noted.id == window_id:  # never opened: nothing used it
+                window = None
+                if plain:
+                    self._noted = None
+            else:
+                window = self._open_windows.get(window_id)
+                noted = window.noted if window is not None else None
+                plain = (plain and noted is not None and len(self._open_windows) == 1
+                         and not window.tallies and not window.flags)
+                if plain:
+                    del self._open_windows[window_id]
+                    self._cell_fields = {}
             if plain:
-                del self._open[window_id]
-                self._cell_fields = {}
+                record = WindowRecord(noted.info(end), time.perf_counter() - noted.started_perf,
+                                      status, figures[0], self.id)
+                self.records.append(record)
         if not plain:
             self.close_window(window_id, status, on_final=_nothing)
             return
-        wall_s = time.perf_counter() - window.started_perf
-        info = window.info.ended(end)
-        record = WindowRecord(info, wall_s, status, figures[0], self.id)
-        with self._lock:
-            self.records.append(record)
-        self._buffer_edge("cell_end", _end_edge, (window, record, figures, members))
+        self._buffer_edge("cell_end", _end_edge, (noted, record, figures, members))
         if self._cell_watchers:
             self._tell_cell_watchers("cell_ended", record)
 
@@ -483,7 +536,7 @@ class Session:
             window.info = replace(window.info, label=label if label is not None else window.info.label,
                                   tags={**window.info.tags, **(tags or {})})
             window._fields = None  # its end carries the label and tags
-            window.usual = False
+            window.noted = None
         if budget_usd is not None:
             self.budgets.set_window(window_id, budget_usd, budget_hard)
         return window.info
@@ -1009,28 +1062,26 @@ def _cost(meters: Mapping[str, MeterTotals]) -> Decimal:
     return sum((t.cost_usd for t in meters.values()), ZERO)
 
 
-def _start_edge(opened: tuple[_Window, WindowInfo]) -> tuple[str, bytes | dict[str, Any]]:
+def _start_edge(noted: _NotedCell) -> tuple[str, bytes | dict[str, Any]]:
     """A usual cell's start event, built by the ledger's writer (see ``Session.open_cell``):
-    from its info as opened (a label given since is its end's), its fields kept encoded for
-    its end."""
-    window, info = opened
-    started_at = iso_utc(info.start)
-    fields = _window_fields(info, started_at)
-    window.encoded = encoded_members(fields)
-    return started_at, fields if window.encoded is None else window.encoded
+    from its note (a label given since is its end's), its fields kept encoded for its end."""
+    started_at = iso_utc(noted.start)
+    fields = _window_fields(noted, started_at)
+    noted.encoded = encoded_members(fields)
+    return started_at, fields if noted.encoded is None else noted.encoded
 
 
-def _end_edge(ended: tuple[_Window, WindowRecord, tuple, bytes]) -> tuple[str, bytes | dict]:
+def _end_edge(ended: tuple[_NotedCell, WindowRecord, tuple, bytes]) -> tuple[str, bytes | dict]:
     """A usual cell's end event, built by the ledger's writer after its start (see
     ``Session.close_cell``): its start's fields, then how it ended and its figures, encoded
     once for every cell that costs nothing."""
-    window, record, (_, cost, unpriced, meters_json), members = ended
+    noted, record, (_, cost, unpriced, meters_json), members = ended
     ended_at = iso_utc(record.info.end)
-    if window.encoded is None:  # its start took the careful path: its end too
+    if noted.encoded is None:  # its start took the careful path: its end too
         fields = _window_fields(record.info, iso_utc(record.info.start))
         return ended_at, _end_fields(fields, record, ended_at, cost, unpriced, meters_json)
     return ended_at, b'%s,"ended_at":"%s","wall_s":%s,"status":%s,%s' % (
-        window.encoded, ended_at.encode(), orjson.dumps(record.wall_s),
+        noted.encoded, ended_at.encode(), orjson.dumps(record.wall_s),
         orjson.dumps(record.status), members)
 
 
@@ -1042,7 +1093,7 @@ def _end_fields(fields: Mapping[str, Any], record: WindowRecord, ended_at: str, 
             "flags": list(record.flags)}
 
 
-def _window_fields(info: WindowInfo, started_at: str) -> dict[str, Any]:
+def _window_fields(info: WindowInfo | _NotedCell, started_at: str) -> dict[str, Any]:
     """What both of a window's events carry."""
     return {
         "window_id": info.id,
