@@ -444,8 +444,8 @@ class Session:
         its start queued for the ledger's writer, which builds the line (the bytes the general
         path writes) with a burst of others, its code warm. Its window is opened from the note
         when something in the cell needs it (a usage to bill, a window inside it, an
-        annotation, a look at what is open: see ``_open``); a cell watcher needs it at once.
-        Anything else takes the general path."""
+        annotation, a look at what is open: see ``_open``). Anything else takes the general
+        path."""
         with self._lock:
             plain = (self._noted is None and not self._open_windows and not self._listeners
                      and not self._edge_meters and not self._window_watchers)
@@ -459,7 +459,7 @@ class Session:
             self._children.window_changed(noted.id)
         self._buffer_edge("cell_start", _start_edge, noted)
         if self._cell_watchers:
-            self._tell_cell_watchers("cell_started", self._open[noted.id].info)
+            self._tell_cell_watchers("cell_started", noted.info())
         return noted.id
 
     @property
