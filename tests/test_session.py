@@ -363,6 +363,7 @@ def test_cell_watchers_see_every_top_level_cell_and_leave_the_usual_one_its_path
         general_path = session.open_window, session.close_window
         session.open_window = session.close_window = None  # the usual cell needs neither
         usual = session.open_cell("c1", 1)
+        assert session._open_windows == {}  # told from the note: the cell stays noted
         session.close_cell(usual, "error")
         session.open_window, session.close_window = general_path
         called = session.open_cell("c2", 2)
