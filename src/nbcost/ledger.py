@@ -277,7 +277,7 @@ class Ledger:
         times its price in a loop). The fields may come encoded (:func:`encoded_members`), and
         must not override a common one. ``make`` runs on whichever thread writes, under the
         write lock, in the order edges were queued: it must take no lock and read only what no
-        other thread changes meanwhile (a ``WindowInfo``)."""
+        other thread changes meanwhile (a cell's note: see ``Session.open_cell``)."""
         if self._closed:
             raise LedgerError(f"the spend log {self.path} is closed")
         self._queue.append((next(self._sequence), event, make, source))

@@ -91,6 +91,7 @@ class _NotedCell:
         self.encoded: bytes | None = None
 
     def info(self, end: float | None = None) -> WindowInfo:
+        """Its window's info, ended at ``end`` (None: running)."""
         return WindowInfo(self.id, "cell", self.start, None, self.tags, self.cell_id,
                           self.execution_count, None, end)
 
@@ -110,10 +111,6 @@ class _Window:
         #: ledger's writer.
         self.noted = noted
         self._fields: dict[str, Any] | None = None
-
-    @property
-    def usual(self) -> bool:
-        return self.noted is not None
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -493,10 +490,9 @@ class Session:
                      and not self.budgets.any and (children is None or not children.pending()))
             noted = self._noted
             if noted is not None and noted.id == window_id:  # never opened: nothing used it
-                window = None
                 if plain:
                     self._noted = None
-            else:
+            else:  # opened (something needed its window), or not a usual cell
                 window = self._open_windows.get(window_id)
                 noted = window.noted if window is not None else None
                 plain = (plain and noted is not None and len(self._open_windows) == 1
