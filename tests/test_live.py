@@ -257,8 +257,8 @@ def test_a_usual_cell_keeps_its_short_path_and_still_gets_its_final(kernel):
     comm_id = opened["content"]["comm_id"]
     send_comm(kernel, "comm_msg", {"comm_id": comm_id, "data": {"v": 1, "type": "hello"}})
     run(kernel, "x = 1", cell_id="first")
-    probe = ("import nbcost; s = nbcost.session(); "  # noted; opened by the look, still usual
-             "print('usual:', s._noted is not None, [w.noted is not None for w in s._open.values()])")
+    probe = ("import nbcost; s = nbcost.session(); noted = s._noted is not None; "
+             "print('usual:', noted, [w.noted is not None for w in s._open.values()])")
     messages, reply = run(kernel, probe, cell_id="probe")
     printed = "".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream")
     assert "usual: True [True]" in printed

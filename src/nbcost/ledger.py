@@ -307,7 +307,7 @@ class Ledger:
                 if type(at) is not str:  # buffer_later's: made here, in a burst (see there)
                     try:
                         at, fields = at(fields)
-                    except Exception as exc:  # noqa: BLE001 - a bug of nbcost's must not stop the writer
+                    except Exception as exc:  # noqa: BLE001 - a bug must not stop the writer
                         self._reports.append(f"nbcost: a {event} event could not be written to "
                                              f"the spend log ({type(exc).__name__}: {exc}) and "
                                              "is lost.")
