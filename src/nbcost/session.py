@@ -92,8 +92,8 @@ class _NotedCell:
 
     def info(self, end: float | None = None) -> WindowInfo:
         """Its window's info, ended at ``end`` (None: running)."""
-        return WindowInfo(self.id, "cell", self.start, None, self.tags, self.cell_id,
-                          self.execution_count, None, end)
+        return WindowInfo(self.id, self.kind, self.start, self.label, self.tags, self.cell_id,
+                          self.execution_count, self.parent_id, end)
 
 
 class _Window:
