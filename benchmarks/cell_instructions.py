@@ -18,22 +18,14 @@ from __future__ import annotations
 import argparse
 
 from cachegrind import COUNTERS, available, per_unit
+from child_shell import SHELL
 from figures import write as write_figure
 
 CHILD = r"""
 import contextlib, io, sys, threading
 variant, cells = sys.argv[1], int(sys.argv[2])
-where, _, extension = variant.rpartition(" ")
-if where == "kernel":  # ipykernel's shell in process: nbcost's display channel (the comm) opens
-    from ipykernel.inprocess.manager import InProcessKernelManager
-
-    manager = InProcessKernelManager()
-    manager.start_kernel()
-    ip = manager.kernel.shell
-else:
-    from IPython.core.interactiveshell import InteractiveShell
-
-    ip = InteractiveShell.instance()
+kind, _, extension = variant.rpartition(" ")  # "kernel nbcost": nbcost in ipykernel's shell
+""" + SHELL + r"""
 with contextlib.redirect_stdout(io.StringIO()):
     if extension != "bare":
         ip.run_cell(f"%load_ext {extension}", store_history=True)

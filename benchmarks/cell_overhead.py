@@ -34,21 +34,13 @@ import subprocess
 import sys
 import tempfile
 
+from child_shell import SHELL
 from figures import write as write_figure
 
 CHILD = r"""
 import contextlib, io, json, sys, time
 kind, cells, floor = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "floor"
-if kind == "kernel":  # ipykernel's shell, in process: nbcost's display channel (the comm) opens
-    from ipykernel.inprocess.manager import InProcessKernelManager
-
-    manager = InProcessKernelManager()
-    manager.start_kernel()
-    ip = manager.kernel.shell
-else:
-    from IPython.core.interactiveshell import InteractiveShell
-
-    ip = InteractiveShell.instance()
+""" + SHELL + r"""
 quiet = io.StringIO()  # autotime prints a line per cell; keep that out of the pipe
 
 
