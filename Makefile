@@ -66,8 +66,9 @@ test-js: install $(NODE_MODULES)
 
 # Real JupyterLab in headless Chromium: Debian's, installed here when missing and we are root
 # (Playwright cannot download browsers on these machines). The screenshots land in
-# test-artifacts/; copying jupyterlab-budget.png to docs/screenshot.png and jupyterlab-gpu.png to
-# docs/screenshot-gpu.png refreshes the README's.
+# test-artifacts/ (a test run leaves the tree as it was); copying jupyterlab-budget.png to
+# docs/screenshot.png, jupyterlab-gpu.png to docs/screenshot-gpu.png and audit.png to
+# docs/audit.png refreshes the README's.
 test-browser: labext
 	@test -x "$${CHROMIUM:-/usr/bin/chromium}" || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
