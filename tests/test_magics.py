@@ -90,11 +90,22 @@ def test_cost_cell_while_off_still_gets_its_own_record(shell):
 
 
 def test_a_silent_cost_cell_is_recorded_and_closed(shell):
-    """A silent run (a front end's own execute) has no pre/post_run_cell: the cell still ends."""
-    shell.run_cell("%%cost --label behind --quiet\ntokens.call('m', 500)", silent=True)
-    end = cell_ends(shell)[-1]
-    assert end["label"] == "behind" and end["cost_usd"] == "0.001"
-    assert session(shell).open_windows() == []
+    """A silent run (a front end's own execute) has no pre/post_run_cell: the cell still ends,
+    at post_execute, a hook nbcost registers only while such a window is open (other cells
+    do not pay for it)."""
+    end_hook = extension_for(shell).post_execute
+    for label in ("behind", "again"):
+        assert end_hook not in shell.events.callbacks["post_execute"]
+        shell.run_cell(f"%%cost --label {label} --quiet\ntokens.call('m', 500)", silent=True)
+        end = cell_ends(shell)[-1]
+        assert end["label"] == label and end["cost_usd"] == "0.001"
+        assert session(shell).open_windows() == []
+    assert end_hook not in shell.events.callbacks["post_execute"]
+    run(shell, "%cost off")
+    run(shell, "%%cost --label off\ntokens.call('m', 500)")  # ended by post_run_cell
+    assert end_hook not in shell.events.callbacks["post_execute"]
+    run(shell, "%cost on")
+    assert [e["label"] for e in cell_ends(shell) if e["label"]] == ["behind", "again", "off"]
 
 
 def test_cost_cell_with_a_syntax_error_says_so(shell, capsys):

@@ -49,6 +49,7 @@ class CostExtension:
         self._cell_id: str | None = None
         self._depth = 0  # run_cells under way (%%capture runs one inside); silent ones don't count
         self._panel: Any = None
+        self._ends_at_post_execute = False  # post_execute registered: see cost_cell
         self._detach_display: Callable[[], None] = lambda: None
         self._detach_otel: Callable[[], None] = lambda: None
 
@@ -81,7 +82,7 @@ class CostExtension:
     def stop(self) -> None:
         from .magics import cost_cell_header
 
-        for name, callback in self._hooks():
+        for name, callback in (*self._hooks(), ("post_execute", self.post_execute)):
             try:
                 self.shell.events.unregister(name, callback)
             except ValueError:
@@ -112,8 +113,7 @@ class CostExtension:
         return self.session.run_safely("the OpenTelemetry export", attach) or (lambda: None)
 
     def _hooks(self):
-        return (("pre_run_cell", self.pre_run_cell), ("post_execute", self.post_execute),
-                ("post_run_cell", self.post_run_cell))
+        return (("pre_run_cell", self.pre_run_cell), ("post_run_cell", self.post_run_cell))
 
     # -- cell hooks ---------------------------------------------------------------------------
 
@@ -133,7 +133,9 @@ class CostExtension:
         return self.shell.execution_count - 1 if advanced else self.shell.execution_count
 
     def post_execute(self) -> None:
-        """A silent run (no pre/post_run_cell) that used ``%%cost`` ends its window here."""
+        """A silent run (no pre/post_run_cell) that used ``%%cost`` ends its window here.
+        Registered only while ``%%cost`` has a window it opened itself (see :meth:`cost_cell`),
+        so other cells do not pay for the hook."""
         if self._depth == 0 and self.cell_window_id is not None:
             self.finish_cell("ok")
 
@@ -152,6 +154,9 @@ class CostExtension:
         if opened:
             self.cell_window_id = session.open_window(
                 "cell", cell_id=self._cell_id, execution_count=self.running_count(True)).id
+            if not self._ends_at_post_execute:  # a silent run has no post_run_cell
+                self._ends_at_post_execute = True
+                self.shell.events.register("post_execute", self.post_execute)
         info = session.annotate_window(self.cell_window_id, label=options.label,
                                        tags=options.tags, budget_usd=options.budget_usd,
                                        budget_hard=options.hard)
@@ -170,6 +175,9 @@ class CostExtension:
         panel, self._panel = self._panel, None
         if window_id is None:
             return
+        if self._ends_at_post_execute:
+            self._ends_at_post_execute = False
+            self.shell.events.unregister("post_execute", self.post_execute)
         if panel is None:  # most cells: nothing to show, nothing to wait for
             self.session.close_cell(window_id, status)
             return
