@@ -3,7 +3,7 @@
     python benchmarks/cell_overhead.py [--cells 250] [--rounds 60] [--load N] [--floor]
                                        [--json FILE]
 
-One IPython shell has autotime and nbcost loaded (and three empty cell hooks, the floor of any
+One IPython shell has autotime and nbcost loaded (and two empty cell hooks, the floor of any
 extension that hooks cells); only one of them has its hooks registered at a time. Round after
 round, each variant runs ``--cells`` trivial cells in turn (bare: no hooks; the order rotates),
 so all see the same machine load *and the same process*: separate processes differ by 10-20 µs a
@@ -57,7 +57,7 @@ def load(line):
 with contextlib.redirect_stdout(quiet):
     variants = {"bare": ([], [])}
     if kind == "shell":
-        variants["hooks"] = ([("pre_run_cell", lambda info: None), ("post_execute", lambda: None),
+        variants["hooks"] = ([("pre_run_cell", lambda info: None),
                               ("post_run_cell", lambda result: None)], [])
         variants["autotime"] = load("%load_ext autotime")
     variants["nbcost"] = load("%load_ext nbcost")
@@ -160,7 +160,7 @@ def main() -> None:
     print(f"{args.cells} trivial cells per block, {args.rounds} rounds of interleaved blocks in "
           f"one shell, {where} (bare: {statistics.median(shell['bare']):.1f} µs/cell):")
     added = {name: added_by(shell, name) for name in ("hooks", "autotime", "nbcost")}
-    print(f"  added by three empty cell hooks (the floor for nbcost's hooks): "
+    print(f"  added by two empty cell hooks (the floor for nbcost's hooks): "
           f"{added['hooks']:6.1f} µs/cell")
     print(f"  added by autotime: {added['autotime']:6.1f} µs/cell")
     goal = 100 if args.load else 50
@@ -183,7 +183,7 @@ def main() -> None:
                  f"≤ {goal} µs" + ("" if args.load else ", and ≤ autotime's"),
                  added["nbcost"] <= goal and (args.load > 0
                                               or added["nbcost"] <= added["autotime"]),
-                 f"autotime adds {added['autotime']:.1f} µs in the same run; three empty hooks "
+                 f"autotime adds {added['autotime']:.1f} µs in the same run; two empty hooks "
                  f"{added['hooks']:.1f} µs")
 
 
