@@ -7,6 +7,7 @@ import asyncio
 import warnings
 
 import anthropic
+import pydantic
 import pytest
 from llm_support import (FAKE_KEY, dump, expected_cost, llm, llm_calls, messages, one_call,  # noqa: F401
                          srv, tokens, without_nbcost)
@@ -57,6 +58,18 @@ def test_sync_adds_cache_counts_to_input(srv, llm):
 
 def test_async(srv, llm):
     asyncio.run(ask(aclient(srv, **CACHE)))
+    check(one_call(llm))
+
+
+class Answer(pydantic.BaseModel):
+    text: str
+
+
+def test_structured_output_parse_is_recorded(srv, llm):
+    """messages.parse() with a pydantic model as the output format (a class in the request)."""
+    message = client(srv, **CACHE, reply='{"text": "hi"}').messages.parse(
+        model=MODEL, max_tokens=100, messages=messages(), output_format=Answer)
+    assert message.parsed_output == Answer(text="hi")
     check(one_call(llm))
 
 

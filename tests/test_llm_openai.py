@@ -7,6 +7,7 @@ import gc
 import types
 
 import openai
+import pydantic
 import pytest
 import tiktoken
 from llm_support import (FAKE_KEY, SENTINEL, dump, expected_cost, llm, llm_calls, messages,  # noqa: F401
@@ -192,6 +193,38 @@ def test_parse(srv, llm):
     c = client(srv, **CACHED)
     c.chat.completions.parse(model="gpt-4o", messages=messages())
     assert tokens(one_call(llm)) == CACHED_TOKENS
+
+
+class Answer(pydantic.BaseModel):
+    text: str
+
+
+def test_structured_output_calls_are_recorded_and_counted_against_the_budget(srv, llm):
+    """parse() with a pydantic model as the response format (a class among the request's
+    arguments) is recorded and priced like any call, hashed by the model's schema, and a hard
+    budget counts it."""
+    c = client(srv, **CACHED, reply='{"text": "hi"}')
+    for _ in range(2):
+        reply = c.chat.completions.parse(model="gpt-4o", messages=messages(),
+                                         response_format=Answer)
+        assert reply.choices[0].message.parsed == Answer(text="hi")
+    assert c.responses.parse(model="gpt-4o", input=SENTINEL,
+                             text_format=Answer).output_parsed == Answer(text="hi")
+
+    class Changed(pydantic.BaseModel):  # another schema: another request
+        text: str
+        score: float = 0.0
+
+    c.chat.completions.parse(model="gpt-4o", messages=messages(), response_format=Changed)
+    calls = llm_calls(llm)
+    assert [tokens(u) for u in calls] == [CACHED_TOKENS] * 4
+    assert all(u.cost_usd == gpt4o_cost() and u.flags == () for u in calls)
+    first, again, _, changed = (u.attributes["request_hash"] for u in calls)
+    assert first == again and len(first) == 64 and changed != first
+    llm.settings.budget_usd, llm.settings.budget_hard = gpt4o_cost() * 3, True
+    with pytest.raises(nbcost.BudgetExceeded):
+        c.chat.completions.parse(model="gpt-4o", messages=messages(), response_format=Answer)
+    assert len(llm_calls(llm)) == 4
 
 
 def test_responses_sync_async_stream(srv, llm):

@@ -44,6 +44,8 @@ class Scenario:
         service_tier: the service tier the response reports.
         abort_after_bytes: drop the connection after this many bytes of a stream (a network
             failure in the middle of a stream).
+        reply: the answer's text (None: ``chunks`` words), sent in ``chunks`` pieces when
+            streamed: JSON for a structured-output call (``parse()``).
     """
 
     input_tokens: int = 21
@@ -60,8 +62,12 @@ class Scenario:
     fail_status: int | None = None
     service_tier: str | None = None
     abort_after_bytes: int | None = None
+    reply: str | None = None
 
     def pieces(self) -> list[str]:
+        if self.reply is not None:
+            size = -(-len(self.reply) // self.chunks)
+            return [self.reply[i:i + size] for i in range(0, len(self.reply), size)]
         return [f"word{i} " for i in range(self.chunks)]
 
     def text(self) -> str:

@@ -3,6 +3,7 @@ and the two facts taken from a request before it is sent: its API root and its h
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -59,7 +60,7 @@ class Call:
     base_url: str | None
     request_model: str | None
     streaming: bool
-    request_hash: str
+    request_hash: str | None
     kwargs: dict | None
     started: float = field(default_factory=time.perf_counter)
     usage: Any = None
@@ -136,12 +137,25 @@ def request_hash(kwargs: dict) -> str:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, type):  # a class: parse()'s response format (a pydantic model)
+        return _class_shape(value)
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         return dump(mode="json", exclude_none=True)
-    if isinstance(value, type):
-        return value.__qualname__
     return type(value).__name__
+
+
+@functools.lru_cache(maxsize=64)
+def _class_shape(cls: type) -> Any:
+    """A class in a request, as the SDK sends it: a model's JSON schema (so a model changed
+    and defined again hashes anew), else its name. Once per class: a schema is not cheap."""
+    schema = getattr(cls, "model_json_schema", None)
+    if callable(schema):
+        try:
+            return {"schema": schema()}
+        except Exception:  # noqa: BLE001 - a model pydantic cannot describe: its name will do
+            pass
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 #: One encoder, built once: ``json.dumps`` with options builds a new one per call.

@@ -61,9 +61,17 @@ class Recorder:
         try:
             streaming = bool(spec.streaming(kwargs))
             return Call(spec, clean_url(spec.base_url(instance, kwargs)), _model_of(kwargs),
-                        streaming, request_hash(kwargs), kwargs)
+                        streaming, self._request_hash(kwargs), kwargs)
         except Exception as exc:
             self.fault("starting a call record", exc)
+            return None
+
+    def _request_hash(self, kwargs: dict) -> str | None:
+        """The request's hash; a request nbcost cannot hash is still recorded, without one."""
+        try:
+            return request_hash(kwargs)
+        except Exception as exc:
+            self.fault("hashing a request", exc)
             return None
 
     def complete(self, call: Call, result: Any) -> Any:
