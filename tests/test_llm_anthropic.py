@@ -61,6 +61,13 @@ def test_async(srv, llm):
     check(one_call(llm))
 
 
+def test_with_streaming_response_records_the_usage_the_body_reports(srv, llm):
+    with client(srv, **CACHE).messages.with_streaming_response.create(
+            model=MODEL, max_tokens=100, messages=messages()) as response:
+        assert response.parse().usage.cache_read_input_tokens == 2000
+    check(one_call(llm))
+
+
 class Answer(pydantic.BaseModel):
     text: str
 

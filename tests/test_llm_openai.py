@@ -189,6 +189,38 @@ def test_with_raw_response_stream(srv, llm):
     assert tokens(call) == CACHED_TOKENS and call.cost_usd == gpt4o_cost()
 
 
+def test_with_streaming_response_records_the_usage_the_body_reports(srv, llm):
+    """``with_streaming_response``: the body is the user's to read inside the ``with`` block;
+    nbcost records the call when the block closes the response, from the body as the API sent
+    it (parsed, as JSON, or streamed), and estimates only a body nobody read."""
+    c = client(srv, **CACHED)
+    chat = c.chat.completions.with_streaming_response
+    with chat.create(model="gpt-4o", messages=messages()) as response:
+        assert response.parse().usage.prompt_tokens == 1200
+        assert llm_calls(llm) == []  # the block is still open
+    with chat.create(model="gpt-4o", messages=messages()) as response:
+        assert response.json()["usage"]["prompt_tokens"] == 1200
+    with chat.create(model="gpt-4o", messages=messages(), stream=True,
+                     stream_options={"include_usage": True}) as response:
+        assert [chunk.usage.prompt_tokens for chunk in response.parse() if chunk.usage] == [1200]
+    with c.responses.with_streaming_response.create(model="gpt-4o", input=SENTINEL) as response:
+        assert response.parse().output_text == "word0 word1 word2 word3 "
+
+    async def read_async():
+        async with aclient(srv, **CACHED).chat.completions.with_streaming_response.create(
+                model="gpt-4o", messages=messages()) as response:
+            return (await response.parse()).usage.prompt_tokens
+
+    assert asyncio.run(read_async()) == 1200
+    calls = llm_calls(llm)
+    assert [tokens(u) for u in calls] == [CACHED_TOKENS] * 5
+    assert all(u.cost_usd == gpt4o_cost() and u.flags == () for u in calls)
+    with chat.create(model="gpt-4o", messages=messages()):
+        pass  # the body is never read: estimated from the request
+    unread = llm_calls(llm)[-1]
+    assert unread.flags == ("estimated",) and unread.quantities["output_tokens"] == 0
+
+
 def test_parse(srv, llm):
     c = client(srv, **CACHED)
     c.chat.completions.parse(model="gpt-4o", messages=messages())

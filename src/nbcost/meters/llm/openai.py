@@ -1,5 +1,6 @@
 """openai: chat completions (create/parse, the ``.stream()`` helper), responses
-(create/parse/stream) and embeddings, sync and async, ``with_raw_response`` included.
+(create/parse/stream) and embeddings, sync and async, ``with_raw_response`` and
+``with_streaming_response`` included.
 
 The ``.stream()`` helpers call ``create(stream=True)`` underneath, so the ``create`` patch records
 them; their own patch only makes sure leaving the ``with`` block finishes the record.

@@ -22,8 +22,8 @@ import wrapt
 
 from .recorder import Call, Recorder
 
-__all__ = ["AsyncStreamProxy", "StreamManagerProxy", "SyncStreamProxy", "is_interruption", "proxy_stream",
-           "read_or_proxy"]
+__all__ = ["AsyncStreamProxy", "AsyncUnreadBodyProxy", "StreamManagerProxy", "SyncStreamProxy",
+           "UnreadBodyProxy", "is_interruption", "proxy_stream", "read_or_proxy"]
 
 
 class _Tracked(wrapt.ObjectProxy):
@@ -240,25 +240,86 @@ def read_or_proxy(recorder: Recorder, call: Call, result: Any, read: Any) -> Any
     """Read a response (``read(call, response)``) or proxy a stream, also when the SDK returned
     a raw-response wrapper (``with_raw_response``: openai's ``LegacyAPIResponse``, anthropic's
     ``APIResponse``). Their ``parse()`` caches its result, so a stream's proxy goes in that cache.
-    A ``with_streaming_response`` body is left unread (the call is recorded as estimated)."""
+    A ``with_streaming_response`` body is the user's to read: see :class:`UnreadBodyProxy`."""
     kind = type(result).__name__
-    if kind == "LegacyAPIResponse" or (kind == "APIResponse" and _raw_mode(call) == "raw"):
+    mode = _raw_mode(call)
+    if kind == "LegacyAPIResponse" or (kind == "APIResponse" and mode == "raw"):
         parsed = result.parse()
         if call.streaming:
             result._parsed_by_type[result._cast_to] = proxy_stream(recorder, call, parsed)
         else:
             read(call, parsed)
         return result
-    if kind == "AsyncAPIResponse":  # parse() is a coroutine here; read an already-read body
-        if _raw_mode(call) == "raw" and not call.streaming:
+    if kind == "AsyncAPIResponse" and mode == "raw":  # parse() is a coroutine: read the body
+        if not call.streaming:
             read(call, json.loads(result.http_response.content))
         return result
     if kind == "APIResponse":
-        return result
+        return UnreadBodyProxy(result, recorder, call, read)
+    if kind == "AsyncAPIResponse":
+        return AsyncUnreadBodyProxy(result, recorder, call, read)
     if call.streaming:
         return proxy_stream(recorder, call, result)
     read(call, result)
     return result
+
+
+class UnreadBodyProxy(_Tracked):
+    """A ``with_streaming_response`` response, its body not read yet: the user reads it (or
+    not) inside the ``with`` block, whose end closes it. The call is recorded then, from the
+    body if the user read it (its usage, as the API reported it), else estimated; a stream the
+    user takes with ``parse()`` is proxied like any other."""
+
+    def __init__(self, wrapped: Any, recorder: Recorder, call: Call, read: Any) -> None:
+        super().__init__(wrapped, recorder, call)
+        self._self_read = read
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        return self._proxied(parsed)
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._read_body()
+
+    def _proxied(self, parsed: Any) -> Any:
+        call = self._self_call
+        if not call.streaming or call.done or isinstance(parsed, _Tracked):
+            return parsed
+        return proxy_stream(self._self_recorder, call, parsed)
+
+    def _read_body(self) -> None:
+        """The response is closed: record the call, from its body if the user read it (a
+        stream's chunks were read as they passed)."""
+        call = self._self_call
+        if call.done or call.streaming:
+            self._finish()
+            return
+        try:
+            content = self.__wrapped__.http_response.content  # never read: httpx raises
+        except Exception:  # noqa: BLE001 - nothing to read: the call is estimated
+            content = None
+        try:
+            if content is not None:
+                self._self_read(call, json.loads(content))
+        except Exception as exc:  # noqa: BLE001 - still recorded, as estimated
+            self._self_recorder.fault("reading a response body", exc)
+        self._finish(ended=True)
+
+
+class AsyncUnreadBodyProxy(UnreadBodyProxy):
+    """:class:`UnreadBodyProxy` for ``async with ….with_streaming_response…``."""
+
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:
+        return self._proxied(await self.__wrapped__.parse(*args, **kwargs))
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._read_body()
 
 
 def _raw_mode(call: Call) -> str | None:
