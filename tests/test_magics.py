@@ -108,6 +108,33 @@ def test_a_silent_cost_cell_is_recorded_and_closed(shell):
     assert [e["label"] for e in cell_ends(shell) if e["label"]] == ["behind", "again", "off"]
 
 
+def test_a_block_left_open_in_a_generator_or_thread_does_not_swallow_later_cells(shell):
+    """A ``track()`` block still open in a paused generator or in another thread is not the
+    parent of the cells that follow: they stay top-level, rows of ``%cost`` with their own
+    cost, not "between cells"."""
+    from nbcost.display.summary import session_rows
+
+    assert run(shell, "import nbcost\ndef batches():\n    with nbcost.track('paused'):\n"
+                      "        yield from range(3)\npaused = batches(); next(paused)").success
+    assert run(shell, "import threading\nentered, release = threading.Event(), threading.Event()\n"
+                      "def job():\n    with nbcost.track('background'):\n        entered.set()\n"
+                      "        release.wait(30)\n"
+                      "worker = threading.Thread(target=job); worker.start()\n"
+                      "assert entered.wait(30)").success
+    try:
+        assert {w.label for w in session(shell).open_windows()} >= {"paused", "background"}
+        result = run(shell, "tokens.call('m', 500)")
+        end = cell_ends(shell)[-1]
+        assert end["execution_count"] == result.execution_count and end["parent_id"] is None
+        assert end["cost_usd"] == "0.001"
+        rows, _, _ = session_rows(session(shell))
+        name = f"[{result.execution_count}]"
+        assert [r.cost_usd for r in rows if r.name == name] == [Decimal("0.001")]
+        assert "between cells" not in [r.name for r in rows if r.cost_usd]
+    finally:
+        run(shell, "release.set(); worker.join(); paused.close()")
+
+
 def test_cost_cell_with_a_syntax_error_says_so(shell, capsys):
     result = run(shell, "%%cost\nx = (")
     assert isinstance(result.error_before_exec, SyntaxError)  # as the same cell without %%cost

@@ -409,7 +409,9 @@ class Session:
                 f"{self._window_prefix}{next(self._window_numbers):06x}", kind, time.time(),
                 label, {**self.settings.default_tags, **tags} if tags else
                 dict(self.settings.default_tags), cell_id, execution_count,
-                next(reversed(self._open), None))  # the innermost open window is the parent
+                # The innermost open window is the parent; a cell is always top-level: a
+                # block still open in another thread or a paused generator is not its parent.
+                None if kind == "cell" else next(reversed(self._open), None))
             window = self._open[info.id] = _Window(info)
             if kind == "cell" and not self._cell_fields:  # the first open cell is the running one
                 self._cell_fields = {"cell_id": cell_id, "execution_count": execution_count}
