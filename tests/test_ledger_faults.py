@@ -211,6 +211,40 @@ def test_reset_with_a_read_only_folder_keeps_its_events_until_it_is_writable(tmp
     assert events[-1] == "session_end" and "cell_end" in events
 
 
+def test_reset_refuses_while_events_wait_in_memory_and_keeps_them(tmp_path, monkeypatch, capsys):
+    """``%cost reset`` while the log cannot be written (the disk is full): ending that log
+    would lose the events held for it, so the reset is refused with what to do, and nothing
+    changes; once the log is writable, the same reset works and every event is in the log."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from nbcost.ipython import extension_for
+
+    monkeypatch.setenv("NBCOST_HOME", str(tmp_path / "home"))
+    fake = FakeOs()
+    monkeypatch.setattr(nbcost.ledger, "os", fake)
+    shell = InteractiveShell.instance()
+    shell.run_cell("%load_ext nbcost", store_history=True)
+    try:
+        session = extension_for(shell).session
+        session.add_meter(TokenMeter())
+        first_id, first_log = session.id, session.ledger_path
+        fake.on_write = lambda fd, data: (_ for _ in ()).throw(no_space())
+        shell.run_cell("import nbcost; nbcost.session().meters['tokens'].call('m', 1000)",
+                       store_history=True)
+        result = shell.run_cell("%cost reset", store_history=True)
+        assert not result.success and session.id == first_id
+        said = capsys.readouterr()
+        assert "not reset" in said.out + said.err and "Make its folder writable" in said.out + said.err
+        assert session.unsaved_events > 0
+        fake.on_write = None  # space again
+        assert shell.run_cell("%cost reset", store_history=True).success
+        assert session.id != first_id
+    finally:
+        shell.run_cell("%unload_ext nbcost", store_history=True)
+    events = [e["event"] for e in read_log(first_log).events]
+    assert events.count("llm_call") == 1 and events[-1] == "session_end"
+
+
 def test_events_are_never_written_through_a_usage_of_the_closed_ledger(tmp_path):
     ledger = Ledger(tmp_path / "s.jsonl", {"session_id": "s"})
     ledger.close()

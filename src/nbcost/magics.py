@@ -442,7 +442,10 @@ class CostMagics(Magics):
 
     def _reset(self, _args):
         old = self.session.ledger_path
-        self.session.reset()  # never raises: an unwritable log is said, and its events kept
+        try:
+            self.session.reset()
+        except LedgerError as exc:  # its log cannot take what it holds: nothing changed
+            raise UsageError(str(exc)) from None
         print(f"nbcost: started a new session {self.session.id[:8]}; the old one's log stays at {old}.")
 
 

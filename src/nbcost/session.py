@@ -23,7 +23,7 @@ import orjson
 
 from .budget import Budgets
 from .config import Settings, load_settings
-from .errors import BudgetExceeded
+from .errors import BudgetExceeded, LedgerError
 from .ledger import Ledger, encoded_members, iso_utc
 from .meters.base import Meter, Usage
 from .recent import CELLS_KEPT, Recent, RecentWindows
@@ -278,7 +278,16 @@ class Session:
 
     def reset(self) -> None:
         """``%cost reset``: end this session's log and start a fresh session, meters kept.
-        Open windows end as ``interrupted`` (and their meters are told), innermost first."""
+        Open windows end as ``interrupted`` (and their meters are told), innermost first.
+
+        Raises LedgerError, changing nothing, while events of this session are held in memory
+        because its log cannot be written: ending its log would lose them."""
+        self.flush()  # (a log writable again takes what it held here)
+        if unsaved := self.unsaved_events:
+            raise LedgerError(
+                f"not reset: {unsaved} event{'s' * (unsaved != 1)} of this session are not in "
+                f"its spend log yet ({self.ledger_path} cannot be written now), and a reset "
+                "would lose them. Make its folder writable, then reset again.")
         self._interrupt_open_windows()
         self._write_session_end()
         self._ledger.close()
