@@ -309,6 +309,23 @@ def test_cli_export_focus(spend, tmp_path, capsys):
     assert {r["ProviderName"] for r in table if r["ServiceCategory"] == "Compute"} == {"AWS"}
 
 
+def test_cli_export_counts_a_log_reached_twice_once(spend, tmp_path, capsys):
+    """The same log named twice and a copy of it in a folder also given: each event counts
+    once (as in nbcost report), in FOCUS and the flat table alike, and the repeat is said."""
+    log = tmp_path / "s.jsonl"
+    log.write_text("".join(json.dumps(e) + "\n" for e in spend))
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "s.jsonl").write_bytes(log.read_bytes())
+    for fmt, name in (("focus", "focus.csv"), ("csv", "table.csv")):
+        assert main(["export", "--format", fmt, str(log), "-o", str(tmp_path / f"once-{name}")]) == 0
+        assert "read a second time" not in capsys.readouterr().err
+        assert main(["export", "--format", fmt, str(log), str(log), str(tmp_path / "copy"),
+                     "-o", str(tmp_path / f"thrice-{name}")]) == 0
+        assert f"{2 * len(spend)} events read a second time" in capsys.readouterr().err
+        once, thrice = (read_csv(tmp_path / f"{n}-{name}")[1] for n in ("once", "thrice"))
+        assert thrice == once and once
+
+
 def test_cli_export_says_what_is_wrong(spend, tmp_path, capsys):
     assert main(["export", "--format", "focus", str(tmp_path), "-o", str(tmp_path / "x.txt")]) == 2
     assert "a FOCUS file is .csv or .parquet" in capsys.readouterr().err

@@ -583,10 +583,14 @@ def find_logs(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 def read_logs(paths: Iterable[Path]) -> LedgerContents:
-    """Every spend log under ``paths``. A log that cannot be read at all (a FIFO, a device, no
+    """Every spend log under ``paths``, each event once: a log reached twice (named twice, or
+    a copy of it in another folder) adds nothing the second time, as in ``nbcost report``;
+    how many were left out is said. A log that cannot be read at all (a FIFO, a device, no
     permission, a symlink loop) found in a folder is skipped with a warning; one named
     directly is an error (:class:`LedgerError`)."""
     contents = LedgerContents()
+    seen: set[str] = set()  # event ids: unique for ever (a random prefix per session)
+    repeated = 0
     for given in paths:
         for path in find_logs([given]):
             try:
@@ -596,6 +600,16 @@ def read_logs(paths: Iterable[Path]) -> LedgerContents:
                     raise
                 contents.warnings.append(f"{exc}; skipped it")
                 continue
-            contents.events.extend(one.events)
+            for event in one.events:
+                event_id = event.get("id")
+                if isinstance(event_id, str):
+                    if event_id in seen:
+                        repeated += 1
+                        continue
+                    seen.add(event_id)
+                contents.events.append(event)
             contents.warnings.extend(one.warnings)
+    if repeated:
+        contents.warnings.append(f"{repeated:,} event{'s' * (repeated != 1)} read a second time "
+                                 "(a log named twice, or a copy of it) counted once")
     return contents
