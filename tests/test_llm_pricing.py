@@ -93,6 +93,14 @@ def test_compare_cheapest_first_and_cache_savings():
     assert "<table>" in html and "gpt-4o-mini" in html
 
 
+def test_cache_savings_of_unpriced_repeats_are_unpriced_not_zero():
+    repeats = [usage("zz-unknown", None, "a"), usage("zz-unknown", None, "a")]
+    assert "a response cache would have saved unpriced." in compare_report(repeats, None,
+                                                                             settings())[0]
+    repeats += [usage("gpt-4o", Decimal("0.0035"), "b")] * 2
+    assert "would have saved $0.0035 + unpriced." in compare_report(repeats, None, settings())[0]
+
+
 def test_compare_without_calls():
     assert "No LLM calls" in compare_report([], None, settings())[0]
 

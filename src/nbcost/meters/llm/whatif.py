@@ -100,9 +100,10 @@ def _repeats(calls: list[Usage]) -> str:
     if not repeated:
         return ""
     saved = sum((u.cost_usd for u in repeated if u.cost_usd is not None), Decimal(0))
+    unpriced = any(u.cost_usd is None for u in repeated)  # what they cost is not known
     distinct = sum(1 for group in groups.values() if len(group) > 1)
     return (f"{plural(len(repeated), 'call')} repeated an earlier identical request ({distinct} distinct); "
-            f"a response cache would have saved {_money(saved)}.")
+            f"a response cache would have saved {format_usd(saved, unpriced)}.")
 
 
 def estimate_report(text: str, model: str, settings: Any) -> str:
