@@ -170,6 +170,7 @@ def test_malformed_cell_magic_gives_usage_error_and_runs_nothing(shell, capsys, 
     ("%cost export out.xlsx", "cannot tell the format"),
     ("%cost export spend.csv --format xml", "invalid choice"),
     ("%cost compare --cell 999", "no recorded cell"),
+    ("%cost estimate 'hello' --model ''", "--model needs the model"),
 ])
 def test_malformed_line_magic_gives_usage_error_and_changes_nothing(shell, line, message):
     settings = session(shell).settings

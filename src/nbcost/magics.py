@@ -430,7 +430,10 @@ class CostMagics(Magics):
     def _estimate(self, args):
         from .meters.llm.whatif import estimate_report
 
-        print(estimate_report(args.text, args.model, self.session.settings))
+        if not args.model.strip():
+            raise UsageError("--model needs the model to price the prompt as, like gpt-4o\n"
+                             + _usage("estimate"))
+        print(estimate_report(args.text, args.model.strip(), self.session.settings))
 
     def _off(self, _args):
         self.session.enabled = False
