@@ -221,6 +221,17 @@ def test_with_streaming_response_records_the_usage_the_body_reports(srv, llm):
     assert unread.flags == ("estimated",) and unread.quantities["output_tokens"] == 0
 
 
+def test_arguments_the_sdk_refuses_before_sending_are_not_a_call(srv, llm):
+    c = client(srv)
+    with pytest.raises(TypeError):
+        c.chat.completions.create(model="gpt-4o")  # no messages: the SDK's own check
+    assert llm_calls(llm) == []
+    with pytest.raises(openai.APIConnectionError):  # sent, and failed: an (error) call
+        openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key=FAKE_KEY,
+                      max_retries=0).chat.completions.create(model="gpt-4o", messages=messages())
+    assert one_call(llm).attributes["error_type"] == "APIConnectionError"
+
+
 def test_parse(srv, llm):
     c = client(srv, **CACHED)
     c.chat.completions.parse(model="gpt-4o", messages=messages())

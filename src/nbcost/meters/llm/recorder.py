@@ -87,7 +87,12 @@ class Recorder:
         return out
 
     def fail(self, call: Call, exc: BaseException) -> None:
-        """The SDK raised: record the failed call (the caller re-raises the exception)."""
+        """The SDK raised: record the failed call (the caller re-raises the exception). A
+        TypeError is the SDK refusing the call's arguments (a required one missing) before
+        anything was sent: not an LLM call, so not recorded."""
+        if isinstance(exc, TypeError):
+            call.done = True
+            return
         call.error = type(exc).__name__
         self.finish(call)
 
