@@ -617,6 +617,19 @@ def test_export_onto_the_live_spend_log_is_refused(shell):
     assert not (log.parent / "other.csv").exists()
 
 
+def test_export_says_when_windows_are_missing_from_a_deleted_log(shell, tmp_path, capsys):
+    out = tmp_path / "cells.csv"
+    run(shell, "%cost export " + str(out))
+    assert "missing" not in capsys.readouterr().out  # every window there
+    run(shell, "x = 1")
+    session(shell).flush()
+    session(shell).ledger_path.unlink()  # deleted while the session runs
+    run(shell, "y = 2")
+    run(shell, "%cost export " + str(out))
+    said = capsys.readouterr().out
+    assert re.search(r"\b[1-9]\d* windows? of this session (is|are) not in its spend log", said)
+
+
 def test_load_ext_with_bad_settings_says_one_line_each_and_loads(monkeypatch, capsys):
     """Bad NBCOST_* values and c.NbCost values: one line each (what is wrong, what to do), the
     bad setting ignored, nbcost loaded, never a traceback."""

@@ -315,6 +315,7 @@ class CostMagics(Magics):
 
         path = Path(args.path).expanduser()
         _refuse_the_spend_logs(path, self.session)
+        windows = self.session.records.appended + len(self.session.open_windows())
         try:
             written, rows = export_session(self.session, path, args.format)
         except LedgerError:  # the log itself could not be written (said when it happened)
@@ -328,6 +329,11 @@ class CostMagics(Magics):
         if unsaved:
             print(f"nbcost: {unsaved} event{'s' * (unsaved != 1)} not yet in the spend log (it "
                   "cannot be written now) are missing from this export.")
+        elif args.format != "focus" and (missing := windows - rows) > 0:  # a row per window
+            print(f"nbcost: {missing} window{'s' * (missing != 1)} of this session "
+                  f"{'are' if missing != 1 else 'is'} not in its spend log (deleted or moved "
+                  "while the session ran) and missing from this export; `%cost` still counts "
+                  "their cost in the session total.")
 
     def _prices(self, args):
         from .pricing.describe import describe_prices
