@@ -86,6 +86,25 @@ def test_lenient_loading_names_each_bad_value_once_and_ignores_it(tmp_path):
     assert settings.live is True and settings.llm_prices == {}
 
 
+def test_a_bad_config_folder_says_where_the_logs_really_go(tmp_path):
+    """c.NbCost.data_dir naming a file: the logs go to the default folder, or to NBCOST_HOME
+    when that is set (it wins), and the warning names the right one."""
+    from nbcost.config import config_from
+
+    a_file, home = tmp_path / "file", tmp_path / "home"
+    a_file.write_text("x")
+    config = Config()
+    config.NbCost.data_dir = str(a_file)
+    for env, where in (({}, "meanwhile"), ({"NBCOST_HOME": str(home)}, "NBCOST_HOME is set")):
+        problems: list[str] = []
+        settings = load_settings(config_from(config, problems), env, problems=problems)
+        assert len(problems) == 1 and where in problems[0]
+        if env:
+            assert settings.data_dir == home
+        else:
+            assert str(settings.data_dir) in problems[0]
+
+
 @pytest.mark.parametrize("home", ["~no-such-user-nbcost/x", "x" * 5000])
 def test_a_data_dir_that_cannot_be_a_folder_is_a_config_error(home):
     with pytest.raises(ConfigError, match="NBCOST_HOME"):

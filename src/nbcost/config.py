@@ -272,8 +272,9 @@ def load_settings(config: NbCost | None = None, environ: Mapping[str, str] | Non
         self_hosted_urls=[str(url) for url in c.self_hosted_urls],
         self_hosted_auto=c.self_hosted_auto,
     )
-    if c.data_dir:
-        settings.data_dir = _data_dir(c.data_dir, "c.NbCost.data_dir", default_dir, problems)
+    if c.data_dir:  # (NBCOST_HOME, below, wins over it)
+        settings.data_dir = _data_dir(c.data_dir, "c.NbCost.data_dir", default_dir, problems,
+                                      "NBCOST_HOME" if env.get("NBCOST_HOME") else None)
     if c.gpu_rate is not None:
         settings.gpu_rate_usd_per_hour = _money_or_none(c.gpu_rate, "c.NbCost.gpu_rate", problems)
     if env.get("NBCOST_HOME"):
@@ -302,8 +303,10 @@ def _money_or_none(value: Any, what: str, problems: list[str] | None) -> Decimal
         return None
 
 
-def _data_dir(text: Any, what: str, fallback: Path, problems: list[str] | None) -> Path:
-    """The folder ``text`` names; one that cannot be a folder is a problem (the fallback then)."""
+def _data_dir(text: Any, what: str, fallback: Path, problems: list[str] | None,
+              overridden_by: str | None = None) -> Path:
+    """The folder ``text`` names; one that cannot be a folder is a problem (the fallback then,
+    unless the setting ``overridden_by`` is what decides the folder anyway)."""
     reason = None
     try:
         path = Path(str(text)).expanduser()
@@ -317,6 +320,7 @@ def _data_dir(text: Any, what: str, fallback: Path, problems: list[str] | None) 
         reason = f"cannot be a folder ({getattr(exc, 'strerror', None) or exc})"
     if reason is None:
         return path
-    _problem(ConfigError(f"{what}={text!r} {reason}; set it to a folder (spend logs go to "
-                         f"{fallback} meanwhile)"), problems)
+    meanwhile = (f"{overridden_by} is set and used instead" if overridden_by
+                 else f"spend logs go to {fallback} meanwhile")
+    _problem(ConfigError(f"{what}={text!r} {reason}; set it to a folder ({meanwhile})"), problems)
     return fallback
