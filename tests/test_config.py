@@ -86,6 +86,17 @@ def test_lenient_loading_names_each_bad_value_once_and_ignores_it(tmp_path):
     assert settings.live is True and settings.llm_prices == {}
 
 
+def test_a_list_setting_with_a_wrong_item_says_what_its_items_must_be():
+    from nbcost.config import config_from
+
+    config = Config()
+    config.NbCost.self_hosted_urls = ["http://gpu-box:8000/v1", 5]
+    problems: list[str] = []
+    assert config_from(config, problems).self_hosted_urls == []
+    assert problems == ["c.NbCost.self_hosted_urls must be a list of strings; got "
+                        "['http://gpu-box:8000/v1', 5] (TraitError); ignored it."]
+
+
 def test_a_bad_config_folder_says_where_the_logs_really_go(tmp_path):
     """c.NbCost.data_dir naming a file: the logs go to the default folder, or to NBCOST_HOME
     when that is set (it wins), and the warning names the right one."""

@@ -197,6 +197,18 @@ _KINDS = {"Float": "a number", "Unicode": "text", "Dict": "a dict", "Bool": "Tru
           "List": "a list"}
 
 
+_ITEMS = {"Unicode": "strings", "Float": "numbers"}
+
+
+def _kind(trait: Any) -> str:
+    """What a setting must be, in words: "a list of strings" for ``List(Unicode())``."""
+    name = type(trait).__name__
+    item = getattr(trait, "_trait", None)  # a List's item type
+    if name == "List" and item is not None and type(item).__name__ in _ITEMS:
+        return f"a list of {_ITEMS[type(item).__name__]}"
+    return _KINDS.get(name, "value")
+
+
 def config_from(config: Any, problems: list[str]) -> NbCost:
     """``c.NbCost`` from a traitlets ``Config``, one setting at a time: a value of the wrong type
     (``c.NbCost.gpu_rate = "abc"``) or an unknown name is described in ``problems`` and left
@@ -217,9 +229,8 @@ def config_from(config: Any, problems: list[str]) -> NbCost:
                 value = value.get_value(getattr(nbcost, name))
             setattr(nbcost, name, value)
         except (TraitError, TypeError, ValueError) as exc:
-            kind = _KINDS.get(type(nbcost.traits()[name]).__name__, "value")
-            problems.append(f"c.NbCost.{name} must be {kind}; got {value!r} "
-                            f"({type(exc).__name__}); ignored it.")
+            problems.append(f"c.NbCost.{name} must be {_kind(nbcost.traits()[name])}; got "
+                            f"{value!r} ({type(exc).__name__}); ignored it.")
     return nbcost
 
 
