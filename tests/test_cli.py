@@ -208,3 +208,51 @@ def test_nbcosts_own_bug_is_one_line_unless_debugging(monkeypatch, capsys):
     monkeypatch.setenv("NBCOST_DEBUG", "1")
     with pytest.raises(KeyError):
         main(["prices"])
+
+
+# -- -o never destroys a spend log, nor a file the command reads -----------------------------
+
+
+def _spend_log(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema": 1, "event": "session_start", "session_id": "s"}) + "\n")
+    return path
+
+
+def test_no_command_writes_over_a_spend_log(notebook, tmp_path, nbcost_home, capsys):
+    own = _spend_log(nbcost_home / "spend" / "2026-12-01" / "own.jsonl")
+    copy = _spend_log(tmp_path / "copy" / "spend" / "team.jsonl")  # a copy of a data dir
+    kept = {path: path.read_bytes() for path in (own, copy)}
+    for log, said in ((own, "is inside nbcost's spend log folder"), (copy, "is a spend log")):
+        for argv in (["report", "-o", log], ["report", copy, "--format", "csv", "-o", log],
+                     ["export", "--format", "jsonl", copy, "-o", log],
+                     ["audit", copy, "-o", log], ["run", notebook, "-o", log]):
+            assert main([str(a) for a in argv]) == 2, argv
+            err = capsys.readouterr().err
+            assert said in err and err.count("\n") == 1, (argv, err)
+    assert {path: path.read_bytes() for path in kept} == kept
+
+
+def test_no_command_writes_over_a_file_it_reads(notebook, tmp_path, nbcost_home, capsys):
+    logs = tmp_path / "logs"
+    log = _spend_log(logs / "s.jsonl")
+    table = logs / "old.csv"
+    assert main(["export", "--format", "csv", str(log), "-o", str(table)]) == 0
+    export = logs / "old.jsonl"  # an export (no event): read by `nbcost export logs/` all the same
+    export.write_text(json.dumps({"window_id": "w", "kind": "cell", "session_id": "s"}) + "\n")
+    kept = {path: path.read_bytes() for path in (table, export, notebook)}
+    capsys.readouterr()
+    for argv in (["report", logs, "-o", table], ["report", log, table, "-o", table],
+                 ["export", "--format", "jsonl", logs, "-o", export],
+                 ["audit", log, notebook, "-o", notebook]):
+        assert main([str(a) for a in argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert "is one of the files this command reads" in err and err.count("\n") == 1, (
+            argv, err)
+    assert {path: path.read_bytes() for path in kept} == kept
+
+
+def test_export_says_it_reads_local_logs_only(tmp_path, capsys):
+    assert main(["export", "--format", "csv", "s3://bucket/x/", "-o", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "s3://bucket/x/: export reads local spend logs only" in err and "s3:/bucket" not in err

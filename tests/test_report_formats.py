@@ -132,3 +132,34 @@ def test_help_explains_every_option_with_an_example():
                 "status", "day", "week", "month", "tag:KEY"):
         assert key in text
     assert "examples:" in text and "nbcost report /shared/team-spend --by user,project" in text
+
+
+def test_the_format_comes_from_the_output_name(logs, tmp_path, capsys):
+    checks = {"spend.csv": lambda text: text.startswith("notebook,cells,"),
+              "r.json": lambda text: "groups" in json.loads(text),
+              "r.md": lambda text: text.startswith("**nbcost report"),
+              "r.html": lambda text: text.startswith("<!doctype html>"),
+              "r.txt": lambda text: text.startswith("nbcost report")}
+    for name, check in checks.items():
+        out = tmp_path / name
+        assert main(["report", str(logs), "-o", str(out)]) == 0, name
+        assert check(out.read_text(encoding="utf-8")), (name, out.read_text()[:200])
+    out = tmp_path / "r.parquet"
+    assert main(["report", str(logs), "-o", str(out)]) == 0
+    assert pq.read_table(out).num_rows == 1
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-o", "r.xlsx"], "csv (.csv), json (.json), parquet (.parquet), markdown (.md)"),
+    (["-o", "r.jsonl"], "cannot tell which format -o r.jsonl wants"),
+    (["--format", "json", "-o", "r.csv"], "--format json but -o r.csv names csv"),
+    (["--format", "table", "-o", "r.parquet"], "--format table but -o r.parquet names parquet"),
+])
+def test_an_output_name_that_names_no_format_or_another_is_refused(logs, tmp_path, capsys,
+                                                                    args, message):
+    args = [str(tmp_path / a) if a.startswith("r.") else a for a in args]
+    assert main(["report", str(logs), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())

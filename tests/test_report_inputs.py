@@ -266,3 +266,38 @@ def test_llm_spend_outside_cells_is_the_model_not_recorded_row(srv, tmp_path):
     assert rows["(model not recorded)"] == Decimal(calls[0]["cost_usd"])  # the call before the cell
     assert rows["gpt-4o-mini"] == Decimal(calls[1]["cost_usd"])
     assert sum(rows.values()) == report.total["cost_usd"] == session_total(session.ledger_path)
+
+
+@pytest.fixture
+def offline_s3(tmp_path, monkeypatch):
+    """s3fs pointed at a loopback port nothing listens on, without AWS credentials."""
+    s3fs = pytest.importorskip("s3fs")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_DEFAULT_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none")),
+                        ("AWS_CONFIG_FILE", str(tmp_path / "none")),
+                        ("AWS_EC2_METADATA_DISABLED", "true"), ("AWS_MAX_ATTEMPTS", "1"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"),
+                        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9")):
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield monkeypatch
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_a_bucket_without_credentials_or_network_says_what_to_do(offline_s3, tmp_path, capsys):
+    for said in ("no AWS credentials", "cannot reach the S3 endpoint"):
+        for argv in (["report", "s3://bucket/prefix/"],
+                     ["audit", "s3://bucket/prefix/", "-o", str(tmp_path / "a.html")]):
+            assert main(argv) == 2, (said, argv)
+            err = capsys.readouterr().err
+            assert f"cannot read s3://bucket/prefix/: {said}" in err, err
+            assert "internal error" not in err and err.count("\n") == 1, err
+        offline_s3.setenv("AWS_ACCESS_KEY_ID", "testing")  # credentials, and no endpoint
+        offline_s3.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+    assert not (tmp_path / "a.html").exists()

@@ -200,3 +200,14 @@ def test_a_kernel_without_nbcost_gets_no_empty_table_but_the_reason(tmp_path, nb
     assert "cost per cell" not in captured.out  # no table that reads "it cost nothing"
     assert "nbcost is broken in this kernel" in captured.err
     assert "the kernel wrote no spend log" in captured.err and "Traceback" not in captured.err
+
+
+def test_a_cell_that_fails_without_a_traceback_says_its_error(tmp_path, nbcost_home):
+    """An IPython UsageError has no traceback: the error's own message, not a rule line."""
+    path = make_notebook(tmp_path / "usage.ipynb", "print('hi')\n%cost budget abc")
+    done = run_cli("run", path)
+    assert done.returncode == 1
+    no_traceback(done)
+    assert ("nbcost run: a cell failed: UsageError: %cost budget must be a number of US "
+            "dollars") in done.stderr, done.stderr
+    assert "---" not in done.stderr

@@ -62,11 +62,15 @@ def _seconds(text: str) -> int:
 
 def _cmd_export(args) -> int:
     from .config import load_settings, profile_config
-    from .ledger import read_logs
-    from .report.command import check_output, writing
+    from .ledger import find_logs, read_logs
+    from .report.command import check_output, refuse_inputs, writing
 
     if args.format != "otlp" and not args.output:
         raise NbcostError(f"--format {args.format} needs -o FILE")
+    if urls := [p for p in args.paths if "://" in p]:
+        raise NbcostError(f"{urls[0]}: export reads local spend logs only; copy them here first "
+                          "(e.g. aws s3 sync) and export the copy, or use nbcost report, which "
+                          "reads s3:// URLs")
     if args.format != "otlp":
         check_output(Path(args.output))
     if args.format == "focus":
@@ -74,6 +78,8 @@ def _cmd_export(args) -> int:
 
         check_path(Path(args.output))  # before reading a team's logs
     paths = [Path(p) for p in args.paths] or [load_settings(profile_config()).data_dir / "spend"]
+    if args.format != "otlp":
+        refuse_inputs(Path(args.output), find_logs(paths))
     contents = read_logs(paths)
     for warning in contents.warnings:
         print(f"nbcost: {warning}", file=sys.stderr)
@@ -123,7 +129,7 @@ def _cmd_audit(args) -> int:
     from .config import load_settings, profile_config
     from .report import load_spend, parse_time
     from .report.audit import AuditOptions, write_audit
-    from .report.command import check_output, writing
+    from .report.command import check_output, refuse_inputs, writing
 
     settings = load_settings(profile_config())
     paths = list(args.paths) or [str(settings.data_dir / "spend")]
@@ -139,6 +145,7 @@ def _cmd_audit(args) -> int:
         if not spend.readable:
             raise NbcostError(f"nothing readable in {', '.join(paths)}: give spend logs "
                               f"(*.jsonl), exports or notebooks")
+        refuse_inputs(output, [i.url for i in spend.inputs if not i.remote])
         with writing(output):
             write_audit(spend, output, AuditOptions(compare_models=models, top=args.top,
                                                     since=since, until=until, sources=paths,

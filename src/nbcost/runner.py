@@ -34,6 +34,7 @@ from .display.summary import Table
 from .errors import NbcostError
 from .ledger import read_log
 from .report import COLUMNS, Group
+from .report.command import refuse_spend_log
 from .rows import rows_from_events
 from .run_cells import mark_stopped_cell, write_cell_metadata
 from .run_logs import find_run_logs
@@ -146,6 +147,7 @@ def _check_writable_file(path: Path) -> None:
         raise NbcostError(f"cannot write -o {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise NbcostError(f"cannot write -o {path}: permission denied")
+    refuse_spend_log(path)
 
 
 def _check_data_dir(data_dir: Path) -> None:
@@ -311,8 +313,7 @@ def _execute(client: NotebookClient, env: dict[str, str], kernel: str, timeout: 
         client.execute(env=env, stderr=stderr)
     except CellExecutionError as exc:
         if exc.ename != TIMEOUT_ENAME:
-            text = str(exc).strip()
-            error = f"a cell failed: {text.splitlines()[-1] if text else 'an error'}"
+            error = f"a cell failed: {_failure(exc)}"
     except CellTimeoutError:  # nbclient's own timeouts (waiting for output)
         if progress.cell_index is not None:
             progress.timed_out.append(progress.cell_index)
@@ -339,6 +340,14 @@ def _execute(client: NotebookClient, env: dict[str, str], kernel: str, timeout: 
                  "interrupted" + ("" if client.allow_errors else "; the cells after it did not run")
                  + "; a larger --timeout lets it finish")
     return error, stopped
+
+
+def _failure(exc: CellExecutionError) -> str:
+    """The error a cell ended with, as one line: its name and message (not the traceback's
+    last line: an IPython UsageError has no traceback)."""
+    message = next((line.strip() for line in str(exc.evalue or "").splitlines() if line.strip()),
+                   "")
+    return ": ".join(filter(None, [exc.ename, message])) or "an error"
 
 
 def _cell_name(client: NotebookClient, index: int | None) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..errors import NbcostError
 
-__all__ = ["add_parser", "check_output", "run", "writing"]
+__all__ = ["add_parser", "check_output", "output_format", "refuse_inputs", "refuse_spend_log",
+           "run", "writing"]
 
 DESCRIPTION = """\
 Sum what notebooks cost, from spend logs (JSONL), exports (CSV, JSONL, Parquet from
@@ -101,11 +102,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", metavar="MODEL",
                    help="only LLM spend on this model (GPU time is left out), e.g. "
                         "--model gpt-4o-mini")
-    p.add_argument("--format", choices=FORMATS, default="table",
-                   help="table (default), csv, json, parquet (needs -o), markdown or html, "
-                        "e.g. --format markdown -o spend.md")
+    p.add_argument("--format", choices=FORMATS,
+                   help="table (default), csv, json, parquet (needs -o), markdown or html; "
+                        "default with -o: from its extension, e.g. -o spend.md")
     p.add_argument("-o", "--output", metavar="FILE",
-                   help="write to FILE instead of the terminal, e.g. -o spend.csv")
+                   help="write to FILE instead of the terminal, in the format its extension "
+                        "names (.csv, .json, .parquet, .md, .html; .txt or none: the table), "
+                        "e.g. -o spend.csv")
     p.add_argument("--top", type=int, metavar="N",
                    help="list the N most expensive cell executions instead of groups, "
                         "e.g. --top 20")
@@ -139,6 +142,63 @@ def check_output(output: Path, example: str = "spend.csv") -> None:
                           f"cannot write {output}: {parent} is not a folder")
     if output.exists() and not os.access(output, os.W_OK):
         raise NbcostError(f"cannot write {output}: permission denied (give another -o)")
+    refuse_spend_log(output)
+
+
+def refuse_spend_log(output: Path) -> None:
+    """nbcost never writes over a spend log: refuse an ``-o`` in nbcost's spend log folder, or
+    onto a file that is a spend log (a copy of one, a colleague's)."""
+    from ..config import load_settings, profile_config
+    from .sources import is_spend_log
+
+    spend = Path(os.path.abspath(load_settings(profile_config(), problems=[]).data_dir / "spend"))
+    target = Path(os.path.abspath(output))
+    try:
+        inside = target.is_relative_to(spend) or target.resolve().is_relative_to(spend.resolve())
+    except (OSError, RuntimeError):
+        inside = False
+    if inside:
+        raise NbcostError(f"-o {output} is inside nbcost's spend log folder {spend}; write to a "
+                          "file outside it")
+    if is_spend_log(output):
+        raise NbcostError(f"-o {output} is a spend log; writing there would destroy it: give "
+                          "another file")
+
+
+def refuse_inputs(output: Path, inputs) -> None:
+    """Refuse an ``-o`` onto one of the local files the command reads (``inputs``: paths)."""
+    if not output.exists():
+        return
+    for given in inputs:
+        try:
+            same = os.path.samefile(output, given)
+        except (OSError, ValueError):
+            same = False
+        if same:
+            raise NbcostError(f"-o {output} is one of the files this command reads; writing "
+                              "there would destroy it: give another file")
+
+
+#: The report format an ``-o`` extension names (none or .txt: the terminal table).
+_EXTENSIONS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet",
+               ".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html",
+               "": "table", ".txt": "table"}
+
+
+def output_format(given: str | None, output: Path | None) -> str:
+    """The report's format: ``--format`` as given, else ``-o``'s extension, else the table.
+    An extension that names no format, or another format than ``--format``, is refused."""
+    if output is None:
+        return given or "table"
+    named = _EXTENSIONS.get(output.suffix.lower())
+    if given is None and named is None:
+        raise NbcostError(f"cannot tell which format -o {output.name} wants: nbcost report "
+                          "writes table (.txt), csv (.csv), json (.json), parquet (.parquet), "
+                          "markdown (.md) or html (.html); name the file so, or add --format")
+    if given is not None and named not in (None, "table", given):
+        raise NbcostError(f"--format {given} but -o {output.name} names {named}; give -o a "
+                          "name that matches, or leave out --format")
+    return given or named
 
 
 @contextlib.contextmanager
@@ -214,10 +274,11 @@ def run(args) -> int:
     output = Path(args.output) if args.output else None
     if output is not None:
         check_output(output)
-    if args.local is not None:
-        if args.format != "table":
-            raise NbcostError("--local writes a text comparison; leave out --format (or use "
-                              "--format table)")
+    fmt = output_format(args.format, output)
+    if args.local is not None and fmt != "table":
+        fix = ("leave out --format (or use --format table)" if args.format else
+               f"give -o a .txt name, not {output.name}")
+        raise NbcostError(f"--local writes a text comparison; {fix}")
     import duckdb
 
     try:
@@ -232,6 +293,8 @@ def run(args) -> int:
         if not spend.readable:
             raise NbcostError(f"nothing readable in {', '.join(map(str, paths))}: give spend "
                               f"logs (.jsonl), exports (.csv, .jsonl, .parquet) or notebooks")
+        if output is not None:
+            refuse_inputs(output, [i.url for i in spend.inputs if not i.remote])
         if args.local is not None:
             return _run_local(args, spend, output)
         if args.top is not None:
@@ -239,10 +302,10 @@ def run(args) -> int:
         else:
             sheet = sheet_of_report(build(spend, by), columns)
         with writing(output):
-            text = render(sheet, args.format, output)
+            text = render(sheet, fmt, output)
     if text is not None:
         sys.stdout.write(text)
-        if args.format == "csv" and sheet.notes:  # a CSV has no place for them
+        if fmt == "csv" and sheet.notes:  # a CSV has no place for them
             for note in sheet.notes:
                 print(f"nbcost report: {note}", file=sys.stderr)
     return 0

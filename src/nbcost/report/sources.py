@@ -8,17 +8,19 @@ a spend-log line has an ``event``, a line of a JSONL export has ``window_id`` an
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterable
 
 from ..errors import NbcostError
 
-__all__ = ["Input", "discover", "filesystem", "open_binary", "read_bytes"]
+__all__ = ["Input", "discover", "filesystem", "is_spend_log", "open_binary", "read_bytes"]
 
 LOG, NOTEBOOK = "log", "notebook"
 EXPORT_CSV, EXPORT_JSONL, EXPORT_PARQUET = "export-csv", "export-jsonl", "export-parquet"
@@ -57,6 +59,27 @@ def filesystem(url: str) -> tuple[Any, str]:
         package = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
                    "abfs": "adlfs"}.get(protocol, f"the fsspec filesystem for {protocol}://")
         raise NbcostError(f"reading {url} needs {package}: pip install {package} ({exc})") from None
+
+
+@contextlib.contextmanager
+def _reaching(url: str):
+    """Around asking an S3-like store about ``url``: missing credentials or an endpoint that
+    cannot be reached are one :class:`NbcostError` that says what to do."""
+    try:
+        yield
+    except Exception as exc:
+        boto = sys.modules.get("botocore.exceptions")  # loaded by whatever raised it
+        if boto is None or not isinstance(exc, boto.BotoCoreError):
+            raise
+        if isinstance(exc, (boto.NoCredentialsError, boto.PartialCredentialsError,
+                            boto.CredentialRetrievalError)):
+            raise NbcostError(f"cannot read {url}: no AWS credentials ({exc}); set "
+                              "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) "
+                              "and try again") from None
+        if isinstance(exc, (boto.ConnectionError, boto.HTTPClientError)):
+            raise NbcostError(f"cannot read {url}: cannot reach the S3 endpoint ({exc}); check "
+                              "the network, and AWS_ENDPOINT_URL if you set it") from None
+        raise NbcostError(f"cannot read {url}: {exc}") from None
 
 
 def read_bytes(url: str, limit: int | None = None) -> bytes:
@@ -107,16 +130,36 @@ def _json_lines_kind(url: str) -> str:
     lines = _peek(url).splitlines()
     if len(lines) > 1:
         lines.pop()  # the last may be cut short by the peek
+    first = _first_object(lines)
+    if first is not None and "event" not in first and "window_id" in first and "kind" in first:
+        return EXPORT_JSONL
+    return LOG
+
+
+def _first_object(lines: list[bytes]) -> dict | None:
+    """The first of ``lines`` that is a JSON object, or None."""
     for line in lines:
         try:
             first = json.loads(line)
         except (ValueError, RecursionError):
             continue
         if isinstance(first, dict):
-            if "event" not in first and "window_id" in first and "kind" in first:
-                return EXPORT_JSONL
-            return LOG
-    return LOG
+            return first
+    return None
+
+
+def is_spend_log(path: str | os.PathLike) -> bool:
+    """Whether the local file at ``path`` is a spend log: its first JSON object has an
+    ``event``. A file that cannot be read is not one."""
+    try:
+        if not os.path.isfile(path):
+            return False
+        with open(path, "rb") as src:
+            lines = src.read(_PEEK_BYTES).splitlines()
+    except OSError:
+        return False
+    first = _first_object(lines)
+    return first is not None and isinstance(first.get("event"), str)
 
 
 def _kind_by_name(url: str) -> str | None:
@@ -166,7 +209,8 @@ def discover(paths: Iterable[str | os.PathLike], skipped: Any = None) -> list[In
     for given in paths:
         text = os.fspath(given)
         if _is_url(text):
-            candidates = _remote(text)
+            with _reaching(text):
+                candidates = _remote(text)
         else:
             text = text.removeprefix("file://")
             if glob.has_magic(text):
