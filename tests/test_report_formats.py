@@ -16,6 +16,7 @@ from report_support import Cell, run_session
 
 import nbcost.testing
 from nbcost.cli import main
+from nbcost.display.format import format_usd
 
 HOSTILE = "<script>alert('x')</script> | a"
 
@@ -132,6 +133,23 @@ def test_help_explains_every_option_with_an_example():
                 "status", "day", "week", "month", "tag:KEY"):
         assert key in text
     assert "examples:" in text and "nbcost report /shared/team-spend --by user,project" in text
+
+
+def test_a_group_with_unpriced_spend_never_shows_a_bare_dollar_total(tmp_path, capsys):
+    """The money rule of every nbcost figure: "unpriced", or "$x + unpriced", never $0.00 or a
+    dollar total that reads as the whole cost."""
+    with nbcost.testing.llm_server() as srv:
+        run_session(srv, tmp_path, [Cell([("no-such-model-xyz", 1000, 50, 0)]),
+                                    Cell([("no-such-model-xyz", 500, 20, 0),
+                                          ("gpt-4o-mini", 300, 30, 0)])], gpu=False)
+    priced = as_json(tmp_path / "spend", capsys, "--by", "model")
+    mini = next(g for g in priced["groups"] if g["key"] == "gpt-4o-mini")["cost_usd"]
+    assert main(["report", str(tmp_path / "spend"), "--by", "model"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    unknown = next(line for line in lines if line.startswith("no-such-model-xyz")).split()
+    total = next(line for line in lines if line.startswith("total"))
+    assert unknown[2] == "unpriced" and "$0.00" != unknown[2]
+    assert f"{format_usd(Decimal(mini))} + unpriced" in total
 
 
 def test_the_format_comes_from_the_output_name(logs, tmp_path, capsys):

@@ -53,11 +53,11 @@ class Sheet:
     extra: dict[str, Any] = field(default_factory=dict)  # JSON-only fields
 
 
-def _human(value: Any, kind: str) -> str:
+def _human(value: Any, kind: str, unpriced: bool = False) -> str:
     if value is None:
-        return "-"
+        return "unpriced" if unpriced and kind == "usd" else "-"
     if kind == "usd":
-        return format_usd(value)
+        return format_usd(value, unpriced)
     if kind == "seconds":
         return format_seconds(value)
     if kind == "count":
@@ -133,13 +133,18 @@ def sheet_of_top(spend, n: int) -> Sheet:
 
 
 def _table(sheet: Sheet) -> Table:
+    def figures(row: dict[str, Any]) -> list[str]:
+        # A group with unpriced spend: its total is "$x + unpriced" (or "unpriced"), never a
+        # bare dollar figure that reads as the whole cost.
+        unpriced = bool(row.get("unpriced_cells"))
+        return [_human(row.get(n), kind, unpriced and n == "cost_usd")
+                for n, kind in sheet.figures]
+
     header = [*sheet.keys, *(LABELS.get(n, n) for n, _ in sheet.figures)]
-    rows = [[str(r["keys"][k]) for k in sheet.keys]
-            + [_human(r.get(n), kind) for n, kind in sheet.figures] for r in sheet.rows]
+    rows = [[str(r["keys"][k]) for k in sheet.keys] + figures(r) for r in sheet.rows]
     footer = None
     if sheet.total is not None:
-        footer = (["total"] + [""] * (len(sheet.keys) - 1)
-                  + [_human(sheet.total.get(n), kind) for n, kind in sheet.figures])
+        footer = ["total"] + [""] * (len(sheet.keys) - 1) + figures(sheet.total)
     return Table(sheet.title, header, rows, footer, notes=sheet.notes)
 
 
