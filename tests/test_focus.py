@@ -317,13 +317,32 @@ def test_cli_export_counts_a_log_reached_twice_once(spend, tmp_path, capsys):
     (tmp_path / "copy").mkdir()
     (tmp_path / "copy" / "s.jsonl").write_bytes(log.read_bytes())
     for fmt, name in (("focus", "focus.csv"), ("csv", "table.csv")):
-        assert main(["export", "--format", fmt, str(log), "-o", str(tmp_path / f"once-{name}")]) == 0
+        once = tmp_path / f"once-{name}"
+        assert main(["export", "--format", fmt, str(log), "-o", str(once)]) == 0
         assert "read a second time" not in capsys.readouterr().err
         assert main(["export", "--format", fmt, str(log), str(log), str(tmp_path / "copy"),
                      "-o", str(tmp_path / f"thrice-{name}")]) == 0
         assert f"{2 * len(spend)} events read a second time" in capsys.readouterr().err
         once, thrice = (read_csv(tmp_path / f"{n}-{name}")[1] for n in ("once", "thrice"))
         assert thrice == once and once
+
+
+def test_cli_export_skips_an_export_found_among_the_logs(spend, tmp_path, capsys):
+    """A folder of logs that also holds a JSONL export made from them: the export is said and
+    skipped, not read as a log of damaged lines."""
+    (tmp_path / "team").mkdir()
+    log = tmp_path / "team" / "s.jsonl"
+    log.write_text("".join(json.dumps(e) + "\n" for e in spend))
+    table = tmp_path / "team" / "t.jsonl"
+    assert main(["export", "--format", "jsonl", str(log), "-o", str(table)]) == 0
+    capsys.readouterr()
+    assert main(["export", "--format", "csv", str(tmp_path / "team"), "-o",
+                 str(tmp_path / "again.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "t.jsonl is an nbcost export (a table), not a spend log; skipped it" in err
+    assert "damaged" not in err and "skipped line" not in err
+    assert main(["export", "--format", "csv", str(log), "-o", str(tmp_path / "once.csv")]) == 0
+    assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "once.csv").read_bytes()
 
 
 def test_cli_export_says_what_is_wrong(spend, tmp_path, capsys):

@@ -588,11 +588,17 @@ def read_logs(paths: Iterable[Path]) -> LedgerContents:
     how many were left out is said. A log that cannot be read at all (a FIFO, a device, no
     permission, a symlink loop) found in a folder is skipped with a warning; one named
     directly is an error (:class:`LedgerError`)."""
+    from .report.sources import is_jsonl_export
+
     contents = LedgerContents()
     seen: set[str] = set()  # event ids: unique for ever (a random prefix per session)
     repeated = 0
     for given in paths:
         for path in find_logs([given]):
+            if path != given and is_jsonl_export(path):  # `nbcost export -o team/x.jsonl`
+                contents.warnings.append(f"{path} is an nbcost export (a table), not a spend "
+                                         "log; skipped it")
+                continue
             try:
                 one = read_log(path)
             except LedgerError as exc:

@@ -20,7 +20,8 @@ from typing import IO, Any, Iterable
 
 from ..errors import NbcostError
 
-__all__ = ["Input", "discover", "filesystem", "is_spend_log", "open_binary", "read_bytes"]
+__all__ = ["Input", "discover", "filesystem", "is_jsonl_export", "is_spend_log", "open_binary",
+           "read_bytes"]
 
 LOG, NOTEBOOK = "log", "notebook"
 EXPORT_CSV, EXPORT_JSONL, EXPORT_PARQUET = "export-csv", "export-jsonl", "export-parquet"
@@ -146,6 +147,15 @@ def _first_object(lines: list[bytes]) -> dict | None:
         if isinstance(first, dict):
             return first
     return None
+
+
+def is_jsonl_export(path: str | os.PathLike) -> bool:
+    """Whether the local JSON-lines file at ``path`` is an nbcost export (one row per window),
+    not a spend log."""
+    try:
+        return _json_lines_kind(os.fspath(path)) == EXPORT_JSONL
+    except OSError:
+        return False
 
 
 def is_spend_log(path: str | os.PathLike) -> bool:
