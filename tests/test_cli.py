@@ -256,3 +256,11 @@ def test_export_says_it_reads_local_logs_only(tmp_path, capsys):
     assert main(["export", "--format", "csv", "s3://bucket/x/", "-o", str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err
     assert "s3://bucket/x/: export reads local spend logs only" in err and "s3:/bucket" not in err
+
+
+def test_export_refuses_a_format_its_output_name_contradicts(tmp_path, capsys):
+    log = _spend_log(tmp_path / "logs" / "s.jsonl")
+    out = tmp_path / "x.csv"
+    assert main(["export", "--format", "jsonl", str(log), "-o", str(out)]) == 2
+    assert "--format jsonl but 'x.csv' names csv" in capsys.readouterr().err
+    assert not out.exists()

@@ -169,6 +169,7 @@ def test_malformed_cell_magic_gives_usage_error_and_runs_nothing(shell, capsys, 
     ("%cost export", "the following arguments are required: PATH"),
     ("%cost export out.xlsx", "cannot tell the format"),
     ("%cost export spend.csv --format xml", "invalid choice"),
+    ("%cost export spend.csv --format jsonl", "--format jsonl but 'spend.csv' names csv"),
     ("%cost compare --cell 999", "no recorded cell"),
     ("%cost estimate 'hello' --model ''", "--model needs the model"),
 ])

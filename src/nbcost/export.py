@@ -67,13 +67,17 @@ WRITERS = {"csv": write_csv, "jsonl": write_jsonl, "parquet": write_parquet}
 
 def export_rows(rows: list[Mapping[str, Any]], path: Path, fmt: str | None = None) -> Path:
     """Write ``rows`` to ``path`` in ``fmt`` (default: from the file's extension)."""
-    fmt = fmt or _EXTENSIONS.get(path.suffix.lower())
-    if fmt is None:
-        raise ConfigError(f"cannot tell the format of {path.name!r}; add --format "
-                          f"({'|'.join(FORMATS)}) or use a .csv, .jsonl or .parquet name")
     if fmt == "focus":
         raise ConfigError("a FOCUS file is built from spend-log events, not the flat table: "
                           "use export_session() or `nbcost export --format focus`")
+    named = _EXTENSIONS.get(path.suffix.lower())
+    if fmt is not None and named not in (None, fmt):
+        raise ConfigError(f"--format {fmt} but {path.name!r} names {named}; give a name that "
+                          "matches, or leave out --format")
+    fmt = fmt or named
+    if fmt is None:
+        raise ConfigError(f"cannot tell the format of {path.name!r}; add --format "
+                          f"({'|'.join(FORMATS)}) or use a .csv, .jsonl or .parquet name")
     if fmt not in WRITERS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     _check_folder(path)
