@@ -243,12 +243,15 @@ def test_no_command_writes_over_a_file_it_reads(notebook, tmp_path, nbcost_home,
     kept = {path: path.read_bytes() for path in (table, export, notebook)}
     capsys.readouterr()
     for argv in (["report", logs, "-o", table], ["report", log, table, "-o", table],
-                 ["export", "--format", "jsonl", logs, "-o", export],
-                 ["audit", log, notebook, "-o", notebook]):
+                 ["export", "--format", "jsonl", logs, "-o", export]):
         assert main([str(a) for a in argv]) == 2, argv
         err = capsys.readouterr().err
         assert "is one of the files this command reads" in err and err.count("\n") == 1, (
             argv, err)
+    for target in (notebook, table):  # the audit writes one HTML page, nothing else
+        assert main(["audit", str(log), str(notebook), "-o", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert "the audit is one HTML page; give a .html name" in err and err.count("\n") == 1
     assert {path: path.read_bytes() for path in kept} == kept
 
 

@@ -45,7 +45,7 @@ def _cmd_run(args) -> int:
         status = 1
     if result.error:
         print(_for(sys.stderr, f"nbcost run: {result.error}"), file=sys.stderr)
-        status = 1
+        status = 130 if result.interrupted else 1
     return status
 
 
@@ -139,6 +139,9 @@ def _cmd_audit(args) -> int:
     models = [m.strip() for m in (args.compare_models or "").split(",") if m.strip()] or None
     output = Path(args.output)
     check_output(output, "audit.html")
+    if output.suffix.lower() not in ("", ".html", ".htm"):
+        raise NbcostError(f"-o {output.name}: the audit is one HTML page; give a .html name, "
+                          "e.g. -o audit.html")
     with load_spend(paths, since=since, until=until) as spend:
         if (summary := spend.skipped.summary()) is not None:
             print(f"nbcost: {summary}", file=sys.stderr)
