@@ -211,3 +211,86 @@ def test_a_cell_that_fails_without_a_traceback_says_its_error(tmp_path, nbcost_h
     assert ("nbcost run: a cell failed: UsageError: %cost budget must be a number of US "
             "dollars") in done.stderr, done.stderr
     assert "---" not in done.stderr
+
+
+def test_ctrl_c_keeps_the_cells_that_ran_and_marks_the_interrupted_one(tmp_path, nbcost_home):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "cell-3-started"
+    path = make_notebook(tmp_path / "slow.ipynb", "tokens.call('model-a', 1000)",
+                         f"open({str(marker)!r}, 'w').close()\nimport time\ntime.sleep(120)",
+                         "never_run = 1")
+    out = tmp_path / "out.ipynb"
+    run = subprocess.Popen([sys.executable, "-m", "nbcost.cli", "run", str(path), "-o", str(out)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # into the sleep
+    run.send_signal(signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=60)
+    done = subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
+    assert done.returncode == 130, done.stderr
+    no_traceback(done)
+    assert [line for line in done.stderr.splitlines() if line.startswith("nbcost")] == [
+        "nbcost run: interrupted (Ctrl-C) in cell [3]; the cells after it did not run"]
+    assert "$0.0020" in table_line(done.stdout, "tokens.call('model-a', 1000)")
+    assert "(interrupted)" in table_line(done.stdout, "open(")
+    assert "kernel died" not in done.stdout
+
+    executed = nbformat.read(out, as_version=4)
+    assert executed.cells[1].metadata["nbcost"]["cost_usd"] == "0.002"
+    cut = executed.cells[2].metadata["nbcost"]
+    assert cut["status"] == "interrupted" and cut["wall_s"] >= 0.5
+    assert "nbcost" not in executed.cells[3].metadata
+    report = run_cli("report", out)
+    assert report.returncode == 0 and "skipped" not in report.stdout + report.stderr
+
+
+def test_a_kernel_dead_right_after_a_cell_keeps_that_cell_and_a_record_the_report_reads(
+        tmp_path, nbcost_home):
+    # The kernel dies before the finished cells' ends reach the spend log (50 ms): their
+    # records come from the kernel's final messages, and so must their table rows.
+    path = make_notebook(tmp_path / "dies.ipynb", "x = 1", "import os; os._exit(3)")
+    out = tmp_path / "out.ipynb"
+    done = run_cli("run", path, "-o", out)
+    assert done.returncode == 1
+    no_traceback(done)
+    assert table_line(done.stdout, "x = 1")
+    assert "(kernel died)" in table_line(done.stdout, "os._exit(3)")
+    executed = nbformat.read(out, as_version=4)
+    session = executed.cells[1].metadata["nbcost"]["session_id"]
+    assert executed.cells[2].metadata["nbcost"]["session_id"] == session
+    report = run_cli("report", out)
+    assert report.returncode == 0 and "skipped" not in report.stdout + report.stderr, report
+
+
+def test_a_dead_cell_ran_until_its_kernel_died(tmp_path, nbcost_home):
+    path = make_notebook(tmp_path / "dies.ipynb", "import os, time\ntime.sleep(1)\nos._exit(3)")
+    out = tmp_path / "out.ipynb"
+    done = run_cli("run", path, "-o", out)
+    assert done.returncode == 1
+    no_traceback(done)
+    dead = nbformat.read(out, as_version=4).cells[1].metadata["nbcost"]
+    assert dead["status"] == "interrupted"
+    # nbclient looks at the kernel once a second: the death is seen a little late (more on a
+    # loaded machine); what matters is the time it ran, not 0
+    assert 1.0 <= dead["wall_s"] < 60
+    assert " ms" not in table_line(done.stdout, "import os, time")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")
+def test_a_data_dir_nobody_can_write_is_refused_before_the_run_even_as_root(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("NBCOST_HOME", "/proc/nbcost_x")  # root passes os.access, not mkdir
+    marker = tmp_path / "ran"
+    path = make_notebook(tmp_path / "n.ipynb", f"open({str(marker)!r}, 'w').close()")
+    done = run_cli("run", path)
+    assert done.returncode == 2
+    no_traceback(done)
+    assert "is not writable" in done.stderr and "NBCOST_HOME" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not marker.exists()

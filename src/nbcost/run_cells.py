@@ -7,6 +7,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, Mapping
 
+from .ledger import iso_utc
 from .meters.base import Usage
 from .records import MeterTotals, Tally, WindowInfo, compact_record
 from .rows import parse_ts
@@ -60,9 +61,12 @@ def write_cell_metadata(nb, events: list[dict[str, Any]]) -> None:
 
 
 def mark_stopped_cell(nb, index: int, status: str, rows: list[dict[str, Any]],
-                       events: list[dict[str, Any]]) -> str | None:
-    """Mark the cell the run stopped (``timeout``) or lost (``interrupted``: the kernel died)
-    in its metadata and its table row; return its window id (None: the log never saw it)."""
+                       events: list[dict[str, Any]], *, session_id: str,
+                       began: float | None = None, died: float | None = None) -> str | None:
+    """Mark the cell the run stopped (``timeout``) or lost (``interrupted``: the kernel died,
+    or Ctrl-C) in its metadata and its table row; return its window id (None: the log never
+    saw it). ``began`` and ``died``: when the run sent the cell and saw its kernel dead; a cell
+    the kernel never ended ran until then (the log's last event may be its start)."""
     cell = nb.cells[index]
     cells = [r for r in rows if r.get("kind") == "cell" and not r.get("parent_id")]
     unended = [r for r in cells if r["status"] in ("interrupted", "running")
@@ -74,8 +78,12 @@ def mark_stopped_cell(nb, index: int, status: str, rows: list[dict[str, Any]],
     if row is None and unended:  # the cell the kernel was running when it stopped
         row = max(unended, key=lambda r: r["start"] or _EPOCH)
     if row is None:
-        cell.metadata["nbcost"] = {"v": 1, "execution_count": cell.get("execution_count"),
+        cell.metadata["nbcost"] = {"v": 1, "session_id": session_id,
+                                   "execution_count": cell.get("execution_count"),
                                    "status": status, "flags": [status]}
+        if began is not None and died is not None:
+            cell.metadata["nbcost"].update(start=iso_utc(began), end=iso_utc(died),
+                                           wall_s=round(max(died - began, 0.0), 6))
         return None
     if cell.get("execution_count") is None:
         cell.execution_count = row.get("execution_count")
@@ -87,6 +95,10 @@ def mark_stopped_cell(nb, index: int, status: str, rows: list[dict[str, Any]],
         cell.metadata["nbcost"] = {**record, "status": status,
                                    "flags": sorted({*record.get("flags", ()), status})}
     else:
+        if died is not None and row.get("start") is not None:
+            until = dt.datetime.fromtimestamp(died, dt.timezone.utc)
+            if row.get("end") is None or until > row["end"]:
+                row.update(end=until, wall_s=(until - row["start"]).total_seconds())
         start = next(e for e in events if e.get("window_id") == row["window_id"]
                      and e["event"].endswith("_start"))
         cell.metadata["nbcost"] = _compact_unended(start, row, events, status)

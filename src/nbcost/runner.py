@@ -17,7 +17,9 @@ written into ``session_start``), else by the kernel's pid and the notebook id.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import tempfile
 import time
 import uuid
@@ -28,13 +30,15 @@ from typing import IO, Any, Mapping
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbclient.util import ensure_async
 
 from .config import load_settings, profile_config
-from .display.summary import Table
+from .display.summary import Table, format_seconds
 from .errors import NbcostError
 from .ledger import read_log
 from .report import COLUMNS, Group
 from .report.command import refuse_spend_log
+from .report.notebooks import record_row
 from .rows import rows_from_events
 from .run_cells import mark_stopped_cell, write_cell_metadata
 from .run_logs import find_run_logs
@@ -56,6 +60,7 @@ class RunResult:
     stopped: dict[int, str] = field(default_factory=dict)
     #: the window id of each stopped cell (None where the log lost the cell's start)
     stopped_windows: dict[int, str | None] = field(default_factory=dict)
+    interrupted: bool = False  # Ctrl-C stopped the run (its ``interrupted`` cell did not die)
 
     @property
     def ledger_path(self) -> Path | None:
@@ -67,7 +72,8 @@ class RunResult:
         that failed, timed out or was cut short by the kernel's death says so."""
         code = [c for c in self.notebook.cells if c.cell_type == "code"]
         sources = {c.get("execution_count"): c.source for c in code}
-        died = {w for i, w in self.stopped_windows.items() if self.stopped[i] == "interrupted"}
+        died = {w for i, w in self.stopped_windows.items()
+                if self.stopped[i] == "interrupted" and not self.interrupted}
         lines: list[list[str]] = []
         totals = Group("total")
         for row in self.rows:
@@ -79,10 +85,12 @@ class RunResult:
             totals.add(row)
         for index, window in self.stopped_windows.items():
             if window is None:  # the kernel died before its start reached the log: no figures
-                cell = self.notebook.cells[index]
+                cell = self.notebook.cells[index]  # but the time it ran
                 name = _cell_label(cell.get("execution_count"), cell.source)
-                lines.append([f"{name}  ({_marker(self.stopped[index], True)})",
-                              *["-"] * (len(COLUMNS) - 1)])
+                wall = (cell.metadata.get("nbcost") or {}).get("wall_s")
+                lines.append([f"{name}  ({_marker(self.stopped[index], not self.interrupted)})",
+                              format_seconds(wall) if wall is not None else "-",
+                              *["-"] * (len(COLUMNS) - 2)])
         return Table("nbcost · cost per cell", ["cell", *COLUMNS[1:]], lines,
                      totals.cells(count=False))
 
@@ -161,33 +169,63 @@ def _check_data_dir(data_dir: Path) -> None:
     if not existing.is_dir():
         raise NbcostError(f"cannot write spend logs under {data_dir}: {existing} is not a folder. "
                           f"{advice}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise NbcostError(f"cannot write spend logs under {data_dir}: {existing} is not writable. "
-                          f"{advice}")
+    try:  # a real try, not os.access: root passes that for /proc, a read-only mount, ...
+        os.rmdir(tempfile.mkdtemp(prefix=".nbcost-check-", dir=existing))
+    except OSError as exc:
+        raise NbcostError(f"cannot write spend logs under {data_dir}: {existing} is not writable "
+                          f"({exc.strerror or exc}). {advice}") from None
 
 
 # -- the run --------------------------------------------------------------------------------
 
 
+class _Interrupted(Exception):
+    """Ctrl-C came: run no further cell."""
+
+
 class _Progress:
-    """What nbclient's hooks tell: the kernel's pid, the cell running now, the cells that ran
-    past the timeout."""
+    """What nbclient's hooks tell: the kernel's pid, the cell running now (and since when), the
+    cells that ran past the timeout; and whether Ctrl-C came, in which cell."""
 
     def __init__(self) -> None:
         self.client: NotebookClient | None = None
         self.kernel_pid: int | None = None
         self.cell_index: int | None = None
+        self.running: int | None = None  # the cell sent to the kernel and not answered yet
+        self.began: float | None = None  # when the run sent it
         self.timed_out: list[int] = []
+        self.interrupted = False
+        self.cut: int | None = None  # the cell running when Ctrl-C came
 
     def notebook_started(self, **_: Any) -> None:
         provisioner = getattr(getattr(self.client, "km", None), "provisioner", None)
         pid = getattr(provisioner, "pid", None)  # a local kernel's; remote ones have none
         self.kernel_pid = pid if isinstance(pid, int) else None
+        try:  # instead of nbclient's handler, which shuts the kernel down under the running cell
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self.interrupt)
+        except (RuntimeError, NotImplementedError, ValueError):  # not the main thread, Windows
+            pass
+
+    def interrupt(self) -> None:
+        """Ctrl-C interrupts the running cell, as in JupyterLab (the kernel ends its record),
+        and stops the run; a second one stops the kernel."""
+        km = self.client.km if self.client is not None else None
+        if km is None:
+            return
+        if not self.interrupted:
+            self.interrupted, self.cut = True, self.running
+            asyncio.ensure_future(ensure_async(km.interrupt_kernel()))
+        else:
+            asyncio.ensure_future(ensure_async(km.shutdown_kernel(now=True)))
 
     def cell_started(self, cell_index: int, **_: Any) -> None:
-        self.cell_index = cell_index
+        if self.interrupted:
+            raise _Interrupted
+        self.cell_index = self.running = cell_index
+        self.began = time.time()
 
     def cell_executed(self, cell_index: int, execute_reply: Any = None, **_: Any) -> None:
+        self.running = None
         content = (execute_reply or {}).get("content") or {}
         if content.get("ename") == TIMEOUT_ENAME:
             self.timed_out.append(cell_index)
@@ -246,13 +284,13 @@ def run_notebook(path: Path, output: Path | None = None, *, kernel_name: str | N
     # The kernel's own stderr (its log lines, a traceback when it is stopped mid-cell) would
     # bury the one message that matters; it is kept, and shown when it explains a failure.
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as kernel_stderr:
-        error, stopped = _execute(client, env, kernel, timeout, progress, kernel_stderr)
+        error, stopped, died = _execute(client, env, kernel, timeout, progress, kernel_stderr)
         kernel_said = _last_words(kernel_stderr)
 
     logs = find_run_logs(settings.data_dir, run_id=run_id, session_ids={session_id},
                          notebook_id=notebook_meta["notebook_id"], kernel_pid=progress.kernel_pid,
                          since=started)
-    result = RunResult(nb, logs, error=error, stopped=stopped)
+    result = RunResult(nb, logs, error=error, stopped=stopped, interrupted=progress.interrupted)
     events: list[dict[str, Any]] = []
     for log in logs:
         contents = read_log(log)
@@ -268,8 +306,12 @@ def run_notebook(path: Path, output: Path | None = None, *, kernel_name: str | N
     elif kernel_said:
         result.warnings.append(f"the kernel said: {kernel_said}")
     finals.fill_in(nb)
+    result.rows += finals.rows_missing_from(result.rows)
     for index, status in stopped.items():
-        result.stopped_windows[index] = mark_stopped_cell(nb, index, status, result.rows, events)
+        result.stopped_windows[index] = mark_stopped_cell(
+            nb, index, status, result.rows, events,
+            session_id=_session_of(events[-1]) if events else session_id,
+            began=progress.began if index == progress.cell_index else None, died=died)
     if output is not None:
         try:
             nbformat.write(nb, output)
@@ -300,25 +342,41 @@ class _KernelFinals:
                     and cell.get("execution_count") in self.by_count):
                 cell.metadata["nbcost"] = self.by_count[cell.execution_count]
 
+    def rows_missing_from(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Table rows for the finished cells whose end the spend log missed."""
+        logged = {r.get("execution_count") for r in rows
+                  if r.get("kind") == "cell" and not r.get("parent_id")}
+        missing = []
+        for count in sorted(c for c in self.by_count if isinstance(c, int) and c not in logged):
+            try:
+                missing.append(record_row(self.by_count[count], "", None))
+            except (ValueError, TypeError, ArithmeticError):
+                pass
+        return missing
+
 
 def _execute(client: NotebookClient, env: dict[str, str], kernel: str, timeout: int | None,
-             progress: _Progress, stderr: IO[str]) -> tuple[str | None, dict[int, str]]:
-    """Run every cell. Returns a message (None when every cell ran and none timed out) and
-    the cells to mark: ``{cell index: "timeout" | "interrupted"}``."""
+             progress: _Progress, stderr: IO[str]
+             ) -> tuple[str | None, dict[int, str], float | None]:
+    """Run every cell. Returns a message (None when every cell ran and none timed out), the
+    cells to mark (``{cell index: "timeout" | "interrupted"}``) and when the kernel was seen
+    dead (None: it was not; nbclient looks once a second)."""
     from jupyter_client.kernelspec import NoSuchKernel
 
     stopped: dict[int, str] = {}
-    error = None
+    error = died = None
     try:
         client.execute(env=env, stderr=stderr)
+    except _Interrupted:
+        pass
     except CellExecutionError as exc:
-        if exc.ename != TIMEOUT_ENAME:
+        if exc.ename != TIMEOUT_ENAME and not progress.interrupted:
             error = f"a cell failed: {_failure(exc)}"
     except CellTimeoutError:  # nbclient's own timeouts (waiting for output)
         if progress.cell_index is not None:
             progress.timed_out.append(progress.cell_index)
     except DeadKernelError:
-        index = progress.cell_index
+        died, index = time.time(), progress.cell_index
         if index is not None:
             stopped[index] = "interrupted"
         error = (f"the kernel died while running {_cell_name(client, index)} (killed, or out of "
@@ -332,6 +390,11 @@ def _execute(client: NotebookClient, env: dict[str, str], kernel: str, timeout: 
         said = _last_words(stderr)
         raise NbcostError(f"the kernel {kernel!r} did not start: {exc}"
                           + (f" (it said: {said})" if said else "")) from None
+    if progress.interrupted:
+        if progress.cut is not None:
+            stopped[progress.cut] = "interrupted"
+        where = f" in {_cell_name(client, progress.cut)}" if progress.cut is not None else ""
+        return (f"interrupted (Ctrl-C){where}; the cells after it did not run", stopped, died)
     for index in dict.fromkeys(progress.timed_out):
         stopped.setdefault(index, "timeout")
     if progress.timed_out and error is None:
@@ -339,7 +402,7 @@ def _execute(client: NotebookClient, env: dict[str, str], kernel: str, timeout: 
         error = (f"{cells} ran past --timeout {timeout} s and {'was' if len(progress.timed_out) == 1 else 'were'} "
                  "interrupted" + ("" if client.allow_errors else "; the cells after it did not run")
                  + "; a larger --timeout lets it finish")
-    return error, stopped
+    return error, stopped, died
 
 
 def _failure(exc: CellExecutionError) -> str:

@@ -16,7 +16,7 @@ from .checks import Skipped, money_or_none, ts_problem
 from .columns import WASTE_KINDS
 from .sources import Input, read_bytes
 
-__all__ = ["read_notebook"]
+__all__ = ["read_notebook", "record_row"]
 
 _GPU = ("held_s", "busy_s", "sm_s", "energy_j", "mem_peak_bytes")
 _LLM = ("calls", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
@@ -38,7 +38,7 @@ def _whole(value: Any) -> int | None:
     return value if isinstance(_number(value), int) else None
 
 
-def _record_row(record: Any, path: str, notebook_id: str | None) -> dict[str, Any]:
+def record_row(record: Any, path: str, notebook_id: str | None) -> dict[str, Any]:
     """A compact record as a staged row; ``ValueError`` says why it cannot be one."""
     if not isinstance(record, dict):
         raise ValueError("metadata.nbcost is not an object")
@@ -132,7 +132,7 @@ def read_notebook(source: Input, skipped: Skipped) -> tuple[list[dict], list[dic
         if record is not None:
             skipped.read("cell records", 1)
             try:
-                rows.append(_record_row(record, source.url, notebook_id))
+                rows.append(record_row(record, source.url, notebook_id))
             except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
                 skipped.skip("cell records", f"{source.url}: cell {index + 1}", str(exc))
                 record = None
