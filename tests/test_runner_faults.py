@@ -36,17 +36,23 @@ def table_line(stdout: str, text: str) -> str:
     return next(line for line in stdout.splitlines() if text in line)
 
 
-def test_a_dead_kernel_still_gives_the_notebook_the_table_and_the_dead_cells_spend(
-        tmp_path, nbcost_home):
-    path = make_notebook(tmp_path / "dies.ipynb",
-                         "tokens.call('model-a', 1000)",
-                         # the call is logged at once (with the cell's start) before the kill
-                         "tokens.call('model-b', 500)\nimport os; os.kill(os.getpid(), 9)",
-                         "never_run = 1")
+def run_dying(tmp_path, *cells):
+    """``nbcost run`` of a notebook whose kernel dies in one of ``cells``: the run's result
+    (status 1, no traceback) and the executed notebook."""
+    path = make_notebook(tmp_path / "dies.ipynb", *cells)
     out = tmp_path / "out.ipynb"
     done = run_cli("run", path, "-o", out)
-    assert done.returncode == 1
+    assert done.returncode == 1, done.stderr
     no_traceback(done)
+    return done, nbformat.read(out, as_version=4)
+
+
+def test_a_dead_kernel_still_gives_the_notebook_the_table_and_the_dead_cells_spend(
+        tmp_path, nbcost_home):
+    done, executed = run_dying(
+        tmp_path, "tokens.call('model-a', 1000)",
+        # the call is logged at once (with the cell's start) before the kill
+        "tokens.call('model-b', 500)\nimport os; os.kill(os.getpid(), 9)", "never_run = 1")
     # nbclient numbers the cell when its execute_input arrives, which a kernel killed at once
     # may never send: either name points at the third cell.
     assert re.search(r"the kernel died while running cell (\[3\]|3 of the notebook)",
@@ -56,7 +62,6 @@ def test_a_dead_kernel_still_gives_the_notebook_the_table_and_the_dead_cells_spe
     assert "(kernel died)" in table_line(done.stdout, "tokens.call('model-b', 500)")
     assert "$0.0030" in table_line(done.stdout, "total")  # both calls: none lost
 
-    executed = nbformat.read(out, as_version=4)
     dead = executed.cells[2].metadata["nbcost"]
     assert dead["status"] == "interrupted" and "interrupted" in dead["flags"]
     assert dead["cost_usd"] == "0.001" and dead["execution_count"] == 3
@@ -65,14 +70,9 @@ def test_a_dead_kernel_still_gives_the_notebook_the_table_and_the_dead_cells_spe
 
 
 def test_a_kernel_killed_before_its_cell_reached_the_log_is_still_marked(tmp_path, nbcost_home):
-    path = make_notebook(tmp_path / "dies.ipynb", "import os; os.kill(os.getpid(), 9)")
-    out = tmp_path / "out.ipynb"
-    done = run_cli("run", path, "-o", out)
-    assert done.returncode == 1
-    no_traceback(done)
+    done, executed = run_dying(tmp_path, "import os; os.kill(os.getpid(), 9)")
     assert "the kernel died while running" in done.stderr
     assert "(kernel died)" in table_line(done.stdout, "os.kill")
-    executed = nbformat.read(out, as_version=4)
     assert executed.cells[1].metadata["nbcost"]["status"] == "interrupted"
     assert executed.cells[0].metadata["nbcost"]["status"] == "ok"
 
@@ -254,27 +254,18 @@ def test_a_kernel_dead_right_after_a_cell_keeps_that_cell_and_a_record_the_repor
         tmp_path, nbcost_home):
     # The kernel dies before the finished cells' ends reach the spend log (50 ms): their
     # records come from the kernel's final messages, and so must their table rows.
-    path = make_notebook(tmp_path / "dies.ipynb", "x = 1", "import os; os._exit(3)")
-    out = tmp_path / "out.ipynb"
-    done = run_cli("run", path, "-o", out)
-    assert done.returncode == 1
-    no_traceback(done)
+    done, executed = run_dying(tmp_path, "x = 1", "import os; os._exit(3)")
     assert table_line(done.stdout, "x = 1")
     assert "(kernel died)" in table_line(done.stdout, "os._exit(3)")
-    executed = nbformat.read(out, as_version=4)
     session = executed.cells[1].metadata["nbcost"]["session_id"]
     assert executed.cells[2].metadata["nbcost"]["session_id"] == session
-    report = run_cli("report", out)
+    report = run_cli("report", tmp_path / "out.ipynb")
     assert report.returncode == 0 and "skipped" not in report.stdout + report.stderr, report
 
 
 def test_a_dead_cell_ran_until_its_kernel_died(tmp_path, nbcost_home):
-    path = make_notebook(tmp_path / "dies.ipynb", "import os, time\ntime.sleep(1)\nos._exit(3)")
-    out = tmp_path / "out.ipynb"
-    done = run_cli("run", path, "-o", out)
-    assert done.returncode == 1
-    no_traceback(done)
-    dead = nbformat.read(out, as_version=4).cells[1].metadata["nbcost"]
+    done, executed = run_dying(tmp_path, "import os, time\ntime.sleep(1)\nos._exit(3)")
+    dead = executed.cells[1].metadata["nbcost"]
     assert dead["status"] == "interrupted"
     # nbclient looks at the kernel once a second: the death is seen a little late (more on a
     # loaded machine); what matters is the time it ran, not 0
