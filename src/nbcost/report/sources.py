@@ -151,9 +151,9 @@ def _first_object(lines: list[bytes]) -> dict | None:
 
 def is_jsonl_export(path: str | os.PathLike) -> bool:
     """Whether the local JSON-lines file at ``path`` is an nbcost export (one row per window),
-    not a spend log."""
+    not a spend log. Only a regular file is opened (a FIFO would block)."""
     try:
-        return _json_lines_kind(os.fspath(path)) == EXPORT_JSONL
+        return os.path.isfile(path) and _json_lines_kind(os.fspath(path)) == EXPORT_JSONL
     except OSError:
         return False
 
