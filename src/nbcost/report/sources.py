@@ -162,10 +162,9 @@ def is_spend_log(path: str | os.PathLike) -> bool:
     """Whether the local file at ``path`` is a spend log: its first JSON object has an
     ``event``. A file that cannot be read is not one."""
     try:
-        if not os.path.isfile(path):
+        if not os.path.isfile(path):  # (a FIFO would block)
             return False
-        with open(path, "rb") as src:
-            lines = src.read(_PEEK_BYTES).splitlines()
+        lines = _peek(os.fspath(path)).splitlines()
     except OSError:
         return False
     first = _first_object(lines)
