@@ -196,6 +196,7 @@ class _Progress:
         self.timed_out: list[int] = []
         self.interrupted = False
         self.cut: int | None = None  # the cell running when Ctrl-C came
+        self._signalled: Any = None  # the interrupt or shutdown sent (held: a task may be GC'd)
 
     def notebook_started(self, **_: Any) -> None:
         provisioner = getattr(getattr(self.client, "km", None), "provisioner", None)
@@ -214,9 +215,9 @@ class _Progress:
             return
         if not self.interrupted:
             self.interrupted, self.cut = True, self.running
-            asyncio.ensure_future(ensure_async(km.interrupt_kernel()))
+            self._signalled = asyncio.ensure_future(ensure_async(km.interrupt_kernel()))
         else:
-            asyncio.ensure_future(ensure_async(km.shutdown_kernel(now=True)))
+            self._signalled = asyncio.ensure_future(ensure_async(km.shutdown_kernel(now=True)))
 
     def cell_started(self, cell_index: int, **_: Any) -> None:
         if self.interrupted:
